@@ -1,0 +1,143 @@
+//! Building and running the service: open the database (migrating it), build
+//! the state, spawn the background workers, bind, serve, and shut down
+//! gracefully (one CancellationToken for everything, one TaskTracker to wait
+//! for the workers, then the database is closed cleanly).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::state::AppState;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens everything and binds the listener; nothing is served until
+    /// [`Application::run`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::init_crypto();
+        prepare_data_dir(&config)?;
+        let db = Db::open(&config).await?;
+        let shutdown = CancellationToken::new();
+        let state = AppState::build(config, db, shutdown.clone()).await?;
+        state
+            .users
+            .bootstrap_admin(
+                state.config.admin_email.as_deref(),
+                state.config.admin_password.as_ref(),
+            )
+            .await?;
+
+        let bind = SocketAddr::new(state.config.host, state.config.port);
+        let listener = TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("failed to bind {bind} (HOST, PORT)"))?;
+        let addr = listener.local_addr()?;
+
+        let tracker = TaskTracker::new();
+        crate::health::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::sessions::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::jobs::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::ai::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::files::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::monitoring::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::analytics::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::loadtest::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::maintenance::spawn_workers(&state, &tracker, shutdown.clone());
+
+        Ok(Self {
+            listener,
+            state,
+            tracker,
+            shutdown,
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token shuts the service down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains requests,
+    /// stops the workers and closes the database.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let config = self.state.config.clone();
+        tracing::info!(addr = %self.addr, "hs-platform listening");
+        let router = crate::http::router(self.state.clone());
+        crate::http::server::serve(
+            self.listener,
+            router,
+            config.header_read_timeout,
+            self.shutdown.clone(),
+            config.shutdown_grace,
+        )
+        .await;
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(config.shutdown_grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background workers did not stop within the grace period");
+        }
+        self.state.db.close().await;
+        tracing::info!("hs-platform stopped");
+        Ok(())
+    }
+}
+
+/// The data directory must exist (it is created when missing) and be
+/// writable; anything else fails start-up with a clear message.
+fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("DATA_DIR: cannot create {}", dir.display()))?;
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")
+        .with_context(|| format!("DATA_DIR: {} is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,443 @@
+//! Configuration: the only code that reads the environment. Defaults live here,
+//! values come from environment variables (and an optional `.env` file loaded by
+//! `main`), and every value is validated at start-up with an error that names
+//! the variable.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::SecretString;
+
+/// How the service logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// SQLite `synchronous` setting for the database connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+/// Every setting of the service. Secrets are `SecretString`, whose `Debug`
+/// prints `[REDACTED]`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub sqlite_synchronous: Synchronous,
+    pub db_readers: u32,
+    pub log_format: LogFormat,
+    pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub body_limit_bytes: usize,
+    pub shutdown_grace: Duration,
+    pub cookie_secure: bool,
+
+    pub session_ttl: Duration,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<SecretString>,
+    pub password_hash_concurrency: usize,
+    /// Argon2id memory cost in KiB (OWASP minimum: 19456).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+
+    pub job_concurrency: usize,
+    pub job_poll_interval: Duration,
+    pub job_lease: Duration,
+    pub job_retention_days: u32,
+
+    pub anthropic_api_key: Option<SecretString>,
+    pub anthropic_base_url: String,
+    pub anthropic_model: String,
+    pub anthropic_allowed_models: Vec<String>,
+    pub ai_max_tokens: u32,
+    pub ai_timeout: Duration,
+    pub ai_connect_timeout: Duration,
+    pub ai_max_retries: u32,
+    pub ai_daily_token_budget: Option<u64>,
+    pub ai_breaker_failures: u32,
+    pub ai_breaker_cooldown: Duration,
+
+    pub rate_limit_per_minute: u32,
+    pub ai_rate_limit_per_minute: u32,
+    pub trust_proxy_hops: usize,
+
+    pub storage_quota_bytes: u64,
+    pub user_quota_bytes: Option<u64>,
+    pub upload_max_bytes: u64,
+    pub upload_allowed_types: Vec<String>,
+    pub chromium_path: Option<PathBuf>,
+    pub screenshot_allowed_hosts: Vec<String>,
+    pub screenshot_concurrency: usize,
+    pub render_concurrency: usize,
+    pub font_path: Option<PathBuf>,
+
+    pub request_log: bool,
+    pub log_retention_days: u32,
+    pub rollup_retention_days: u32,
+    pub alert_webhook_url: Option<String>,
+    pub alert_interval: Duration,
+    pub alert_error_rate: f64,
+    pub alert_p95_ms: f64,
+    pub alert_job_failure_rate: f64,
+    pub alert_queue_age_seconds: u64,
+    pub alert_min_free_disk_bytes: u64,
+    pub alert_log_drops: u64,
+    pub metrics_token: Option<SecretString>,
+
+    pub loadtest_max_concurrency: u32,
+    pub loadtest_max_duration_seconds: u32,
+    pub loadtest_max_requests: u64,
+    pub backup_interval_hours: u32,
+    pub backup_keep: u32,
+    pub maintenance_interval: Duration,
+}
+
+/// A current Claude model; the default and the allow-list are configuration
+/// because model IDs are retired over time.
+pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from explicit values (tests use this).
+    pub fn from_map(map: &HashMap<String, String>) -> anyhow::Result<Self> {
+        Self::from_lookup(|name| map.get(name).cloned())
+    }
+
+    /// Builds the configuration from a lookup function.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = Env(&lookup);
+        let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
+        let anthropic_model = env.string("ANTHROPIC_MODEL", DEFAULT_MODEL);
+        let mut anthropic_allowed_models = env.list("ANTHROPIC_ALLOWED_MODELS");
+        if anthropic_allowed_models.is_empty() {
+            anthropic_allowed_models = vec![
+                anthropic_model.clone(),
+                "claude-opus-4-5".into(),
+                "claude-sonnet-4-5".into(),
+                "claude-haiku-4-5".into(),
+            ];
+            anthropic_allowed_models.dedup();
+        } else if !anthropic_allowed_models.contains(&anthropic_model) {
+            bail!(
+                "ANTHROPIC_MODEL: {anthropic_model:?} is not in ANTHROPIC_ALLOWED_MODELS ({})",
+                anthropic_allowed_models.join(",")
+            );
+        }
+        let cfg = Config {
+            host: env.parse("HOST", "127.0.0.1".parse().unwrap())?,
+            port: env.parse("PORT", 8080)?,
+            data_dir,
+            database_url: env.opt_string("DATABASE_URL"),
+            sqlite_synchronous: match env
+                .string("SQLITE_SYNCHRONOUS", "FULL")
+                .to_ascii_uppercase()
+                .as_str()
+            {
+                "FULL" => Synchronous::Full,
+                "NORMAL" => Synchronous::Normal,
+                other => bail!("SQLITE_SYNCHRONOUS: expected FULL or NORMAL, got {other:?}"),
+            },
+            db_readers: env.parse_range("DB_READERS", 4, 1, 64)?,
+            log_format: match env.string("LOG_FORMAT", "pretty").as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                other => bail!("LOG_FORMAT: expected pretty or json, got {other:?}"),
+            },
+            cors_origins: env.list("CORS_ORIGINS"),
+            request_timeout: env.seconds("REQUEST_TIMEOUT_SECONDS", 90, 1, 3600)?,
+            header_read_timeout: env.seconds("HEADER_READ_TIMEOUT_SECONDS", 10, 1, 300)?,
+            body_limit_bytes: env.parse_range("MAX_BODY_BYTES", 1_048_576, 1024, 1 << 30)?,
+            shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECONDS", 20, 0, 600)?,
+            cookie_secure: env.bool("COOKIE_SECURE", false)?,
+
+            session_ttl: env.seconds("SESSION_TTL_SECONDS", 86_400, 1, 365 * 86_400)?,
+            admin_email: env.opt_string("ADMIN_EMAIL"),
+            admin_password: env.opt_string("ADMIN_PASSWORD").map(SecretString::from),
+            password_hash_concurrency: env.parse_range("PASSWORD_HASH_CONCURRENCY", 2, 1, 64)?,
+            argon2_memory_kib: env.parse_range("ARGON2_MEMORY_KIB", 19_456, 19_456, 1 << 22)?,
+            argon2_iterations: env.parse_range("ARGON2_ITERATIONS", 2, 2, 32)?,
+
+            job_concurrency: env.parse_range("JOB_CONCURRENCY", 8, 1, 256)?,
+            job_poll_interval: Duration::from_millis(env.parse_range(
+                "JOB_POLL_INTERVAL_MS",
+                1000,
+                10,
+                60_000,
+            )?),
+            job_lease: env.seconds("JOB_LEASE_SECONDS", 30, 2, 3600)?,
+            job_retention_days: env.parse_range("JOB_RETENTION_DAYS", 7, 0, 3650)?,
+
+            anthropic_api_key: env.opt_string("ANTHROPIC_API_KEY").map(SecretString::from),
+            anthropic_base_url: {
+                let raw = env.string("ANTHROPIC_BASE_URL", "https://api.anthropic.com");
+                let parsed = url::Url::parse(&raw)
+                    .with_context(|| format!("ANTHROPIC_BASE_URL: not a URL: {raw:?}"))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    bail!("ANTHROPIC_BASE_URL: expected an http(s) URL, got {raw:?}");
+                }
+                raw.trim_end_matches('/').to_string()
+            },
+            anthropic_model,
+            anthropic_allowed_models,
+            ai_max_tokens: env.parse_range("AI_MAX_TOKENS", 4096, 1, 200_000)?,
+            ai_timeout: env.seconds("AI_TIMEOUT_SECONDS", 120, 1, 3600)?,
+            ai_connect_timeout: env.seconds("AI_CONNECT_TIMEOUT_SECONDS", 10, 1, 300)?,
+            ai_max_retries: env.parse_range("AI_MAX_RETRIES", 2, 0, 10)?,
+            ai_daily_token_budget: env.opt_parse("AI_DAILY_TOKEN_BUDGET")?,
+            ai_breaker_failures: env.parse_range("AI_BREAKER_FAILURES", 5, 1, 1000)?,
+            ai_breaker_cooldown: env.seconds("AI_BREAKER_COOLDOWN_SECONDS", 30, 1, 3600)?,
+
+            rate_limit_per_minute: env.parse("RATE_LIMIT_PER_MINUTE", 60)?,
+            ai_rate_limit_per_minute: env.parse("AI_RATE_LIMIT_PER_MINUTE", 10)?,
+            trust_proxy_hops: env.parse_range("TRUST_PROXY_HOPS", 0, 0, 16)?,
+
+            storage_quota_bytes: env.parse("STORAGE_QUOTA_BYTES", 2_147_483_648)?,
+            user_quota_bytes: env.opt_parse("USER_QUOTA_BYTES")?,
+            upload_max_bytes: env.parse_range("UPLOAD_MAX_BYTES", 26_214_400, 1, 1 << 40)?,
+            upload_allowed_types: {
+                let list = env.list("UPLOAD_ALLOWED_TYPES");
+                if list.is_empty() {
+                    DEFAULT_UPLOAD_TYPES.iter().map(|s| s.to_string()).collect()
+                } else {
+                    list
+                }
+            },
+            chromium_path: env.opt_string("CHROMIUM_PATH").map(PathBuf::from),
+            screenshot_allowed_hosts: env
+                .list("SCREENSHOT_ALLOWED_HOSTS")
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            screenshot_concurrency: env.parse_range("SCREENSHOT_CONCURRENCY", 2, 1, 32)?,
+            render_concurrency: env.parse_range("RENDER_CONCURRENCY", 2, 1, 64)?,
+            font_path: env.opt_string("FONT_PATH").map(PathBuf::from),
+
+            request_log: env.bool("REQUEST_LOG", true)?,
+            log_retention_days: env.parse_range("LOG_RETENTION_DAYS", 7, 1, 3650)?,
+            rollup_retention_days: env.parse_range("ROLLUP_RETENTION_DAYS", 400, 1, 36_500)?,
+            alert_webhook_url: env.opt_string("ALERT_WEBHOOK_URL"),
+            alert_interval: env.seconds("ALERT_INTERVAL_SECONDS", 30, 1, 3600)?,
+            alert_error_rate: env.parse("ALERT_ERROR_RATE", 0.05)?,
+            alert_p95_ms: env.parse("ALERT_P95_MS", 1000.0)?,
+            alert_job_failure_rate: env.parse("ALERT_JOB_FAILURE_RATE", 0.2)?,
+            alert_queue_age_seconds: env.parse("ALERT_QUEUE_AGE_SECONDS", 300)?,
+            alert_min_free_disk_bytes: env.parse("ALERT_MIN_FREE_DISK_BYTES", 1_073_741_824)?,
+            alert_log_drops: env.parse("ALERT_LOG_DROPS", 1)?,
+            metrics_token: env.opt_string("METRICS_TOKEN").map(SecretString::from),
+
+            loadtest_max_concurrency: env.parse_range(
+                "LOADTEST_MAX_CONCURRENCY",
+                256,
+                1,
+                10_000,
+            )?,
+            loadtest_max_duration_seconds: env.parse_range(
+                "LOADTEST_MAX_DURATION_SECONDS",
+                300,
+                1,
+                86_400,
+            )?,
+            loadtest_max_requests: env.parse_range(
+                "LOADTEST_MAX_REQUESTS",
+                10_000_000,
+                1,
+                u64::MAX,
+            )?,
+            backup_interval_hours: env.parse_range("BACKUP_INTERVAL_HOURS", 24, 0, 24 * 365)?,
+            backup_keep: env.parse_range("BACKUP_KEEP", 7, 1, 1000)?,
+            maintenance_interval: env.seconds(
+                "MAINTENANCE_INTERVAL_SECONDS",
+                3600,
+                10,
+                86_400 * 7,
+            )?,
+        };
+        if let Some(url) = &cfg.alert_webhook_url {
+            url::Url::parse(url)
+                .with_context(|| format!("ALERT_WEBHOOK_URL: not a URL: {url:?}"))?;
+        }
+        Ok(cfg)
+    }
+
+    /// The sqlx URL of the database file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.database_path().display()),
+        }
+    }
+
+    /// Where the database file lives when `DATABASE_URL` is not set.
+    pub fn database_path(&self) -> PathBuf {
+        if let Some(url) = &self.database_url {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path);
+            return PathBuf::from(path);
+        }
+        self.data_dir.join("hs-platform.db")
+    }
+
+    /// Directory of stored files (generated and uploaded).
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    /// Directory of database backups.
+    pub fn backups_dir(&self) -> PathBuf {
+        self.data_dir.join("backups")
+    }
+}
+
+/// Upload types accepted when `UPLOAD_ALLOWED_TYPES` is unset.
+pub const DEFAULT_UPLOAD_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/csv",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+];
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn opt_string(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.opt_string(name).unwrap_or_else(|| default.to_string())
+    }
+
+    fn list(&self, name: &str) -> Vec<String> {
+        self.opt_string(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn opt_parse<T: std::str::FromStr>(&self, name: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.opt_string(name) {
+            None => Ok(None),
+            Some(raw) => raw
+                .parse()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{name}: cannot parse {raw:?}: {e}")),
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        Ok(self.opt_parse(name)?.unwrap_or(default))
+    }
+
+    fn parse_range<T>(&self, name: &str, default: T, min: T, max: T) -> anyhow::Result<T>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parse(name, default)?;
+        if value < min || value > max {
+            bail!("{name}: expected a value from {min} to {max}, got {value}");
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, name: &str, default: u64, min: u64, max: u64) -> anyhow::Result<Duration> {
+        Ok(Duration::from_secs(
+            self.parse_range(name, default, min, max)?,
+        ))
+    }
+
+    fn bool(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.opt_string(name) {
+            None => Ok(default),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" => Ok(false),
+                _ => bail!("{name}: expected true or false, got {v:?}"),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.session_ttl, Duration::from_secs(86_400));
+        assert_eq!(c.rate_limit_per_minute, 60);
+        assert_eq!(c.ai_rate_limit_per_minute, 10);
+        assert_eq!(c.storage_quota_bytes, 2_147_483_648);
+        assert_eq!(c.upload_max_bytes, 26_214_400);
+        assert!(c.anthropic_api_key.is_none());
+        assert_eq!(c.database_path(), PathBuf::from("./data/hs-platform.db"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = cfg(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.starts_with("PORT:"), "{err}");
+        let err = cfg(&[("LOG_FORMAT", "xml")]).unwrap_err().to_string();
+        assert!(err.starts_with("LOG_FORMAT:"), "{err}");
+        let err = cfg(&[("JOB_CONCURRENCY", "0")]).unwrap_err().to_string();
+        assert!(err.starts_with("JOB_CONCURRENCY:"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let c = cfg(&[
+            ("ANTHROPIC_API_KEY", "sk-secret-value"),
+            ("ADMIN_PASSWORD", "hunter2hunter2"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("sk-secret-value"));
+        assert!(!printed.contains("hunter2hunter2"));
+    }
+}

@@ -1,0 +1,145 @@
+//! SQLite storage: one writer connection and a pool of readers on the same WAL
+//! database, the pragmas that make it safe, the embedded migrations, and the
+//! timestamp format every table uses.
+//!
+//! All writes go through [`Db::writer`] (a pool of exactly one connection), so
+//! writers queue in-process instead of fighting over SQLite's lock; readers
+//! never block the writer thanks to WAL. Write transactions begin
+//! `IMMEDIATE` ([`Db::begin_write`]) so they take the lock up front and wait
+//! `busy_timeout` for an outside writer (an analyst's `sqlite3`) instead of
+//! failing with SQLITE_BUSY half-way.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::config::{Config, Synchronous};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Handles to the database: clone freely.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// The single writer connection. Use for every statement that writes.
+    pub writer: SqlitePool,
+    /// Read-only connections for queries.
+    pub reader: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database and applies migrations.
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        let base = SqliteConnectOptions::from_str(&config.database_url())
+            .with_context(|| format!("DATABASE_URL: invalid: {:?}", config.database_url()))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match config.sqlite_synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("journal_size_limit", "67108864")
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000")
+            .statement_cache_capacity(256);
+
+        if let Some(parent) = config.database_path().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("failed to create directory {}", parent.display()))?;
+        }
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .auto_vacuum(SqliteAutoVacuum::Incremental)
+                    .optimize_on_close(true, 400),
+            )
+            .await
+            .context("failed to open the database for writing")?;
+
+        MIGRATOR
+            .run(&writer)
+            .await
+            .context("failed to apply database migrations")?;
+
+        let reader = SqlitePoolOptions::new()
+            .max_connections(config.db_readers)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.read_only(true))
+            .await
+            .context("failed to open the database for reading")?;
+
+        Ok(Self { writer, reader })
+    }
+
+    /// Begins a write transaction that takes SQLite's write lock at once.
+    pub async fn begin_write(&self) -> sqlx::Result<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Closes both pools; the writer runs `PRAGMA optimize` as it closes.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Every timestamp is stored as TEXT in this one format: RFC 3339, UTC,
+/// milliseconds, `Z` (e.g. `2026-11-27T18:00:00.123Z`). It sorts as text and
+/// equals SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`.
+pub fn ts(dt: DateTime<Utc>) -> String {
+    dt.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The current time in the stored format.
+pub fn now() -> String {
+    ts(Utc::now())
+}
+
+/// Parses a stored or client-supplied RFC 3339 timestamp.
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
+/// A new opaque, time-ordered identifier (UUID v7), so that ordering by id is
+/// ordering by creation and cursors are simple.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_in_the_stored_format() {
+        let t = parse_ts("2026-11-27T18:00:00.123Z").unwrap();
+        assert_eq!(ts(t), "2026-11-27T18:00:00.123Z");
+        assert_eq!(now().len(), 24);
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let a = new_id();
+        let b = new_id();
+        assert!(a < b);
+    }
+}

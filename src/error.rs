@@ -1,0 +1,227 @@
+//! The one error type of the service and its RFC 9457 problem+json rendering.
+//!
+//! Client errors carry a stable machine `code` and a human message. Internal
+//! errors answer a fixed body; their cause chain travels to the logging
+//! middleware in a response extension ([`InternalCause`]) and is logged there
+//! once, inside the request's span.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::http::request_id::current_request_id;
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 422: well-formed but invalid, with the fields at fault.
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("rate limited")]
+    RateLimited { retry_after: Duration },
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// 503: a dependency is unavailable or not configured.
+    #[error("{message}")]
+    Unavailable {
+        code: &'static str,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Any other client-facing problem with an explicit status and code.
+    #[error("{message}")]
+    Problem {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    /// 500: a bug or an internal failure. Never shown to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Problem { status, .. } => *status,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "invalid_request",
+            Self::Validation(_) => "validation_failed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded(_) => "quota_exceeded",
+            Self::Unavailable { code, .. } => code,
+            Self::Problem { code, .. } => code,
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The message shown to the client (never internal details).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal error".into(),
+            Self::Validation(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("invalid fields: {}", fields.join(", "))
+            }
+            Self::Unauthorized => "missing, invalid or expired credentials".into(),
+            Self::Forbidden => "this action needs the admin role".into(),
+            Self::NotFound => "no such resource".into(),
+            Self::RateLimited { retry_after } => {
+                format!(
+                    "too many requests; retry in {} s",
+                    retry_after.as_secs().max(1)
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The problem+json body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Self {
+        Self {
+            type_: format!(
+                "https://hs-platform.dev/problems/{}",
+                code.replace('_', "-")
+            ),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            code: code.to_string(),
+            request_id: current_request_id(),
+            errors: None,
+        }
+    }
+
+    pub fn into_response_with_status(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = (status, body).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        res
+    }
+}
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The cause of a 500, handed to the logging middleware.
+#[derive(Debug, Clone)]
+pub struct InternalCause(pub std::sync::Arc<String>);
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut problem = Problem::new(status, self.code(), self.public_message());
+        let mut retry_after = None;
+        match &self {
+            Self::Validation(errors) => problem.errors = Some(errors.clone()),
+            Self::RateLimited { retry_after: d } => retry_after = Some(*d),
+            Self::Unavailable { retry_after: d, .. } => retry_after = *d,
+            _ => {}
+        }
+        let mut res = problem.into_response_with_status();
+        if let Some(d) = retry_after {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if let Self::Internal(err) = &self {
+            res.extensions_mut()
+                .insert(InternalCause(std::sync::Arc::new(format!("{err:#}"))));
+        }
+        res
+    }
+}
+
+/// Maps a unique-constraint violation to a 409 with the given message; other
+/// database errors stay internal.
+pub fn conflict_on_unique(err: sqlx::Error, message: &str) -> AppError {
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return AppError::Conflict(message.to_string());
+    }
+    AppError::Internal(anyhow::Error::new(err))
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(err).context("database error"))
+    }
+}

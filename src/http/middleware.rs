@@ -1,0 +1,163 @@
+//! What happens to every request around its handler: a tracing span, the
+//! logging of internal causes (once, here), error responses normalised to
+//! problem+json, security headers, and panics turned into 500s.
+
+use std::any::Any;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::error::{InternalCause, PROBLEM_JSON, Problem};
+use crate::http::request_id::RequestId;
+
+/// The route template of a request (`/api/users/{userId}`), or a fixed
+/// placeholder for unmatched paths so label sets stay bounded.
+pub fn route_of(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string())
+}
+
+/// Opens the request span, logs the outcome, and logs the cause of any 500.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = route_of(&req);
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!("request", %method, %route, %request_id, status = tracing::field::Empty);
+    async move {
+        let res = next.run(req).await;
+        let status = res.status();
+        tracing::Span::current().record("status", status.as_u16());
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(cause) = res.extensions().get::<InternalCause>() {
+            tracing::error!(cause = %cause.0, elapsed_ms, "request failed");
+        } else if status.is_server_error() {
+            tracing::warn!(elapsed_ms, "request answered with a server error");
+        } else {
+            tracing::debug!(elapsed_ms, "request finished");
+        }
+        res
+    }
+    .instrument(span)
+    .await
+}
+
+/// Error responses that did not come from `AppError` (axum's 404 and 405,
+/// timeouts, limits) are rewritten as problem+json with a stable code.
+pub async fn problem_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return res;
+    }
+    let (parts, _) = res.into_parts();
+    let code = code_for_status(status);
+    let detail = match status {
+        StatusCode::NOT_FOUND => "no route matches this path".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "this path does not accept that method".to_string(),
+        StatusCode::REQUEST_TIMEOUT => "the request took too long to handle".to_string(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_string(),
+    };
+    let mut new = Problem::new(status, code, detail).into_response_with_status();
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            new.headers_mut().insert(name, v.clone());
+        }
+    }
+    new.extensions_mut().extend(parts.extensions);
+    new
+}
+
+pub fn code_for_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        409 => "conflict",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        422 => "validation_failed",
+        429 => "rate_limited",
+        503 => "unavailable",
+        507 => "quota_exceeded",
+        s if s >= 500 => "internal",
+        _ => "invalid_request",
+    }
+}
+
+/// Security headers on every response. Downloads set their own stricter CSP.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let is_docs = req.uri().path() == "/docs";
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) && !is_docs {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Turns a panic into a 500 problem whose cause is logged like any other.
+pub fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
+    let message = if let Some(s) = err.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(s) = err.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else {
+        "unknown panic".to_string()
+    };
+    let mut res = Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response_with_status()
+    .into_response();
+    res.extensions_mut()
+        .insert(InternalCause(std::sync::Arc::new(format!(
+            "panic: {message}"
+        ))));
+    res.extensions_mut().insert(Panicked);
+    res
+}
+
+/// Marks a response produced by a caught panic.
+#[derive(Clone, Copy, Debug)]
+pub struct Panicked;

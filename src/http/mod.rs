@@ -1,0 +1,120 @@
+//! HTTP assembly: every domain's router merged in one place (the whole API
+//! table is visible here), the middleware stack in the order a request meets
+//! it, and the OpenAPI document.
+//!
+//! A request passes, outermost first: request id -> observe (span, logging
+//! of internal causes) -> problem normalisation -> panic catching ->
+//! security headers -> CORS -> timeout -> body limit -> the route's handler.
+
+pub mod client_ip;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod request_id;
+pub mod server;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Every domain's routes, with their OpenAPI descriptions.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(crate::health::router())
+        .merge(crate::users::routes::router())
+        .merge(crate::sessions::routes::router())
+        .merge(crate::jobs::routes::router())
+        .merge(crate::ai::routes::router())
+        .merge(crate::files::routes::router())
+        .merge(crate::monitoring::routes::router())
+        .merge(crate::analytics::routes::router())
+        .merge(crate::loadtest::routes::router())
+        .merge(crate::maintenance::routes::router())
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api().split_for_parts();
+    let doc = Arc::new(doc);
+    let doc_json = doc.clone();
+    let config = state.config.clone();
+
+    api.route(
+        "/openapi.json",
+        get(move || {
+            let doc = doc_json.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .merge(Router::from(Scalar::with_url(
+        "/docs",
+        doc.as_ref().clone(),
+    )))
+    .fallback(|| async {
+        AppError::Problem {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: "no route matches this path".into(),
+        }
+    })
+    .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+    .layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ))
+    .layer(cors(&config.cors_origins))
+    .layer(from_fn(middleware::security_headers))
+    .layer(CatchPanicLayer::custom(middleware::panic_response))
+    .layer(from_fn(middleware::problem_errors))
+    .layer(from_fn(middleware::observe))
+    .layer(from_fn(request_id::middleware))
+    .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("prefer"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static(request_id::HEADER),
+        ])
+        .expose_headers([
+            HeaderName::from_static(request_id::HEADER),
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::CONTENT_DISPOSITION,
+        ])
+        .max_age(std::time::Duration::from_secs(600));
+    if origins.iter().any(|o| o == "*") {
+        return base.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+    if list.is_empty() {
+        // No cross-origin access unless configured.
+        return base.allow_origin(AllowOrigin::list(Vec::<HeaderValue>::new()));
+    }
+    base.allow_origin(AllowOrigin::list(list))
+        .allow_credentials(true)
+}
+
+/// Convenience for handlers that answer `204 No Content`.
+pub fn no_content() -> impl IntoResponse {
+    StatusCode::NO_CONTENT
+}

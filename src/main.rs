@@ -1,0 +1,87 @@
+//! The `hs-platform` command: parse, initialise telemetry, load the
+//! configuration, run.
+
+use std::io::Read;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hs_platform::app::{Application, shutdown_signal};
+use hs_platform::config::Config;
+use secrecy::SecretString;
+
+#[derive(Parser)]
+#[command(name = "hs-platform", version, about = "The hs-platform service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create an admin, or make an existing account admin. The password comes
+    /// from ADMIN_PASSWORD or, when unset, from standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    hs_platform::telemetry::init(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(run(cli, config))
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    hs_platform::init_crypto();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            let token = app.shutdown_token();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                token.cancel();
+            });
+            app.run().await
+        }
+        Command::Migrate => {
+            let db = hs_platform::db::Db::open(&config).await?;
+            db.close().await;
+            println!("migrations applied to {}", config.database_path().display());
+            Ok(())
+        }
+        Command::CreateAdmin { email } => {
+            let password = match config.admin_password.clone() {
+                Some(p) => p,
+                None => {
+                    let mut buf = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut buf)
+                        .context("failed to read the password from standard input")?;
+                    SecretString::from(buf.trim_end_matches(['\r', '\n']).to_string())
+                }
+            };
+            let db = hs_platform::db::Db::open(&config).await?;
+            let state = hs_platform::state::AppState::build(
+                config,
+                db.clone(),
+                tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
+            let id = state.users.ensure_admin(&email, password).await?;
+            db.close().await;
+            println!("admin {email} ready (id {id})");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Authentication of bearer tokens, answered from memory on the hot path.
+//!
+//! A token is 32 bytes from the OS CSPRNG, base64url; only its SHA-256 is
+//! stored. Lookups are cached by that hash (positive and negative answers),
+//! and every change that must take effect at once (logout, password change,
+//! role change) invalidates the cache explicitly. Last-activity times are
+//! collected in memory and flushed to SQLite every few seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::sync::Cache;
+use rand::TryRngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Mutex;
+
+use crate::db::{self, Db};
+use crate::error::AppError;
+use crate::users::model::Role;
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub session_id: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Owners and admins may see an object; everyone else is told it does not
+    /// exist (404), never that it is someone else's.
+    pub fn can_see(&self, owner_id: &str) -> bool {
+        self.is_admin() || self.user_id == owner_id
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    live: Option<Live>,
+}
+
+#[derive(Clone)]
+struct Live {
+    principal: Principal,
+    expires_at: String,
+    last_touch_ms: Arc<AtomicI64>,
+}
+
+/// How often last-activity times are written.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AuthCache {
+    db: Db,
+    cache: Cache<String, Entry>,
+    touched: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// A new random token and its stored hash.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random number generator failed");
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl AuthCache {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .support_invalidation_closures()
+                .build(),
+            touched: Arc::default(),
+        }
+    }
+
+    /// The principal for a token, or `None` when it is unknown, expired or
+    /// revoked.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, AppError> {
+        if token.len() > 256 {
+            return Ok(None);
+        }
+        let hash = hash_token(token);
+        let now = db::now();
+        let entry = match self.cache.get(&hash) {
+            Some(e) => e,
+            None => {
+                let mut conn = self.db.reader.acquire().await?;
+                let row = super::db::find_live_by_token_hash(&mut conn, &hash, &now).await?;
+                let entry = Entry {
+                    live: row.map(|r| Live {
+                        principal: Principal {
+                            user_id: r.user_id,
+                            session_id: r.session_id,
+                            role: Role::from_db(&r.role),
+                        },
+                        expires_at: r.expires_at,
+                        last_touch_ms: Arc::new(AtomicI64::new(0)),
+                    }),
+                };
+                self.cache.insert(hash, entry.clone());
+                entry
+            }
+        };
+        let Some(live) = entry.live else {
+            return Ok(None);
+        };
+        if live.expires_at <= now {
+            return Ok(None);
+        }
+        self.note_activity(&live, &now);
+        Ok(Some(live.principal))
+    }
+
+    fn note_activity(&self, live: &Live, now: &str) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let last = live.last_touch_ms.load(Ordering::Relaxed);
+        if now_ms - last < 1000 * TOUCH_INTERVAL.as_secs() as i64 {
+            return;
+        }
+        live.last_touch_ms.store(now_ms, Ordering::Relaxed);
+        if let Ok(mut map) = self.touched.lock() {
+            map.insert(live.principal.session_id.clone(), now.to_string());
+        }
+    }
+
+    /// Writes the collected last-activity times.
+    pub async fn flush_activity(&self) -> anyhow::Result<()> {
+        let batch: Vec<(String, String)> = match self.touched.lock() {
+            Ok(mut map) => map.drain().collect(),
+            Err(_) => return Ok(()),
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.db.begin_write().await?;
+        for (id, seen) in &batch {
+            super::db::touch(&mut tx, id, seen).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets one token (logout).
+    pub fn forget_token_hash(&self, hash: &str) {
+        self.cache.invalidate(hash);
+    }
+
+    /// Forgets every cached session of a user (password or role change).
+    pub fn forget_user(&self, user_id: &str) {
+        let user_id = user_id.to_string();
+        let _ = self.cache.invalidate_entries_if(move |_, e| {
+            e.live
+                .as_ref()
+                .is_some_and(|l| l.principal.user_id == user_id)
+        });
+    }
+}

@@ -1,0 +1,216 @@
+//! Every SQL statement of the sessions domain.
+
+use sqlx::SqliteConnection;
+
+use super::model::Session;
+use crate::users::model::object_from_db;
+
+pub struct SessionRow {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub last_seen_at: Option<String>,
+    pub data: String,
+    pub metadata: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionRow {
+    pub fn into_session(self, now: &str) -> Session {
+        Session {
+            active: self.revoked_at.is_none() && self.expires_at.as_str() > now,
+            id: self.id,
+            user_id: self.user_id,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_seen_at: self.last_seen_at,
+            data: object_from_db(&self.data),
+            metadata: object_from_db(&self.metadata),
+            ip: self.ip,
+            user_agent: self.user_agent,
+        }
+    }
+}
+
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at: &'a str,
+    pub metadata: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn insert(conn: &mut SqliteConnection, s: &NewSession<'_>) -> sqlx::Result<SessionRow> {
+    sqlx::query_as!(
+        SessionRow,
+        r#"INSERT INTO sessions (id, user_id, token_hash, expires_at, metadata, ip, user_agent)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           RETURNING id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+                     data, metadata, ip, user_agent"#,
+        s.id,
+        s.user_id,
+        s.token_hash,
+        s.expires_at,
+        s.metadata,
+        s.ip,
+        s.user_agent
+    )
+    .fetch_one(conn)
+    .await
+}
+
+#[tracing::instrument(skip(conn))]
+pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as!(
+        SessionRow,
+        r#"SELECT id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+                  data, metadata, ip, user_agent
+           FROM sessions WHERE id = ?"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A live session found by its token hash, with what authorization needs.
+pub struct LiveSession {
+    pub session_id: String,
+    pub user_id: String,
+    pub role: String,
+    pub expires_at: String,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find_live_by_token_hash(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    now: &str,
+) -> sqlx::Result<Option<LiveSession>> {
+    sqlx::query_as!(
+        LiveSession,
+        r#"SELECT s.id AS "session_id!", s.user_id, u.role, s.expires_at
+           FROM sessions s JOIN users u ON u.id = s.user_id
+           WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?"#,
+        token_hash,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+#[tracing::instrument(skip(conn))]
+pub async fn list_for_user(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<SessionRow>> {
+    sqlx::query_as!(
+        SessionRow,
+        r#"SELECT id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+                  data, metadata, ip, user_agent
+           FROM sessions
+           WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
+           ORDER BY id DESC LIMIT ?3"#,
+        user_id,
+        cursor,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+#[tracing::instrument(skip_all, fields(session_id = id))]
+pub async fn update_data(
+    conn: &mut SqliteConnection,
+    id: &str,
+    data: Option<&str>,
+    metadata: Option<&str>,
+) -> sqlx::Result<Option<SessionRow>> {
+    sqlx::query_as!(
+        SessionRow,
+        r#"UPDATE sessions SET data = coalesce(?1, data), metadata = coalesce(?2, metadata)
+           WHERE id = ?3
+           RETURNING id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+                     data, metadata, ip, user_agent"#,
+        data,
+        metadata,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Revokes one session; returns its token hash so caches can forget it.
+#[tracing::instrument(skip(conn))]
+pub async fn revoke(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"UPDATE sessions SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2
+           RETURNING token_hash"#,
+        now,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Revokes every live session of a user.
+#[tracing::instrument(skip(conn))]
+pub async fn revoke_all_for_user(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    now: &str,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+        now,
+        user_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Deletes sessions that expired or were revoked before `before`.
+#[tracing::instrument(skip(conn))]
+pub async fn delete_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "DELETE FROM sessions WHERE expires_at <= ?1 OR revoked_at <= ?1",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Counts what [`delete_dead`] would delete.
+pub async fn count_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!: i64" FROM sessions WHERE expires_at <= ?1 OR revoked_at <= ?1"#,
+        before
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn touch(conn: &mut SqliteConnection, id: &str, seen_at: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2 AND (last_seen_at IS NULL OR last_seen_at < ?1)",
+        seen_at,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Sessions: login, the bearer token, logout, expiry, and the periodic
+//! clean-up of dead sessions.
+
+pub mod auth;
+pub mod db;
+pub mod model;
+pub mod routes;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
+use crate::db::{self as store, ts};
+use crate::error::{AppError, Result};
+use crate::http::extract::Page;
+use crate::state::AppState;
+use crate::users::model::{Email, parse_object};
+use auth::Principal;
+
+/// Where a login came from (stored with the session).
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<LoginResponse> {
+    let metadata = match &req.metadata {
+        Some(v) => parse_object("metadata", v).map_err(|e| AppError::Validation(vec![e]))?,
+        None => "{}".to_string(),
+    };
+    // An unparseable email cannot match an account: answer like a wrong
+    // password (same work, same 401) rather than revealing anything.
+    let email = Email::parse(&req.email).ok();
+    let creds = match &email {
+        Some(e) => {
+            let mut conn = state.db.reader.acquire().await?;
+            crate::users::db::credentials_by_email(&mut conn, e.as_str()).await?
+        }
+        None => None,
+    };
+    let (user_id, hash) = match creds {
+        Some(c) => (Some(c.id), Some(c.password_hash)),
+        None => (None, None),
+    };
+    if !state.users.hasher.verify(req.password, hash).await? {
+        return Err(AppError::Unauthorized);
+    }
+    let user_id = user_id.ok_or(AppError::Unauthorized)?;
+
+    let (token, token_hash) = auth::new_token();
+    let now = Utc::now();
+    let expires_at =
+        ts(now + chrono::Duration::from_std(state.config.session_ttl).unwrap_or_default());
+    let id = store::new_id();
+    let user_agent = origin
+        .user_agent
+        .map(|ua| ua.chars().take(512).collect::<String>());
+    let mut tx = state.db.begin_write().await?;
+    let row = db::insert(
+        &mut tx,
+        &db::NewSession {
+            id: &id,
+            user_id: &user_id,
+            token_hash: &token_hash,
+            expires_at: &expires_at,
+            metadata: &metadata,
+            ip: origin.ip.as_deref(),
+            user_agent: user_agent.as_deref(),
+        },
+    )
+    .await?;
+    let user = crate::users::db::find(&mut tx, &user_id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    tx.commit().await?;
+    state.users.invalidate_profile(&user_id);
+    let now_s = ts(now);
+    Ok(LoginResponse {
+        session: row.into_session(&now_s),
+        user: user.into(),
+        token,
+        token_type: "Bearer",
+        expires_at,
+    })
+}
+
+async fn find_visible(state: &AppState, caller: &Principal, id: &str) -> Result<db::SessionRow> {
+    let mut conn = state.db.reader.acquire().await?;
+    let row = db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+    if !caller.can_see(&row.user_id) {
+        return Err(AppError::NotFound);
+    }
+    Ok(row)
+}
+
+pub async fn get(state: &AppState, caller: &Principal, id: &str) -> Result<SessionWithUser> {
+    let row = find_visible(state, caller, id).await?;
+    let mut conn = state.db.reader.acquire().await?;
+    let user = crate::users::db::find(&mut conn, &row.user_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(SessionWithUser {
+        session: row.into_session(&store::now()),
+        user: user.into(),
+    })
+}
+
+/// Only the session's owner may change its data.
+pub async fn update(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+    req: UpdateSession,
+) -> Result<Session> {
+    let row = find_visible(state, caller, id).await?;
+    if row.user_id != caller.user_id {
+        return Err(AppError::NotFound);
+    }
+    let mut errors = Vec::new();
+    let data = req
+        .data
+        .as_ref()
+        .and_then(|v| parse_object("data", v).map_err(|e| errors.push(e)).ok());
+    let metadata = req
+        .metadata
+        .as_ref()
+        .and_then(|v| parse_object("metadata", v).map_err(|e| errors.push(e)).ok());
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let mut tx = state.db.begin_write().await?;
+    let row = db::update_data(&mut tx, id, data.as_deref(), metadata.as_deref())
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tx.commit().await?;
+    Ok(row.into_session(&store::now()))
+}
+
+/// Logout: the token stops working at once.
+pub async fn revoke(state: &AppState, caller: &Principal, id: &str) -> Result<()> {
+    find_visible(state, caller, id).await?;
+    let mut tx = state.db.begin_write().await?;
+    let hash = db::revoke(&mut tx, id, &store::now()).await?;
+    tx.commit().await?;
+    if let Some(hash) = hash {
+        state.auth.forget_token_hash(&hash);
+    }
+    Ok(())
+}
+
+pub async fn list_for_user(
+    state: &AppState,
+    caller: &Principal,
+    user_id: &str,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Page<Session>> {
+    if !caller.can_see(user_id) {
+        return Err(AppError::NotFound);
+    }
+    let mut conn = state.db.reader.acquire().await?;
+    if crate::users::db::find(&mut conn, user_id).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let rows = db::list_for_user(&mut conn, user_id, cursor, limit + 1).await?;
+    let now = store::now();
+    let sessions = rows.into_iter().map(|r| r.into_session(&now)).collect();
+    Ok(Page::from_rows(sessions, limit, |s: &Session| s.id.clone()))
+}
+
+/// Deletes sessions that ended more than a day ago; returns how many.
+pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
+    let before = ts(Utc::now() - chrono::Duration::days(1));
+    let mut tx = state.db.begin_write().await?;
+    let n = db::delete_dead(&mut tx, &before).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Background work: flush last-activity times; prune dead sessions hourly.
+pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+    let st = state.clone();
+    tracker.spawn(async move {
+        let mut touch = tokio::time::interval(auth::TOUCH_INTERVAL);
+        let mut prune_tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = touch.tick() => {
+                    if let Err(e) = st.auth.flush_activity().await {
+                        tracing::warn!(error = %format!("{e:#}"), "failed to record session activity");
+                    }
+                }
+                _ = prune_tick.tick() => match prune(&st).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned dead sessions"),
+                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "failed to prune sessions"),
+                },
+                () = shutdown.cancelled() => {
+                    let _ = st.auth.flush_activity().await;
+                    break;
+                }
+            }
+        }
+    });
+}

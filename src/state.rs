@@ -1,0 +1,47 @@
+//! The application state handed to every handler: cheap-to-clone handles.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::health::Probe;
+use crate::sessions::auth::AuthCache;
+use crate::users::Users;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub auth: AuthCache,
+    pub users: Users,
+    pub health: Probe,
+    /// Cancelled when the service begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub async fn build(
+        config: Config,
+        db: Db,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let auth = AuthCache::new(db.clone());
+        let hasher = crate::users::password::Hasher::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.password_hash_concurrency,
+        )?;
+        let users = Users::new(db.clone(), hasher, auth.clone());
+        Ok(Self {
+            config,
+            db,
+            auth,
+            users,
+            health: Probe::new(),
+            shutdown,
+        })
+    }
+}

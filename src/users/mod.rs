@@ -1,0 +1,255 @@
+//! Accounts: sign-up, profiles with usage statistics, updates, admin
+//! bootstrap.
+
+pub mod db;
+pub mod model;
+pub mod password;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use moka::sync::Cache;
+use secrecy::SecretString;
+
+use self::model::{
+    Checks, Email, Password, Role, SignUp, UpdateUser, User, UserProfile, parse_name, parse_object,
+};
+use crate::db::{self as store, Db};
+use crate::error::{AppError, Result, conflict_on_unique};
+use crate::sessions::auth::{AuthCache, Principal};
+
+/// How long a computed profile (with statistics) is served from memory.
+/// Changes to the user invalidate it at once; statistics may lag this much.
+pub const PROFILE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Users {
+    db: Db,
+    pub hasher: password::Hasher,
+    auth: AuthCache,
+    profiles: Cache<String, Arc<UserProfile>>,
+}
+
+impl Users {
+    pub fn new(db: Db, hasher: password::Hasher, auth: AuthCache) -> Self {
+        Self {
+            db,
+            hasher,
+            auth,
+            profiles: Cache::builder()
+                .max_capacity(50_000)
+                .time_to_live(PROFILE_TTL)
+                .build(),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_up(&self, req: SignUp) -> Result<User> {
+        let mut checks = Checks::default();
+        let email = checks.take(Email::parse(&req.email));
+        let password = checks.take(Password::parse("password", req.password));
+        let name = match &req.name {
+            Some(n) => checks.take(parse_name(n)),
+            None => None,
+        };
+        let preferences = match &req.preferences {
+            Some(v) => checks.take(parse_object("preferences", v)),
+            None => Some("{}".to_string()),
+        };
+        let metadata = match &req.metadata {
+            Some(v) => checks.take(parse_object("metadata", v)),
+            None => Some("{}".to_string()),
+        };
+        checks.finish()?;
+        let (Some(email), Some(password), Some(preferences), Some(metadata)) =
+            (email, password, preferences, metadata)
+        else {
+            return Err(anyhow::anyhow!("validated sign-up lost a field").into());
+        };
+        let hash = self.hasher.hash(password.0).await?;
+        let id = store::new_id();
+        let mut tx = self.db.begin_write().await?;
+        let row = db::insert(
+            &mut tx,
+            &db::NewUserRow {
+                id: &id,
+                email: email.as_str(),
+                password_hash: &hash,
+                name: name.as_deref(),
+                role: Role::User,
+                preferences: &preferences,
+                metadata: &metadata,
+            },
+        )
+        .await
+        .map_err(|e| conflict_on_unique(e, "an account with this email already exists"))?;
+        tx.commit().await?;
+        Ok(row.into())
+    }
+
+    /// The profile of `user_id` as seen by `caller` (404 for other users').
+    pub async fn profile(&self, caller: &Principal, user_id: &str) -> Result<Arc<UserProfile>> {
+        if !caller.can_see(user_id) {
+            return Err(AppError::NotFound);
+        }
+        if let Some(p) = self.profiles.get(user_id) {
+            return Ok(p);
+        }
+        let mut conn = self.db.reader.acquire().await?;
+        let user = db::find(&mut conn, user_id)
+            .await?
+            .ok_or(AppError::NotFound)?;
+        let stats = db::stats(&mut conn, user_id, &store::now()).await?;
+        let profile = Arc::new(UserProfile {
+            user: user.into(),
+            stats,
+        });
+        self.profiles.insert(user_id.to_string(), profile.clone());
+        Ok(profile)
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id))]
+    pub async fn update(&self, caller: &Principal, user_id: &str, req: UpdateUser) -> Result<User> {
+        if !caller.can_see(user_id) {
+            return Err(AppError::NotFound);
+        }
+        if req.role.is_some() && !caller.is_admin() {
+            return Err(AppError::Problem {
+                status: axum::http::StatusCode::FORBIDDEN,
+                code: "forbidden",
+                message: "only an admin can change a role".into(),
+            });
+        }
+        let mut checks = Checks::default();
+        let name = req.name.as_deref().and_then(|n| checks.take(parse_name(n)));
+        let preferences = req
+            .preferences
+            .as_ref()
+            .and_then(|v| checks.take(parse_object("preferences", v)));
+        let metadata = req
+            .metadata
+            .as_ref()
+            .and_then(|v| checks.take(parse_object("metadata", v)));
+        let new_password = match req.password {
+            Some(p) => checks.take(Password::parse("password", p)),
+            None => None,
+        };
+        let needs_current = new_password.is_some() && caller.user_id == user_id;
+        if needs_current && req.current_password.is_none() {
+            checks.0.push(model::FieldError::new(
+                "currentPassword",
+                "is required to change the password",
+            ));
+        }
+        checks.finish()?;
+
+        if needs_current {
+            let stored = {
+                let mut conn = self.db.reader.acquire().await?;
+                db::password_hash(&mut conn, user_id).await?
+            };
+            let current = req
+                .current_password
+                .unwrap_or_else(|| SecretString::from(""));
+            if !self.hasher.verify(current, stored).await? {
+                return Err(AppError::Problem {
+                    status: axum::http::StatusCode::FORBIDDEN,
+                    code: "wrong_password",
+                    message: "the current password is wrong".into(),
+                });
+            }
+        }
+        let new_hash = match new_password {
+            Some(p) => Some(self.hasher.hash(p.0).await?),
+            None => None,
+        };
+        let now = store::now();
+        let mut tx = self.db.begin_write().await?;
+        let row = db::update(
+            &mut tx,
+            user_id,
+            &db::UserChanges {
+                name: name.as_deref(),
+                preferences: preferences.as_deref(),
+                metadata: metadata.as_deref(),
+                role: req.role,
+                password_hash: new_hash.as_deref(),
+            },
+            &now,
+        )
+        .await?
+        .ok_or(AppError::NotFound)?;
+        if new_hash.is_some() {
+            crate::sessions::db::revoke_all_for_user(&mut tx, user_id, &now).await?;
+        }
+        tx.commit().await?;
+        self.profiles.invalidate(user_id);
+        if new_hash.is_some() || req.role.is_some() {
+            self.auth.forget_user(user_id);
+        }
+        Ok(row.into())
+    }
+
+    /// Forgets a cached profile (its statistics changed in a way the user
+    /// should see at once).
+    pub fn invalidate_profile(&self, user_id: &str) {
+        self.profiles.invalidate(user_id);
+    }
+
+    /// Creates or promotes an admin account; used by start-up bootstrap and
+    /// the `create-admin` command.
+    pub async fn ensure_admin(
+        &self,
+        email: &str,
+        password: SecretString,
+    ) -> anyhow::Result<String> {
+        let email =
+            Email::parse(email).map_err(|e| anyhow::anyhow!("admin email {}", e.message))?;
+        let password = Password::parse("password", password)
+            .map_err(|e| anyhow::anyhow!("admin password {}", e.message))?;
+        let hash = self
+            .hasher
+            .hash(password.0)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to hash the admin password: {e}"))?;
+        let mut tx = self.db.begin_write().await?;
+        let id = db::upsert_admin(
+            &mut tx,
+            &store::new_id(),
+            email.as_str(),
+            &hash,
+            &store::now(),
+        )
+        .await
+        .context("failed to store the admin account")?;
+        tx.commit().await?;
+        self.auth.forget_user(&id);
+        self.profiles.invalidate(&id);
+        Ok(id)
+    }
+
+    /// At start-up: creates the first admin from ADMIN_EMAIL/ADMIN_PASSWORD
+    /// when there is no admin yet.
+    pub async fn bootstrap_admin(
+        &self,
+        email: Option<&str>,
+        password: Option<&SecretString>,
+    ) -> anyhow::Result<()> {
+        let (Some(email), Some(password)) = (email, password) else {
+            return Ok(());
+        };
+        let exists = {
+            let mut conn = self.db.reader.acquire().await?;
+            db::admin_exists(&mut conn).await?
+        };
+        if exists {
+            tracing::debug!("an admin exists; ADMIN_EMAIL bootstrap skipped");
+            return Ok(());
+        }
+        self.ensure_admin(email, password.clone()).await?;
+        tracing::info!(%email, "created the first admin from ADMIN_EMAIL");
+        Ok(())
+    }
+}

@@ -1,0 +1,75 @@
+//! HTTP handlers of the users domain.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{SignUp, UpdateUser, User, UserProfile};
+use crate::error::{Problem, Result};
+use crate::http::extract::{AuthUser, Json, Path};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_up))
+        .routes(routes!(get_user, update_user))
+}
+
+/// Sign up.
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body = SignUp,
+    responses(
+        (status = 201, description = "account created", body = User),
+        (status = 400, description = "malformed JSON", body = Problem),
+        (status = 409, description = "email already registered", body = Problem),
+        (status = 415, description = "not JSON", body = Problem),
+        (status = 422, description = "invalid or unknown fields", body = Problem),
+    ))]
+async fn sign_up(
+    State(state): State<AppState>,
+    Json(req): Json<SignUp>,
+) -> Result<impl IntoResponse> {
+    let user = state.users.sign_up(req).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// A user's profile with usage statistics (self or admin).
+#[utoipa::path(get, path = "/api/users/{userId}", tag = "users",
+    params(("userId" = String, Path, description = "user id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = UserProfile),
+        (status = 401, body = Problem),
+        (status = 404, description = "no such user, or not yours", body = Problem),
+    ))]
+async fn get_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(user_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let profile = state.users.profile(&user, &user_id).await?;
+    Ok(Json(profile))
+}
+
+/// Update name, preferences, metadata, password (with `currentPassword`), or
+/// role (admin only). A password change logs out every session of the user.
+#[utoipa::path(put, path = "/api/users/{userId}", tag = "users", request_body = UpdateUser,
+    params(("userId" = String, Path, description = "user id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = User),
+        (status = 401, body = Problem),
+        (status = 403, description = "role change by a non-admin, or wrong current password", body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, body = Problem),
+    ))]
+async fn update_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(user_id): Path<String>,
+    Json(req): Json<UpdateUser>,
+) -> Result<impl IntoResponse> {
+    let updated = state.users.update(&user, &user_id, req).await?;
+    Ok(Json(updated))
+}

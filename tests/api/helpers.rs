@@ -1,0 +1,264 @@
+//! `spawn_app()` and typed helpers: one method per endpoint, so that tests
+//! read as scenarios.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hs_platform::app::Application;
+use hs_platform::config::Config;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub addr: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    pub env: HashMap<String, String>,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub password: String,
+    pub token: String,
+    pub session_id: String,
+}
+
+/// Settings every test app gets unless the test overrides them.
+fn base_env(dir: &TempDir) -> HashMap<String, String> {
+    let mut env = HashMap::new();
+    env.insert("DATA_DIR".into(), dir.path().display().to_string());
+    env.insert("HOST".into(), "127.0.0.1".into());
+    env.insert("PORT".into(), "0".into());
+    env.insert("RATE_LIMIT_PER_MINUTE".into(), "0".into());
+    env.insert("AI_RATE_LIMIT_PER_MINUTE".into(), "0".into());
+    env.insert("SHUTDOWN_GRACE_SECONDS".into(), "5".into());
+    env.insert("SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
+    env
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+pub fn unique_email(prefix: &str) -> String {
+    let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{n}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the real service with extra settings (`("SESSION_TTL_SECONDS", "2")`).
+pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = base_env(&dir);
+    for (k, v) in settings {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
+    start(dir, env).await
+}
+
+async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
+    hs_platform::init_crypto();
+    let config = Config::from_map(&env).expect("valid test configuration");
+    let app = Application::build(config).await.expect("app builds");
+    let addr = format!("http://{}", app.addr());
+    let shutdown = app.shutdown_token();
+    let handle = tokio::spawn(app.run());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        client,
+        dir,
+        env,
+        shutdown,
+        handle: Some(handle),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.addr, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("hs-platform.db")
+    }
+
+    /// Stops the service gracefully and waits until it has closed.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(h) = self.handle.take() {
+            h.await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+
+    /// Stops the service and starts it again on the same data directory.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let env = self.env.clone();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        start(dir, env).await
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.request(Method::PUT, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        self.request(Method::DELETE, path, token, None).await
+    }
+
+    // --- users and sessions -------------------------------------------------
+
+    pub async fn sign_up(&self, body: Value) -> Response {
+        self.post("/api/users", None, body).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post(
+            "/api/sessions",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn get_user(&self, id: &str, token: &str) -> Response {
+        self.get(&format!("/api/users/{id}"), Some(token)).await
+    }
+
+    pub async fn update_user(&self, id: &str, token: &str, body: Value) -> Response {
+        self.put(&format!("/api/users/{id}"), Some(token), body)
+            .await
+    }
+
+    pub async fn logout(&self, session_id: &str, token: &str) -> Response {
+        self.delete(&format!("/api/sessions/{session_id}"), Some(token))
+            .await
+    }
+
+    /// Signs up a new user and logs in.
+    pub async fn new_user(&self) -> TestUser {
+        let email = unique_email("user");
+        let password = "correct horse battery".to_string();
+        let res = self
+            .sign_up(json!({"email": email, "password": password, "name": "Test User"}))
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let user: Value = res.json().await.unwrap();
+        self.login_as(user["id"].as_str().unwrap(), &email, &password)
+            .await
+    }
+
+    pub async fn login_as(&self, id: &str, email: &str, password: &str) -> TestUser {
+        let res = self.login(email, password).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let body: Value = res.json().await.unwrap();
+        TestUser {
+            id: id.to_string(),
+            email: email.to_string(),
+            password: password.to_string(),
+            token: body["token"].as_str().unwrap().to_string(),
+            session_id: body["session"]["id"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// An admin: created through the same code path as `create-admin`.
+    pub async fn new_admin(&self) -> TestUser {
+        let email = unique_email("admin");
+        let password = "admin password 123".to_string();
+        let config = Config::from_map(&self.env).unwrap();
+        let db = hs_platform::db::Db::open(&config).await.unwrap();
+        let state =
+            hs_platform::state::AppState::build(config, db.clone(), CancellationToken::new())
+                .await
+                .unwrap();
+        let id = state
+            .users
+            .ensure_admin(&email, password.clone().into())
+            .await
+            .unwrap();
+        db.close().await;
+        self.login_as(&id, &email, &password).await
+    }
+}
+
+/// Asserts a problem+json answer with this status and code; returns the body.
+pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(res.status(), status, "unexpected status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert!(
+        ct.starts_with("application/problem+json"),
+        "content-type was {ct:?}"
+    );
+    assert!(res.headers().contains_key("x-request-id"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["code"], code, "body: {body}");
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    assert!(body["requestId"].is_string(), "body: {body}");
+    body
+}

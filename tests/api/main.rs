@@ -1,0 +1,15 @@
+//! One integration-test binary: every test starts the real service with
+//! `spawn_app()` on port 0 with its own SQLite file, and talks HTTP to it.
+
+mod helpers;
+
+mod ai;
+mod analytics;
+mod files;
+mod foundation;
+mod jobs;
+mod loadtest;
+mod maintenance;
+mod monitoring;
+mod sessions;
+mod users;

@@ -1,0 +1,164 @@
+//! Sessions: login failures, expiry, token storage, ownership.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{assert_problem, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_are_the_same_401() {
+    let app = spawn_app().await;
+    let ann = app.new_user().await;
+    let a = assert_problem(
+        app.login(&ann.email, "wrong password").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let b = assert_problem(
+        app.login("nobody@example.com", "wrong password").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(a["detail"], b["detail"]);
+}
+
+#[tokio::test]
+async fn an_expired_session_is_401() {
+    let app = spawn_app_with(&[("SESSION_TTL_SECONDS", "1")]).await;
+    let ann = app.new_user().await;
+    assert_eq!(
+        app.get_user(&ann.id, &ann.token).await.status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_problem(
+        app.get_user(&ann.id, &ann.token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_token_is_not_stored_in_clear() {
+    let mut app = spawn_app().await;
+    let ann = app.new_user().await;
+    app.stop().await;
+    let mut bytes = std::fs::read(app.db_path()).unwrap();
+    if let Ok(wal) = std::fs::read(app.db_path().with_extension("db-wal")) {
+        bytes.extend(wal);
+    }
+    let needle = ann.token.as_bytes();
+    assert!(
+        !bytes.windows(needle.len()).any(|w| w == needle),
+        "token found in the database file"
+    );
+    let password = ann.password.as_bytes();
+    assert!(
+        !bytes.windows(password.len()).any(|w| w == password),
+        "password found in the database file"
+    );
+}
+
+#[tokio::test]
+async fn session_read_update_and_ownership() {
+    let app = spawn_app().await;
+    let ann = app.new_user().await;
+    let bob = app.new_user().await;
+    let path = format!("/api/sessions/{}", ann.session_id);
+
+    let res = app.get(&path, Some(&ann.token)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["id"], ann.id.as_str());
+    assert_eq!(body["session"]["active"], true);
+
+    let res = app
+        .put(&path, Some(&ann.token), json!({"data": {"cart": [1, 2]}}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["data"]["cart"], json!([1, 2]));
+
+    assert_eq!(
+        app.get(&path, Some(&bob.token)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.put(&path, Some(&bob.token), json!({"data": {}}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete(&path, Some(&bob.token)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    // Bob's attempts changed nothing.
+    assert_eq!(
+        app.get_user(&ann.id, &ann.token).await.status(),
+        StatusCode::OK
+    );
+
+    let list: Value = app
+        .get(&format!("/api/users/{}/sessions", ann.id), Some(&ann.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert!(list["nextCursor"].is_null());
+}
+
+#[tokio::test]
+async fn session_lists_paginate_with_cursors() {
+    let app = spawn_app().await;
+    let ann = app.new_user().await;
+    for _ in 0..4 {
+        app.login(&ann.email, &ann.password).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/users/{}/sessions?limit=2", ann.id);
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = app.get(&path, Some(&ann.token)).await.json().await.unwrap();
+        for s in page["items"].as_array().unwrap() {
+            seen.push(s["id"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 5);
+    let res = app
+        .get(
+            &format!("/api/users/{}/sessions?limit=500", ann.id),
+            Some(&ann.token),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn an_admin_can_log_a_user_out() {
+    let app = spawn_app().await;
+    let ann = app.new_user().await;
+    let admin = app.new_admin().await;
+    let res = app.logout(&ann.session_id, &admin.token).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get_user(&ann.id, &ann.token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
