@@ -19,6 +19,10 @@ pub struct AppState {
     pub health: Probe,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
+    /// Random per process: the built-in load tester sends it in the
+    /// `x-hs-loadtest` header (`<secret>:<testId>`) so that its requests are
+    /// recognised (exempt from rate limits, tagged in the request log).
+    pub loadtest_secret: Arc<str>,
 }
 
 impl AppState {
@@ -42,6 +46,7 @@ impl AppState {
             users,
             health: Probe::new(),
             shutdown,
+            loadtest_secret: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
         })
     }
 }

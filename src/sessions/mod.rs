@@ -181,6 +181,27 @@ pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
     Ok(n)
 }
 
+/// Maintenance of this domain: dead sessions (expired or revoked more than a
+/// day ago) are deleted when `apply`, counted otherwise.
+pub async fn maintenance(
+    state: &AppState,
+    apply: bool,
+) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+    let count = if apply {
+        prune(state).await?
+    } else {
+        let before = ts(Utc::now() - chrono::Duration::days(1));
+        let mut conn = state.db.reader.acquire().await?;
+        db::count_dead(&mut conn, &before).await?.max(0) as u64
+    };
+    Ok(vec![crate::maintenance::Action {
+        name: "sessions.prune".into(),
+        description: "delete sessions that expired or were revoked more than a day ago".into(),
+        count,
+        bytes: 0,
+    }])
+}
+
 /// Background work: flush last-activity times; prune dead sessions hourly.
 pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
