@@ -14,6 +14,8 @@ use crate::users::Users;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
+    /// The Claude API client, its circuit breaker and limits.
+    pub ai: crate::ai::AiService,
     pub auth: AuthCache,
     pub users: Users,
     pub health: Probe,
@@ -39,9 +41,11 @@ impl AppState {
             config.password_hash_concurrency,
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
+        let ai = crate::ai::AiService::new(&config)?;
         Ok(Self {
             config,
             db,
+            ai,
             auth,
             users,
             health: Probe::new(),
