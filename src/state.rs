@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::db::Db;
 use crate::health::Probe;
+use crate::jobs::Queue;
 use crate::sessions::auth::AuthCache;
 use crate::users::Users;
 
@@ -18,6 +19,7 @@ pub struct AppState {
     pub ai: crate::ai::AiService,
     pub auth: AuthCache,
     pub users: Users,
+    pub jobs: Queue,
     pub health: Probe,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
@@ -43,6 +45,7 @@ impl AppState {
         let users = Users::new(db.clone(), hasher, auth.clone());
         let ai = crate::ai::AiService::new(&config)?;
         Ok(Self {
+            jobs: Queue::new(db.clone(), config.clone()),
             config,
             db,
             ai,
