@@ -31,6 +31,7 @@ use self::model::{ChatParams, ChatResult};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::jobs::{JobContext, JobError, NewJob, Registry};
 use crate::state::AppState;
 
 /// The AI dependency: client (when a key is configured), breaker, limits.
@@ -421,17 +422,75 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
     });
 }
 
-/// Answers a non-streamed chat (interim: synchronously, until the job queue
-/// lands on `main`).
+/// The job kind of a non-streamed chat.
+pub const CHAT_JOB: &str = "ai.chat";
+
+/// Attempts of a chat job. Each attempt already retries upstream
+/// `AI_MAX_RETRIES` times, so the queue adds one more try at most.
+pub const CHAT_JOB_ATTEMPTS: i64 = 2;
+
+/// Queues a chat job and answers it per the API convention (202 + Location,
+/// or the finished job under `Prefer: wait=N`).
 pub async fn enqueue_chat(
     state: &AppState,
     user: &crate::sessions::auth::Principal,
-    _headers: &axum::http::HeaderMap,
+    headers: &axum::http::HeaderMap,
     params: ChatParams,
 ) -> Result<Response, AppError> {
-    let result = state
-        .ai
-        .chat(&state.db, Some(&user.user_id), None, &params)
+    let payload = serde_json::to_value(&params).map_err(|e| {
+        AppError::Internal(anyhow::Error::new(e).context("failed to encode a chat"))
+    })?;
+    let job = state
+        .jobs
+        .enqueue(
+            NewJob::new(CHAT_JOB, payload)
+                .owner(&user.user_id)
+                .max_attempts(CHAT_JOB_ATTEMPTS)
+                .idempotency_key(crate::jobs::idempotency_key(headers)),
+        )
         .await?;
-    Ok(crate::http::extract::Json(result).into_response())
+    crate::jobs::respond(state, headers, job).await
+}
+
+/// Registers the `ai.chat` job handler: one upstream call (with the
+/// client's retries); its result is the `ChatResult`.
+pub fn register_jobs(registry: &mut Registry) {
+    registry.register(CHAT_JOB, |ctx: JobContext| async move {
+        let params: ChatParams = ctx.payload()?;
+        ctx.progress(10, "asking Claude").await;
+        let ai = ctx.state.ai.clone();
+        let call = ai.chat(
+            &ctx.state.db,
+            ctx.user_id.as_deref(),
+            Some(&ctx.id),
+            &params,
+        );
+        let result = tokio::select! {
+            r = call => r,
+            () = ctx.cancel.cancelled() => {
+                return Err(JobError::retry("cancelled", "the chat was interrupted"));
+            }
+        };
+        match result {
+            Ok(r) => serde_json::to_value(r).map_err(|e| {
+                JobError::fail("internal", format!("failed to encode the answer: {e}"))
+            }),
+            Err(e) => Err(job_error(e)),
+        }
+    });
+}
+
+/// Permanent upstream errors fail the job at once; retryable ones (the
+/// client's own retries already spent) go back to the queue.
+fn job_error(err: ChatError) -> JobError {
+    let (code, message) = (err.code(), err.message());
+    match err {
+        ChatError::NotConfigured => JobError::fail(code, message),
+        ChatError::BreakerOpen(wait) => JobError::retry_after(code, message, wait),
+        ChatError::Upstream(e) if e.retryable => match e.retry_after {
+            Some(wait) => JobError::retry_after(code, message, wait),
+            None => JobError::retry(code, message),
+        },
+        ChatError::Upstream(_) => JobError::fail(code, message),
+    }
 }

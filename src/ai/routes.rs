@@ -16,6 +16,7 @@ use super::{ChatError, Refusal};
 use crate::error::{AppError, Problem};
 use crate::http::extract::{AuthUser, Json};
 use crate::http::request_id::current_request_id;
+use crate::jobs::Job;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -34,8 +35,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         ("Idempotency-Key" = Option<String>, Header, description = "the same key returns the same job"),
     ),
     responses(
-        (status = 200, description = "the finished job (Prefer: wait), or with `stream: true` a text/event-stream of `delta`, then `done` (ChatResult) or `error` (Problem) events", body = ChatResult),
-        (status = 202, description = "the chat job was queued; poll Location"),
+        (status = 200, description = "the finished job under Prefer: wait (its `result` is a ChatResult)", body = Job),
+        (status = 202, description = "the chat job was queued; poll Location", body = Job),
+        (status = "2XX", description = "with `stream: true` (status 200): a text/event-stream of `delta` events (`{\"text\"}`), then `done` (ChatResult) or `error` (Problem)", body = ChatResult, content_type = "text/event-stream"),
         (status = 401, body = Problem),
         (status = 422, description = "invalid fields, a model outside ANTHROPIC_ALLOWED_MODELS, maxTokens above AI_MAX_TOKENS", body = Problem),
         (status = 429, description = "`budget_exhausted`: the daily token budget is spent (Retry-After until 00:00 UTC)", body = Problem),
