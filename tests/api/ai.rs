@@ -322,6 +322,37 @@ async fn an_error_event_before_any_delta_is_retried() {
 }
 
 #[tokio::test]
+async fn a_stream_whose_reader_goes_away_is_recorded_as_disconnected() {
+    let fake = FakeClaude::start().await;
+    fake.push(Reply::slow_stream(
+        &["one ", "two ", "three ", "four ", "five"],
+        Duration::from_millis(150),
+    ));
+    let app = spawn_ai_app(&fake, &[]).await;
+    let user = app.new_user().await;
+
+    let mut res = app
+        .chat(&user.token, json!({"message": "Count", "stream": true}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut seen = String::new();
+    while !seen.contains("event: delta") {
+        let chunk = res.chunk().await.unwrap().expect("a delta before the end");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(res);
+
+    let rows = app.wait_ai_calls(1).await;
+    assert_eq!(rows[0]["outcome"], "failed");
+    assert_eq!(rows[0]["errorCode"], "client_disconnected");
+    assert_eq!(rows[0]["streamed"], 1);
+    assert_eq!(rows[0]["attempts"], 1);
+    assert_eq!(fake.message_calls(), 1);
+    // The reader going away says nothing about the API's health.
+    assert_eq!(app.state.ai.health().detail, "ok");
+}
+
+#[tokio::test]
 async fn overloaded_twice_then_success_makes_three_upstream_calls_and_one_answer() {
     let fake = FakeClaude::start().await;
     fake.push(Reply::overloaded());

@@ -95,6 +95,16 @@ impl Reply {
         }
     }
 
+    /// A stream of these pieces with `delay` before each event.
+    pub fn slow_stream(pieces: &[&str], delay: Duration) -> Self {
+        Self::Sse {
+            chunks: sse_events(pieces, None)
+                .into_iter()
+                .map(|c| (delay, c))
+                .collect(),
+        }
+    }
+
     /// A stream of these pieces, then an `error` event of this type.
     pub fn stream_then_error(pieces: &[&str], error_type: &str) -> Self {
         Self::Sse {
