@@ -369,6 +369,12 @@ impl AiService {
         };
         let listed = match client.list_models().await {
             Ok(ids) => ids,
+            Err(e) if e.code == "upstream_auth" => {
+                tracing::error!(
+                    "the Claude API refused ANTHROPIC_API_KEY at start-up: every chat will fail"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::warn!(
                     code = e.code,
