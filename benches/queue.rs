@@ -170,6 +170,12 @@ async fn stop(b: Bench) {
     b.handle.await.unwrap().unwrap();
 }
 
+struct Run {
+    jobs_per_s: f64,
+    latency: [f64; 4],
+    jobs_per_s_kept: f64,
+}
+
 #[tokio::main]
 async fn main() {
     let n: u64 = std::env::var("JOBS")
@@ -178,30 +184,32 @@ async fn main() {
         .unwrap_or(20_000);
     let sync = std::env::var("SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into());
     println!("queue benchmark: {n} no-op jobs per run, SQLITE_SYNCHRONOUS={sync}\n");
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let mut results = Vec::new();
+    let mut runs = Vec::new();
     for c in [1usize, 8] {
         let mut b = start(c).await;
         let _ = throughput(&b, 1000).await; // warm-up
-        let tput = throughput(&b, n).await;
-        let lat = latency(&mut b, 1000).await;
+        let jobs_per_s = throughput(&b, n).await;
+        let latency = latency(&mut b, 1000).await;
         seed_finished(&b, 500_000).await;
-        let tput_kept = throughput(&b, n).await;
-        results.push((tput, lat, tput_kept));
-        assert!(b.done.load(Ordering::Relaxed) > 0);
+        let jobs_per_s_kept = throughput(&b, n).await;
+        runs.push(Run {
+            jobs_per_s,
+            latency,
+            jobs_per_s_kept,
+        });
         stop(b).await;
     }
-    let f = |i: usize, g: &dyn Fn(&(f64, [f64; 4], f64)) -> String| g(&results[i]);
-    rows.push((
-        "jobs/s (enqueue + complete)".into(),
-        f(0, &|r| format!("{:.0}", r.0)),
-        f(1, &|r| format!("{:.0}", r.0)),
-    ));
-    rows.push((
-        "jobs/s with 500,000 finished jobs kept".into(),
-        f(0, &|r| format!("{:.0}", r.2)),
-        f(1, &|r| format!("{:.0}", r.2)),
-    ));
+    println!("| measure | JOB_CONCURRENCY=1 | JOB_CONCURRENCY=8 |");
+    println!("|---|---|---|");
+    let row = |name: &str, f: &dyn Fn(&Run) -> String| {
+        println!("| {name} | {} | {} |", f(&runs[0]), f(&runs[1]))
+    };
+    row("jobs/s (enqueue + complete)", &|r| {
+        format!("{:.0}", r.jobs_per_s)
+    });
+    row("jobs/s with 500,000 finished jobs kept", &|r| {
+        format!("{:.0}", r.jobs_per_s_kept)
+    });
     let names = [
         "enqueue call to start, p50 (ms)",
         "enqueue call to start, p99 (ms)",
@@ -209,15 +217,6 @@ async fn main() {
         "enqueue acknowledged to start, p99 (ms)",
     ];
     for (k, name) in names.iter().enumerate() {
-        rows.push((
-            name.to_string(),
-            f(0, &|r| format!("{:.2}", r.1[k])),
-            f(1, &|r| format!("{:.2}", r.1[k])),
-        ));
-    }
-    println!("| measure | JOB_CONCURRENCY=1 | JOB_CONCURRENCY=8 |");
-    println!("|---|---|---|");
-    for (a, b, c) in rows {
-        println!("| {a} | {b} | {c} |");
+        row(name, &|r| format!("{:.2}", r.latency[k]));
     }
 }
