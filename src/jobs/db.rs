@@ -405,3 +405,18 @@ pub async fn next_run_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<Str
         .fetch_one(conn)
         .await
 }
+
+/// Switches the connection's `synchronous` setting between FULL and NORMAL
+/// (outside a transaction).
+pub async fn set_synchronous(conn: &mut SqliteConnection, full: bool) -> sqlx::Result<()> {
+    if full {
+        sqlx::query!("PRAGMA synchronous = FULL")
+            .execute(conn)
+            .await?;
+    } else {
+        sqlx::query!("PRAGMA synchronous = NORMAL")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

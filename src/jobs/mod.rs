@@ -163,7 +163,8 @@ impl Queue {
             writer: tx,
             owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
         });
-        tokio::spawn(writer::run(db, rx, finished, Arc::downgrade(&inner)));
+        let full = inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
+        tokio::spawn(writer::run(db, full, rx, finished, Arc::downgrade(&inner)));
         Self { inner }
     }
 

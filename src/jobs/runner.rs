@@ -114,12 +114,26 @@ async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationTok
     }
 }
 
+/// Claims through the group-commit writer, so that a claim shares its
+/// transaction with the outcomes and enqueues of the same moment.
 async fn claim(state: &AppState, n: usize) -> anyhow::Result<Vec<Claimed>> {
-    let now = Utc::now();
-    let lease = ts(now + chrono::Duration::from_std(state.config.job_lease)?);
-    let mut conn = state.db.writer.acquire().await?;
-    let claimed = db::claim(&mut conn, state.jobs.owner(), n as i64, &lease, &ts(now)).await?;
-    Ok(claimed)
+    let lease = ts(Utc::now() + chrono::Duration::from_std(state.config.job_lease)?);
+    let (ack, rx) = oneshot::channel();
+    state
+        .jobs
+        .inner
+        .writer
+        .send(WriteOp::Claim {
+            owner: state.jobs.owner().to_string(),
+            n: n as i64,
+            lease_expires_at: lease,
+            ack,
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("job writer stopped"))?;
+    rx.await
+        .map_err(|_| anyhow::anyhow!("job writer dropped the claim"))?
+        .map_err(|e| anyhow::anyhow!("claim failed: {e}"))
 }
 
 /// How long to sleep when nothing is due: the poll interval, or less when a

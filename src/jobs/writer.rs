@@ -32,6 +32,12 @@ pub(super) enum WriteOp {
         percent: i64,
         message: Option<String>,
     },
+    Claim {
+        owner: String,
+        n: i64,
+        lease_expires_at: String,
+        ack: oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
+    },
 }
 
 /// How an attempt ended.
@@ -53,6 +59,10 @@ pub(super) enum Outcome {
 }
 
 enum Pending {
+    Claim(
+        oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
+        Vec<db::Claimed>,
+    ),
     Insert(
         oneshot::Sender<Result<Job, AppError>>,
         Box<Result<Job, AppError>>,
@@ -62,6 +72,7 @@ enum Pending {
 
 pub(super) async fn run(
     db: Db,
+    synchronous_full: bool,
     mut rx: mpsc::Receiver<WriteOp>,
     finished: broadcast::Sender<String>,
     _queue: Weak<super::Inner>,
@@ -75,13 +86,55 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        apply(&db, batch, &finished).await;
+        apply(&db, batch, &finished, synchronous_full).await;
     }
 }
 
-async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String>) {
+/// A batch of only claims and progress is committed without waiting for the
+/// disk (synchronous NORMAL) even when the database runs FULL: losing such a
+/// transaction in a power cut is harmless (the job is still queued and runs,
+/// as execution is at-least-once anyway), and it saves an fsync between
+/// enqueue and start. Enqueues and outcomes always get the configured
+/// durability.
+async fn apply(
+    db: &Db,
+    batch: Vec<WriteOp>,
+    finished: &broadcast::Sender<String>,
+    synchronous_full: bool,
+) {
     let now = store::now();
-    let mut tx = match db.begin_write().await {
+    let relaxed = synchronous_full
+        && batch
+            .iter()
+            .all(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::Progress { .. }));
+    let mut conn = match db.writer.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "job writer could not get the database connection");
+            for op in batch {
+                fail_op(op);
+            }
+            return;
+        }
+    };
+    if relaxed && let Err(e) = db::set_synchronous(&mut conn, false).await {
+        tracing::warn!(error = %e, "could not relax synchronous for a claim");
+    }
+    apply_on(&mut conn, batch, finished, &now).await;
+    if relaxed && let Err(e) = db::set_synchronous(&mut conn, true).await {
+        // Never leave the writer less durable than configured.
+        tracing::error!(error = %e, "could not restore synchronous FULL; closing the connection");
+        conn.close_on_drop();
+    }
+}
+
+async fn apply_on(
+    conn: &mut sqlx::SqliteConnection,
+    batch: Vec<WriteOp>,
+    finished: &broadcast::Sender<String>,
+    now: &str,
+) {
+    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
         Err(e) => {
             tracing::error!(error = %e, "job writer could not begin a transaction");
@@ -95,7 +148,7 @@ async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String
     for op in batch {
         match op {
             WriteOp::Insert { job, ack } => {
-                let r = insert_one(&mut tx, &job, &now).await;
+                let r = insert_one(&mut tx, &job, now).await;
                 pending.push(Pending::Insert(ack, Box::new(r)));
             }
             WriteOp::Finish {
@@ -105,13 +158,24 @@ async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String
                 ack,
             } => {
                 let terminal = !matches!(outcome, Outcome::Retry { .. });
-                let r = finish_one(&mut tx, &id, &token, &outcome, &now).await;
+                let r = finish_one(&mut tx, &id, &token, &outcome, now).await;
                 let ok = r.unwrap_or_else(|e| {
                     tracing::error!(job_id = %id, error = %e, "failed to record a job outcome");
                     false
                 });
                 pending.push(Pending::Finish(ack, id, ok, terminal));
             }
+            WriteOp::Claim {
+                owner,
+                n,
+                lease_expires_at,
+                ack,
+            } => match db::claim(&mut tx, &owner, n, &lease_expires_at, now).await {
+                Ok(rows) => pending.push(Pending::Claim(ack, rows)),
+                Err(e) => {
+                    let _ = ack.send(Err(e.into()));
+                }
+            },
             WriteOp::Progress {
                 id,
                 token,
@@ -119,7 +183,7 @@ async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String
                 message,
             } => {
                 if let Err(e) =
-                    db::set_progress(&mut tx, &id, &token, percent, message.as_deref(), &now).await
+                    db::set_progress(&mut tx, &id, &token, percent, message.as_deref(), now).await
                 {
                     tracing::warn!(job_id = %id, error = %e, "failed to record job progress");
                 }
@@ -130,6 +194,9 @@ async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String
         tracing::error!(error = %e, "job writer failed to commit");
         for p in pending {
             match p {
+                Pending::Claim(ack, _) => {
+                    let _ = ack.send(Err(anyhow::anyhow!("failed to commit the claim").into()));
+                }
                 Pending::Insert(ack, _) => {
                     let _ = ack.send(Err(anyhow::anyhow!("failed to commit the job").into()));
                 }
@@ -142,6 +209,9 @@ async fn apply(db: &Db, batch: Vec<WriteOp>, finished: &broadcast::Sender<String
     }
     for p in pending {
         match p {
+            Pending::Claim(ack, rows) => {
+                let _ = ack.send(Ok(rows));
+            }
             Pending::Insert(ack, r) => {
                 let _ = ack.send(*r);
             }
@@ -162,6 +232,9 @@ fn fail_op(op: WriteOp) {
         }
         WriteOp::Finish { ack, .. } => {
             let _ = ack.send(false);
+        }
+        WriteOp::Claim { ack, .. } => {
+            let _ = ack.send(Err(anyhow::anyhow!("the database is unavailable").into()));
         }
         WriteOp::Progress { .. } => {}
     }
