@@ -314,28 +314,48 @@ impl AiService {
             Ok(r) => ("succeeded", None, r.stop_reason.as_deref()),
             Err(e) => ("failed", Some(e.code), None),
         };
-        let row = db::NewCall {
-            user_id,
-            job_id,
-            model: &params.model,
-            input_tokens: i64::try_from(report.usage.input_tokens).unwrap_or(i64::MAX),
-            output_tokens: i64::try_from(report.usage.output_tokens).unwrap_or(i64::MAX),
-            latency_ms: i64::try_from(report.latency.as_millis()).unwrap_or(i64::MAX),
-            outcome,
-            error_code,
-            http_status: report.http_status.map(i64::from),
-            upstream_request_id: report.request_id.as_deref(),
-            stop_reason,
-            streamed,
-            attempts: i64::from(report.attempts),
+        let latency_ms = i64::try_from(report.latency.as_millis()).unwrap_or(i64::MAX);
+        let record = {
+            let db = db.clone();
+            let user_id = user_id.map(str::to_owned);
+            let job_id = job_id.map(str::to_owned);
+            let model = params.model.clone();
+            let request_id = report.request_id.clone();
+            let stop_reason = stop_reason.map(str::to_owned);
+            let (usage, http_status, attempts) =
+                (report.usage, report.http_status, report.attempts);
+            async move {
+                let row = db::NewCall {
+                    user_id: user_id.as_deref(),
+                    job_id: job_id.as_deref(),
+                    model: &model,
+                    input_tokens: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
+                    output_tokens: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
+                    latency_ms,
+                    outcome,
+                    error_code,
+                    http_status: http_status.map(i64::from),
+                    upstream_request_id: request_id.as_deref(),
+                    stop_reason: stop_reason.as_deref(),
+                    streamed,
+                    attempts: i64::from(attempts),
+                };
+                let recorded = async {
+                    let mut conn = db.writer.acquire().await?;
+                    db::insert_call(&mut conn, &row).await
+                }
+                .await;
+                if let Err(e) = recorded {
+                    tracing::error!(error = %e, "failed to record an AI call");
+                }
+            }
         };
-        let recorded = async {
-            let mut conn = db.writer.acquire().await?;
-            db::insert_call(&mut conn, &row).await
-        }
-        .await;
-        if let Err(e) = recorded {
-            tracing::error!(error = %e, "failed to record an AI call");
+        if streamed {
+            // The stream's final event need not wait for the ledger write.
+            tokio::spawn(record);
+        } else {
+            // A job's result is visible only once its call is accounted.
+            record.await;
         }
         let model = params.model.clone();
         metrics::counter!("hs_ai_calls_total", "model" => model.clone(), "outcome" => outcome)
@@ -351,7 +371,7 @@ impl AiService {
             outcome,
             error_code,
             attempts = report.attempts,
-            latency_ms = row.latency_ms,
+            latency_ms,
             input_tokens = report.usage.input_tokens,
             output_tokens = report.usage.output_tokens,
             request_id = report.request_id.as_deref(),
