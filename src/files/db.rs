@@ -72,7 +72,10 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 
 /// The file a job produced (a retried job answers with it again).
 #[tracing::instrument(skip_all)]
-pub async fn find_by_job(conn: &mut SqliteConnection, job_id: &str) -> sqlx::Result<Option<FileRow>> {
+pub async fn find_by_job(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+) -> sqlx::Result<Option<FileRow>> {
     sqlx::query_as!(
         FileRow,
         r#"SELECT id AS "id!", user_id, kind, file_name, mime_type, size, sha256, storage_name,

@@ -80,7 +80,12 @@ fn numbering_definitions(docx: Docx) -> Docx {
                 LevelText::new(bullets[lvl]),
                 LevelJc::new("left"),
             )
-            .indent(Some(indent), Some(SpecialIndentType::Hanging(360)), None, None),
+            .indent(
+                Some(indent),
+                Some(SpecialIndentType::Hanging(360)),
+                None,
+                None,
+            ),
         );
         decimal = decimal.add_level(
             Level::new(
@@ -90,7 +95,12 @@ fn numbering_definitions(docx: Docx) -> Docx {
                 LevelText::new(format!("%{}.", lvl + 1)),
                 LevelJc::new("left"),
             )
-            .indent(Some(indent), Some(SpecialIndentType::Hanging(360)), None, None),
+            .indent(
+                Some(indent),
+                Some(SpecialIndentType::Hanging(360)),
+                None,
+                None,
+            ),
         );
     }
     docx.add_abstract_numbering(bullet)
@@ -170,7 +180,9 @@ pub fn render(doc: &Document) -> anyhow::Result<Vec<u8>> {
         PageSize::Letter => (12_240, 15_840),
     };
     docx = match doc.options.orientation {
-        Orientation::Portrait => docx.page_size(w, h).page_orient(PageOrientationType::Portrait),
+        Orientation::Portrait => docx
+            .page_size(w, h)
+            .page_orient(PageOrientationType::Portrait),
         Orientation::Landscape => docx
             .page_size(h, w)
             .page_orient(PageOrientationType::Landscape),
@@ -204,7 +216,8 @@ pub fn render(doc: &Document) -> anyhow::Result<Vec<u8>> {
                     BULLET_ABSTRACT
                 };
                 docx = docx.add_numbering(
-                    Numbering::new(num_id, abstract_id).add_override(LevelOverride::new(0).start(1)),
+                    Numbering::new(num_id, abstract_id)
+                        .add_override(LevelOverride::new(0).start(1)),
                 );
                 for item in items {
                     docx = docx.add_paragraph(

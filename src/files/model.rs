@@ -170,7 +170,9 @@ pub enum Section {
         #[serde(default = "one")]
         level: u8,
     },
-    Paragraph { text: String },
+    Paragraph {
+        text: String,
+    },
     /// A bulleted (or, with `ordered`, numbered) list.
     List {
         items: Vec<String>,
@@ -266,7 +268,12 @@ impl Document {
                         ));
                     }
                     for (j, item) in items.iter().enumerate() {
-                        text(at(&format!("items[{j}]")), item, MAX_TEXT_CHARS, &mut errors);
+                        text(
+                            at(&format!("items[{j}]")),
+                            item,
+                            MAX_TEXT_CHARS,
+                            &mut errors,
+                        );
                     }
                 }
                 Section::Table { rows, .. } => {
@@ -371,7 +378,10 @@ impl CsvRequest {
                     "must have 1 to 200 characters",
                 ));
             } else if !seen.insert(c.key.as_str()) {
-                errors.push(FieldError::new(format!("columns[{i}].key"), "duplicate key"));
+                errors.push(FieldError::new(
+                    format!("columns[{i}].key"),
+                    "duplicate key",
+                ));
             }
             if c.title.as_ref().is_some_and(|t| t.chars().count() > 1000) {
                 errors.push(FieldError::new(
@@ -389,7 +399,10 @@ impl CsvRequest {
         if let Some(n) = &self.file_name
             && n.chars().count() > 200
         {
-            errors.push(FieldError::new("fileName", "must be at most 200 characters"));
+            errors.push(FieldError::new(
+                "fileName",
+                "must be at most 200 characters",
+            ));
         }
         for (r, row) in self.rows.iter().enumerate() {
             let cells: Vec<&Value> = match row {
@@ -416,10 +429,13 @@ impl CsvRequest {
                     Value::Array(_) | Value::Object(_) => {
                         Some("cells must be strings, numbers, booleans or null".to_string())
                     }
-                    Value::String(s) if s.len() > MAX_CSV_CELL_CHARS
-                        && s.chars().count() > MAX_CSV_CELL_CHARS =>
+                    Value::String(s)
+                        if s.len() > MAX_CSV_CELL_CHARS
+                            && s.chars().count() > MAX_CSV_CELL_CHARS =>
                     {
-                        Some(format!("cells must be at most {MAX_CSV_CELL_CHARS} characters"))
+                        Some(format!(
+                            "cells must be at most {MAX_CSV_CELL_CHARS} characters"
+                        ))
                     }
                     _ => None,
                 };
@@ -553,7 +569,10 @@ impl ScreenshotRequest {
         if let Some(n) = &self.file_name
             && n.chars().count() > 200
         {
-            errors.push(FieldError::new("fileName", "must be at most 200 characters"));
+            errors.push(FieldError::new(
+                "fileName",
+                "must be at most 200 characters",
+            ));
         }
         if errors.is_empty() {
             Ok(())
@@ -618,8 +637,14 @@ mod tests {
             sanitize_file_name(Some("a\"b\r\n.pdf"), "f", Some("pdf")),
             "a_b.pdf"
         );
-        assert_eq!(sanitize_file_name(Some("..."), "report", Some("pdf")), "report.pdf");
-        assert_eq!(sanitize_file_name(None, "report", Some("csv")), "report.csv");
+        assert_eq!(
+            sanitize_file_name(Some("..."), "report", Some("pdf")),
+            "report.pdf"
+        );
+        assert_eq!(
+            sanitize_file_name(None, "report", Some("csv")),
+            "report.csv"
+        );
         assert_eq!(
             sanitize_file_name(Some("Résumé κόσμε"), "f", Some("docx")),
             "Résumé κόσμε.docx"

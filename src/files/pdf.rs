@@ -91,7 +91,10 @@ impl Ctx<'_> {
         match face {
             Face::Regular => self.regular.clone(),
             Face::Bold => self.bold.clone(),
-            Face::Fallback => self.fallback.clone().unwrap_or_else(|| self.regular.clone()),
+            Face::Fallback => self
+                .fallback
+                .clone()
+                .unwrap_or_else(|| self.regular.clone()),
         }
     }
 
@@ -288,11 +291,23 @@ impl Layout<'_> {
                 let baseline = self.y - size;
                 let mut ops = std::mem::take(self.ops());
                 if j == 0 {
-                    self.ctx
-                        .line_ops(&mut ops, &marker, Face::Regular, size, MARGIN + 6.0, baseline);
+                    self.ctx.line_ops(
+                        &mut ops,
+                        &marker,
+                        Face::Regular,
+                        size,
+                        MARGIN + 6.0,
+                        baseline,
+                    );
                 }
-                self.ctx
-                    .line_ops(&mut ops, line, Face::Regular, size, MARGIN + indent, baseline);
+                self.ctx.line_ops(
+                    &mut ops,
+                    line,
+                    Face::Regular,
+                    size,
+                    MARGIN + indent,
+                    baseline,
+                );
                 *self.ops() = ops;
                 self.y -= lh;
             }
@@ -316,11 +331,16 @@ impl Layout<'_> {
         }
         let sum: f32 = weights.iter().sum();
         let floor = total_w / cols as f32 * 0.35;
-        let mut widths: Vec<f32> = weights.iter().map(|w| (w / sum * total_w).max(floor)).collect();
+        let mut widths: Vec<f32> = weights
+            .iter()
+            .map(|w| (w / sum * total_w).max(floor))
+            .collect();
         let scale = total_w / widths.iter().sum::<f32>();
         widths.iter_mut().for_each(|w| *w *= scale);
 
-        let max_lines = (((self.top() - self.bottom()) - 2.0 * CELL_PAD) / lh).floor().max(1.0) as usize;
+        let max_lines = (((self.top() - self.bottom()) - 2.0 * CELL_PAD) / lh)
+            .floor()
+            .max(1.0) as usize;
         let layout_row = |ctx: &Ctx, row: &[serde_json::Value], face: Face| -> Vec<Vec<String>> {
             (0..cols)
                 .map(|c| {
@@ -481,9 +501,14 @@ pub fn render(doc: &Document, fonts: &Fonts) -> anyhow::Result<Vec<u8>> {
         let label = format!("Page {} of {}", i + 1, total);
         let size = 9.0;
         let w = layout.ctx.text_width(&label, Face::Regular, size);
-        layout
-            .ctx
-            .line_ops(&mut ops, &label, Face::Regular, size, (page_w - w) / 2.0, FOOTER);
+        layout.ctx.line_ops(
+            &mut ops,
+            &label,
+            Face::Regular,
+            size,
+            (page_w - w) / 2.0,
+            FOOTER,
+        );
         pages.push(PdfPage::new(Mm(w_mm), Mm(h_mm), ops));
     }
     pdf.with_pages(pages);
@@ -516,7 +541,10 @@ mod tests {
         let lines = ctx.wrap(&text, Face::Regular, 11.0, 200.0);
         assert!(lines.len() > 5);
         for l in &lines {
-            assert!(ctx.text_width(l, Face::Regular, 11.0) <= 200.0 + 0.01, "{l}");
+            assert!(
+                ctx.text_width(l, Face::Regular, 11.0) <= 200.0 + 0.01,
+                "{l}"
+            );
         }
         assert_eq!(
             lines.join(" ").split_whitespace().count(),

@@ -229,8 +229,14 @@ mod tests {
             .build()
             .unwrap();
         let allowed = vec!["127.0.0.1".to_string(), "::1".to_string()];
-        assert!(rt.block_on(check("http://127.0.0.1:3000/x", &allowed)).is_ok());
+        assert!(
+            rt.block_on(check("http://127.0.0.1:3000/x", &allowed))
+                .is_ok()
+        );
         assert!(rt.block_on(check("http://[::1]:3000/x", &allowed)).is_ok());
-        assert!(rt.block_on(check("http://localhost:3000/x", &allowed)).is_err());
+        assert!(
+            rt.block_on(check("http://localhost:3000/x", &allowed))
+                .is_err()
+        );
     }
 }

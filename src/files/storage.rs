@@ -108,14 +108,15 @@ impl Storage {
     pub async fn write(&self, bytes: Vec<u8>) -> anyhow::Result<Stored> {
         let temp = self.temp();
         let path = temp.path.clone();
-        let (size, sha256) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, String)> {
-            let mut f = std::fs::File::create(&path)
-                .with_context(|| format!("failed to create {}", path.display()))?;
-            f.write_all(&bytes).context("failed to write the file")?;
-            f.sync_all().context("failed to sync the file")?;
-            Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
-        })
-        .await??;
+        let (size, sha256) =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, String)> {
+                let mut f = std::fs::File::create(&path)
+                    .with_context(|| format!("failed to create {}", path.display()))?;
+                f.write_all(&bytes).context("failed to write the file")?;
+                f.sync_all().context("failed to sync the file")?;
+                Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
+            })
+            .await??;
         let storage_name = self.commit(temp).await?;
         Ok(Stored {
             storage_name,
@@ -157,6 +158,9 @@ mod tests {
         assert!(s.path_of("").is_none());
         assert!(s.path_of(".tmp").is_none());
         let id = uuid::Uuid::new_v4().to_string();
-        assert_eq!(s.path_of(&id).unwrap(), PathBuf::from("/data/files").join(&id));
+        assert_eq!(
+            s.path_of(&id).unwrap(),
+            PathBuf::from("/data/files").join(&id)
+        );
     }
 }
