@@ -70,6 +70,8 @@ struct Live {
 
 struct PoolInner {
     executable: Option<PathBuf>,
+    /// Fresh profiles are created under here (`DATA_DIR/chromium`).
+    profiles: PathBuf,
     allowed_hosts: Vec<String>,
     pages: Arc<Semaphore>,
     concurrency: usize,
@@ -124,6 +126,7 @@ impl BrowserPool {
         Self {
             inner: Arc::new(PoolInner {
                 executable: find_executable(config),
+                profiles: config.data_dir.join("chromium"),
                 allowed_hosts: config.screenshot_allowed_hosts.clone(),
                 pages: Arc::new(Semaphore::new(config.screenshot_concurrency)),
                 concurrency: config.screenshot_concurrency,
@@ -186,8 +189,10 @@ impl BrowserPool {
             .executable
             .clone()
             .context("no browser: set CHROMIUM_PATH or install chromium")?;
-        let user_data =
-            std::env::temp_dir().join(format!("hs-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let user_data = self
+            .inner
+            .profiles
+            .join(uuid::Uuid::new_v4().simple().to_string());
         std::fs::create_dir_all(&user_data).context("failed to create the browser profile")?;
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&exe)
