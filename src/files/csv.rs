@@ -62,7 +62,7 @@ pub fn render(req: &CsvRequest) -> anyhow::Result<Vec<u8>> {
         }
         w.write_record(&record)?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 #[cfg(test)]

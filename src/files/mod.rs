@@ -247,6 +247,9 @@ pub async fn delete(
     Ok(())
 }
 
+/// Orphaned paths with their sizes, and the stored names found on disk.
+type Scan = (Vec<(std::path::PathBuf, u64)>, Vec<String>);
+
 /// Files younger than this are never treated as orphans: they may be
 /// between their rename and their row.
 const ORPHAN_GRACE: Duration = Duration::from_secs(600);
@@ -269,39 +272,37 @@ pub async fn maintenance(
     // Files on disk (stored and temporary) that nothing refers to.
     let scan = {
         let storage = storage.clone();
-        tokio::task::spawn_blocking(
-            move || -> anyhow::Result<(Vec<(std::path::PathBuf, u64)>, Vec<String>)> {
-                let now = std::time::SystemTime::now();
-                let old = |m: &std::fs::Metadata| {
-                    m.modified()
-                        .ok()
-                        .and_then(|t| now.duration_since(t).ok())
-                        .is_some_and(|age| age >= ORPHAN_GRACE)
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Scan> {
+            let now = std::time::SystemTime::now();
+            let old = |m: &std::fs::Metadata| {
+                m.modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= ORPHAN_GRACE)
+            };
+            let mut orphans = Vec::new();
+            let mut present = Vec::new();
+            for dir in [storage.dir(), storage.tmp_dir()] {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).context("failed to list the files directory"),
                 };
-                let mut orphans = Vec::new();
-                let mut present = Vec::new();
-                for dir in [storage.dir(), storage.tmp_dir()] {
-                    let entries = match std::fs::read_dir(dir) {
-                        Ok(e) => e,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(e).context("failed to list the files directory"),
-                    };
-                    for entry in entries.flatten() {
-                        let Ok(meta) = entry.metadata() else { continue };
-                        if !meta.is_file() {
-                            continue;
-                        }
-                        let name = entry.file_name().to_string_lossy().into_owned();
-                        if dir == storage.dir() && known.contains(&name) {
-                            present.push(name);
-                        } else if old(&meta) {
-                            orphans.push((entry.path(), meta.len()));
-                        }
+                for entry in entries.flatten() {
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if !meta.is_file() {
+                        continue;
+                    }
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if dir == storage.dir() && known.contains(&name) {
+                        present.push(name);
+                    } else if old(&meta) {
+                        orphans.push((entry.path(), meta.len()));
                     }
                 }
-                Ok((orphans, present))
-            },
-        )
+            }
+            Ok((orphans, present))
+        })
         .await??
     };
     let (orphans, present) = scan;

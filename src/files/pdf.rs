@@ -452,8 +452,8 @@ pub fn render(doc: &Document, fonts: &Fonts) -> anyhow::Result<Vec<u8>> {
     info.creator = "hs-platform".into();
     info.producer = "hs-platform (printpdf)".into();
     let now = printpdf::OffsetDateTime::now_utc();
-    info.creation_date = now.clone();
-    info.modification_date = now.clone();
+    info.creation_date = now;
+    info.modification_date = now;
     info.metadata_date = now;
 
     let (w_mm, h_mm) = doc.options.page_mm();

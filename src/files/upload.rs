@@ -84,21 +84,21 @@ fn multipart_error(e: MultipartError) -> AppError {
 /// Handles `POST /api/files`.
 pub async fn upload(state: &AppState, owner: &str, mut multipart: Multipart) -> Result<File> {
     let max = state.config.upload_max_bytes;
-    let mut field = loop {
-        match multipart.next_field().await.map_err(multipart_error)? {
-            Some(f) if f.name() == Some("file") => break f,
-            Some(f) => {
-                return Err(AppError::BadRequest(format!(
-                    "unexpected part {:?}: send the file in a part named \"file\"",
-                    f.name().unwrap_or("")
-                )));
-            }
-            None => {
-                return Err(AppError::validation(
-                    "file",
-                    "send the file in a multipart part named \"file\"",
-                ));
-            }
+    // The file must be the first part: anything else would have to be read
+    // (unbounded) to be skipped.
+    let mut field = match multipart.next_field().await.map_err(multipart_error)? {
+        Some(f) if f.name() == Some("file") => f,
+        Some(f) => {
+            return Err(AppError::BadRequest(format!(
+                "unexpected part {:?}: send the file in a part named \"file\"",
+                f.name().unwrap_or("")
+            )));
+        }
+        None => {
+            return Err(AppError::validation(
+                "file",
+                "send the file in a multipart part named \"file\"",
+            ));
         }
     };
     let file_name = sanitize_file_name(field.file_name(), "upload", None);
