@@ -61,6 +61,7 @@ impl Application {
         let mut registry = Registry::default();
         crate::jobs::register_jobs(&mut registry);
         crate::ai::register_jobs(&mut registry);
+        crate::files::register_jobs(&mut registry);
         extra_jobs(&mut registry);
         crate::jobs::spawn_runner(&state, registry, &tracker, shutdown.clone());
         crate::ai::spawn_workers(&state, &tracker, shutdown.clone());

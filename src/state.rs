@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::files::FileService;
 use crate::health::Probe;
 use crate::jobs::Queue;
 use crate::sessions::auth::AuthCache;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub auth: AuthCache,
     pub users: Users,
     pub jobs: Queue,
+    /// Storage, renderers and the shared browser of the files domain.
+    pub files: FileService,
     pub health: Probe,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
@@ -46,6 +49,7 @@ impl AppState {
         let ai = crate::ai::AiService::new(&config)?;
         Ok(Self {
             jobs: Queue::new(db.clone(), config.clone()),
+            files: FileService::new(&config)?,
             config,
             db,
             ai,
