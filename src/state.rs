@@ -17,6 +17,9 @@ pub struct AppState {
     pub auth: AuthCache,
     pub users: Users,
     pub health: Probe,
+    /// Request log, error tracking, live statistics, rate limits, response
+    /// cache (see `monitoring`).
+    pub monitor: crate::monitoring::Monitor,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
     /// Random per process: the built-in load tester sends it in the
@@ -39,7 +42,9 @@ impl AppState {
             config.password_hash_concurrency,
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
+        let monitor = crate::monitoring::Monitor::new(&config);
         Ok(Self {
+            monitor,
             config,
             db,
             auth,
