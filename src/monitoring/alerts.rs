@@ -139,10 +139,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
                 value: age,
                 threshold: c.alert_queue_age_seconds as f64,
                 firing: age > c.alert_queue_age_seconds as f64,
-                message: format!(
-                    "oldest queued job waiting {age:.0} s ({} queued)",
-                    q.queued
-                ),
+                message: format!("oldest queued job waiting {age:.0} s ({} queued)", q.queued),
             });
         }
     }
@@ -247,7 +244,11 @@ fn notify(state: &AppState, client: &reqwest::Client, alert: Alert) {
             match client.post(&url).json(&body).send().await {
                 Ok(res) if res.status().is_success() => return,
                 Ok(res) => {
-                    tracing::warn!(status = res.status().as_u16(), attempt, "alert webhook refused");
+                    tracing::warn!(
+                        status = res.status().as_u16(),
+                        attempt,
+                        "alert webhook refused"
+                    );
                 }
                 Err(err) => {
                     tracing::warn!(error = %err.without_url(), attempt, "alert webhook failed");

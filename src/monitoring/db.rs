@@ -64,21 +64,24 @@ pub async fn add_rollups(
              total_ms, max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, \
              le_100, le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf) ",
         );
-        qb.push_values(chunk, |mut b, ((hour, route, method, status, source), d)| {
-            b.push_bind(hour)
-                .push_bind(route)
-                .push_bind(*method)
-                .push_bind(i64::from(*status))
-                .push_bind(*source)
-                .push_bind(d.requests)
-                .push_bind(d.total_ms)
-                .push_bind(d.max_ms)
-                .push_bind(d.bytes_in)
-                .push_bind(d.bytes_out);
-            for c in d.buckets {
-                b.push_bind(c);
-            }
-        });
+        qb.push_values(
+            chunk,
+            |mut b, ((hour, route, method, status, source), d)| {
+                b.push_bind(hour)
+                    .push_bind(route)
+                    .push_bind(*method)
+                    .push_bind(i64::from(*status))
+                    .push_bind(*source)
+                    .push_bind(d.requests)
+                    .push_bind(d.total_ms)
+                    .push_bind(d.max_ms)
+                    .push_bind(d.bytes_in)
+                    .push_bind(d.bytes_out);
+                for c in d.buckets {
+                    b.push_bind(c);
+                }
+            },
+        );
         qb.push(
             " ON CONFLICT (hour, route, method, status, source) DO UPDATE SET \
              requests = requests + excluded.requests, total_ms = total_ms + excluded.total_ms, \

@@ -213,7 +213,10 @@ mod tests {
         let ok = Check::new("a", CheckStatus::Ok, "");
         let bad = Check::new("b", CheckStatus::Down, "");
         assert_eq!(overall(std::slice::from_ref(&ok), false), CheckStatus::Ok);
-        assert_eq!(overall(std::slice::from_ref(&ok), true), CheckStatus::Degraded);
+        assert_eq!(
+            overall(std::slice::from_ref(&ok), true),
+            CheckStatus::Degraded
+        );
         assert_eq!(
             overall(&[ok.clone(), bad.clone()], false),
             CheckStatus::Degraded

@@ -62,16 +62,16 @@ fn describe() {
         "hs_request_log_dropped_total",
         "Monitoring records dropped because the writer could not keep up"
     );
-    describe_counter!(
-        "hs_request_log_written_total",
-        "Request-log rows written"
-    );
+    describe_counter!("hs_request_log_written_total", "Request-log rows written");
     describe_counter!("hs_errors_tracked_total", "Tracked errors by kind");
     describe_counter!(
         "hs_cache_requests_total",
         "Response cache lookups by cache and result (hit or miss)"
     );
-    describe_gauge!("hs_jobs_active", "Queued and running jobs by kind and status");
+    describe_gauge!(
+        "hs_jobs_active",
+        "Queued and running jobs by kind and status"
+    );
     describe_gauge!("hs_job_queue_depth", "Jobs due and waiting to run");
     describe_gauge!(
         "hs_job_queue_oldest_seconds",
@@ -83,7 +83,10 @@ fn describe() {
     );
     describe_gauge!("hs_alerts_firing", "1 while an alert rule is firing");
     describe_gauge!("hs_process_resident_memory_bytes", "Resident set size");
-    describe_gauge!("hs_rate_limiter_keys", "Clients tracked by the rate limiters");
+    describe_gauge!(
+        "hs_rate_limiter_keys",
+        "Clients tracked by the rate limiters"
+    );
 }
 
 pub fn status_class(status: u16) -> &'static str {
@@ -147,7 +150,8 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
     let mut conn = state.db.reader.acquire().await?;
     let q = super::db::queue_stats(&mut conn, &now).await?;
     metrics::gauge!("hs_job_queue_depth").set(q.queued as f64);
-    metrics::gauge!("hs_job_queue_oldest_seconds").set(age_seconds(q.oldest_queued_run_at.as_deref()));
+    metrics::gauge!("hs_job_queue_oldest_seconds")
+        .set(age_seconds(q.oldest_queued_run_at.as_deref()));
     let by_kind = super::db::active_jobs_by_kind(&mut conn).await?;
     for status in ["queued", "running"] {
         // Kinds that emptied since the last sample go back to zero.

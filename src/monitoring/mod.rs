@@ -231,8 +231,14 @@ mod tests {
 
     #[test]
     fn fingerprints_depend_on_kind_and_location_only() {
-        assert_eq!(fingerprint("panic", "GET /a"), fingerprint("panic", "GET /a"));
-        assert_ne!(fingerprint("panic", "GET /a"), fingerprint("panic", "GET /b"));
+        assert_eq!(
+            fingerprint("panic", "GET /a"),
+            fingerprint("panic", "GET /a")
+        );
+        assert_ne!(
+            fingerprint("panic", "GET /a"),
+            fingerprint("panic", "GET /b")
+        );
         assert_ne!(fingerprint("http_500", "x"), fingerprint("panic", "x"));
         assert_eq!(fingerprint("a", "b").len(), 16);
     }

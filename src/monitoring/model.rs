@@ -32,7 +32,11 @@ pub fn rollup_quantile(buckets: &[i64; ROLLUP_BUCKETS], max_ms: f64, q: f64) -> 
     for (i, c) in buckets.iter().enumerate() {
         seen += c;
         if seen as f64 >= q * total as f64 {
-            return ROLLUP_BOUNDS_MS.get(i).copied().unwrap_or(max_ms).min(max_ms);
+            return ROLLUP_BOUNDS_MS
+                .get(i)
+                .copied()
+                .unwrap_or(max_ms)
+                .min(max_ms);
         }
     }
     max_ms

@@ -102,7 +102,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         return limited("general", limit, wait);
     }
     if req.method() == Method::POST
-        && route == AI_CHAT_ROUTE
+        && req.uri().path().trim_end_matches('/') == AI_CHAT_ROUTE
         && let Some(limit) = &limits.ai
         && let Err(wait) = limit.check(&key)
     {

@@ -145,8 +145,7 @@ pub async fn run(
     if apply {
         actions.push(Action {
             name: "monitoring.vacuum".into(),
-            description: "PRAGMA incremental_vacuum: free pages returned to the file system"
-                .into(),
+            description: "PRAGMA incremental_vacuum: free pages returned to the file system".into(),
             count: freed_pages,
             bytes: freed,
         });

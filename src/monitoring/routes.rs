@@ -44,10 +44,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// document.
 #[cfg(debug_assertions)]
 fn debug_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
-    router.route(
-        "/api/monitoring/debug/fail",
-        axum::routing::get(debug_fail),
-    )
+    router.route("/api/monitoring/debug/fail", axum::routing::get(debug_fail))
 }
 
 #[cfg(not(debug_assertions))]
@@ -272,10 +269,7 @@ async fn compute_performance(state: &AppState, window: &str, secs: u64) -> Resul
         });
     }
     let from = chrono::Utc::now() - chrono::Duration::seconds(secs as i64);
-    let from_hour = format!(
-        "{}:00:00.000Z",
-        &crate::db::ts(from)[..13]
-    );
+    let from_hour = format!("{}:00:00.000Z", &crate::db::ts(from)[..13]);
     let mut conn = state.db.reader.acquire().await?;
     let rows = db::rollups_by_route(&mut conn, &from_hour).await?;
     let mut all = [0i64; super::model::ROLLUP_BUCKETS];
@@ -363,7 +357,10 @@ async fn performance(
 ) -> Result<Response> {
     let window = q.window.unwrap_or_else(|| "5m".to_string());
     let secs = parse_window(&window).ok_or_else(|| {
-        AppError::validation("window", "expected 30s, 5m, 1h, 7d or seconds, at most 400d")
+        AppError::validation(
+            "window",
+            "expected 30s, 5m, 1h, 7d or seconds, at most 400d",
+        )
     })?;
     let st = state.clone();
     state

@@ -38,11 +38,8 @@ pub async fn run(
     // Requests still in flight during the graceful shutdown keep sending for
     // a moment: drain until the channel has been quiet for a short while.
     loop {
-        match tokio::time::timeout(
-            Duration::from_millis(300),
-            rx.recv_many(&mut batch, BATCH),
-        )
-        .await
+        match tokio::time::timeout(Duration::from_millis(300), rx.recv_many(&mut batch, BATCH))
+            .await
         {
             Ok(n) if n > 0 => write(&db, &monitor, &mut batch).await,
             _ => break,
@@ -113,7 +110,10 @@ pub fn aggregate(
             *activity.entry((day, user.clone())).or_default() += 1;
         }
     }
-    (rollups.into_iter().collect(), activity.into_iter().collect())
+    (
+        rollups.into_iter().collect(),
+        activity.into_iter().collect(),
+    )
 }
 
 #[cfg(test)]
