@@ -4,8 +4,8 @@
 //!
 //! A request passes, outermost first: request id -> observe (span, caller
 //! identification, logging of internal causes, request log, metrics, error
-//! tracking) -> rate limit -> problem normalisation -> panic catching ->
-//! security headers -> CORS -> timeout -> body limit -> the route's handler.
+//! tracking) -> problem normalisation -> panic catching -> security headers
+//! -> CORS -> rate limit -> timeout -> body limit -> the route's handler.
 
 pub mod client_ip;
 pub mod extract;
@@ -77,14 +77,14 @@ pub fn router(state: AppState) -> Router {
         StatusCode::REQUEST_TIMEOUT,
         config.request_timeout,
     ))
-    .layer(cors(&config.cors_origins))
-    .layer(from_fn(middleware::security_headers))
-    .layer(CatchPanicLayer::custom(middleware::panic_response))
-    .layer(from_fn(middleware::problem_errors))
     .layer(from_fn_with_state(
         state.clone(),
         crate::monitoring::ratelimit::middleware,
     ))
+    .layer(cors(&config.cors_origins))
+    .layer(from_fn(middleware::security_headers))
+    .layer(CatchPanicLayer::custom(middleware::panic_response))
+    .layer(from_fn(middleware::problem_errors))
     .layer(from_fn_with_state(state.clone(), middleware::observe))
     .layer(from_fn(request_id::middleware))
     .with_state(state)

@@ -170,6 +170,7 @@ async fn burst_is_limited(hops: &str, spoof: impl Fn(usize) -> String) {
         .await
         .unwrap();
     assert!(res.headers().contains_key("retry-after"));
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     let rl = res.headers()["ratelimit"].to_str().unwrap().to_string();
     assert!(rl.contains("limit=5") && rl.contains("remaining=0"), "{rl}");
     let policy = res.headers()["ratelimit-policy"]
