@@ -96,6 +96,9 @@ pub struct Config {
     pub alert_min_free_disk_bytes: u64,
     pub alert_log_drops: u64,
     pub metrics_token: Option<SecretString>,
+    /// Enables test-only routes (`/api/monitoring/debug/fail`); they exist
+    /// only in debug builds, never in release binaries.
+    pub debug_routes: bool,
 
     pub loadtest_max_concurrency: u32,
     pub loadtest_max_duration_seconds: u32,
@@ -253,6 +256,7 @@ impl Config {
             alert_min_free_disk_bytes: env.parse("ALERT_MIN_FREE_DISK_BYTES", 1_073_741_824)?,
             alert_log_drops: env.parse("ALERT_LOG_DROPS", 1)?,
             metrics_token: env.opt_string("METRICS_TOKEN").map(SecretString::from),
+            debug_routes: env.bool("DEBUG_ROUTES", false)?,
 
             loadtest_max_concurrency: env.parse_range(
                 "LOADTEST_MAX_CONCURRENCY",

@@ -24,6 +24,9 @@ pub struct AppState {
     /// Storage, renderers and the shared browser of the files domain.
     pub files: FileService,
     pub health: Probe,
+    /// Request log, error tracking, live statistics, rate limits, response
+    /// cache (see `monitoring`).
+    pub monitor: crate::monitoring::Monitor,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
     /// Random per process: the built-in load tester sends it in the
@@ -47,9 +50,11 @@ impl AppState {
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
         let ai = crate::ai::AiService::new(&config)?;
+        let monitor = crate::monitoring::Monitor::new(&config);
         Ok(Self {
             jobs: Queue::new(db.clone(), config.clone()),
             files: FileService::new(&config)?,
+            monitor,
             config,
             db,
             ai,
