@@ -1,0 +1,1 @@
+//! Every SQL statement of the loadtest domain (the `load_tests` table).
