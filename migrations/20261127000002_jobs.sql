@@ -16,6 +16,7 @@
 --   error_code, error_message  last error (kept on a failed job)
 --   lease_token       identifies the attempt holding the job; a completion
 --                     is accepted only with the current token
+--   lease_owner       the runner (process) holding the lease
 --   lease_expires_at  the runner extends it while the job runs; a lapsed
 --                     lease means the process died and the job is re-queued
 --   cancel_requested  1 once cancellation was asked for a running job
@@ -37,6 +38,7 @@ CREATE TABLE jobs (
     error_code        TEXT,
     error_message     TEXT,
     lease_token       TEXT,
+    lease_owner       TEXT,
     lease_expires_at  TEXT,
     cancel_requested  INTEGER NOT NULL DEFAULT 0,
     created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),

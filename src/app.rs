@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::jobs::Registry;
 use crate::state::AppState;
 
 pub struct Application {
@@ -28,6 +29,15 @@ impl Application {
     /// Opens everything and binds the listener; nothing is served until
     /// [`Application::run`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_jobs(config, |_| {}).await
+    }
+
+    /// Like [`Application::build`], with extra job handlers (tests and
+    /// benchmarks register their own kinds here).
+    pub async fn build_with_jobs(
+        config: Config,
+        extra_jobs: impl FnOnce(&mut Registry),
+    ) -> anyhow::Result<Self> {
         crate::init_crypto();
         prepare_data_dir(&config)?;
         let lock = crate::maintenance::backup::DataDirLock::acquire(&config)?;
@@ -53,7 +63,10 @@ impl Application {
         let tracker = TaskTracker::new();
         crate::health::spawn_workers(&state, &tracker, shutdown.clone());
         crate::sessions::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::jobs::spawn_workers(&state, &tracker, shutdown.clone());
+        let mut registry = Registry::default();
+        crate::jobs::register_jobs(&mut registry);
+        extra_jobs(&mut registry);
+        crate::jobs::spawn_runner(&state, registry, &tracker, shutdown.clone());
         crate::ai::spawn_workers(&state, &tracker, shutdown.clone());
         crate::files::spawn_workers(&state, &tracker, shutdown.clone());
         crate::monitoring::spawn_workers(&state, &tracker, shutdown.clone());

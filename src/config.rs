@@ -55,6 +55,8 @@ pub struct Config {
     pub job_poll_interval: Duration,
     pub job_lease: Duration,
     pub job_retention_days: u32,
+    pub job_retry_base: Duration,
+    pub job_retry_max: Duration,
 
     pub anthropic_api_key: Option<SecretString>,
     pub anthropic_base_url: String,
@@ -181,6 +183,18 @@ impl Config {
             )?),
             job_lease: env.seconds("JOB_LEASE_SECONDS", 30, 2, 3600)?,
             job_retention_days: env.parse_range("JOB_RETENTION_DAYS", 7, 0, 3650)?,
+            job_retry_base: Duration::from_millis(env.parse_range(
+                "JOB_RETRY_BASE_MS",
+                1000,
+                1,
+                3_600_000,
+            )?),
+            job_retry_max: Duration::from_millis(env.parse_range(
+                "JOB_RETRY_MAX_MS",
+                300_000,
+                1,
+                86_400_000,
+            )?),
 
             anthropic_api_key: env.opt_string("ANTHROPIC_API_KEY").map(SecretString::from),
             anthropic_base_url: {

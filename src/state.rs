@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::db::Db;
 use crate::health::Probe;
+use crate::jobs::Queue;
 use crate::sessions::auth::AuthCache;
 use crate::users::Users;
 
@@ -17,6 +18,7 @@ pub struct AppState {
     pub db: Db,
     pub auth: AuthCache,
     pub users: Users,
+    pub jobs: Queue,
     pub health: Probe,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
@@ -46,6 +48,7 @@ impl AppState {
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
         Ok(Self {
+            jobs: Queue::new(db.clone(), config.clone()),
             config,
             db,
             auth,

@@ -1,11 +1,405 @@
-//! The durable job queue: enqueue, the runner that claims rows, leases, retries with backoff, cancellation, retention, and the jobs endpoints.
+//! The durable job queue: every piece of long or failure-prone work is a row
+//! in `jobs`, executed at least once by the in-process runner.
+//!
+//! - [`Queue::enqueue`] writes the row (through the group-commit writer, so
+//!   concurrent enqueues share one transaction) and wakes the runner at once.
+//! - The runner ([`runner`]) claims due rows in one atomic statement, highest
+//!   priority first then oldest, runs up to `JOB_CONCURRENCY` at once, holds a
+//!   lease it keeps extending, and records the outcome only if its lease is
+//!   still current (a stale attempt cannot overwrite a newer one).
+//! - Failures are retried with exponential backoff and jitter up to
+//!   `max_attempts`; [`JobError::Fail`] fails at once.
+//! - Jobs whose process died are re-queued at start-up and when their lease
+//!   lapses. Execution is therefore at-least-once: handlers must tolerate
+//!   running again.
 
+pub mod db;
+pub mod model;
 pub mod routes;
+pub mod runner;
+mod writer;
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+pub use self::model::{Job, JobError, JobStatus, NewJob};
+pub use self::runner::spawn_runner;
+use self::writer::WriteOp;
+use crate::config::Config;
+use crate::db::{self as store, Db, ts};
+use crate::error::{AppError, Result};
+use crate::http::extract::Json;
+use crate::sessions::auth::Principal;
 use crate::state::AppState;
 
-/// Starts this domain's background work (none yet).
-pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// Longest `Prefer: wait=N` honoured, in seconds.
+pub const MAX_PREFER_WAIT: u64 = 60;
+
+type HandlerFn =
+    Arc<dyn Fn(JobContext) -> BoxFuture<'static, Result<Value, JobError>> + Send + Sync>;
+
+/// The handlers of every job kind. Built once at start-up.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, HandlerFn>,
+}
+
+impl Registry {
+    pub fn register<F, Fut>(&mut self, kind: &str, handler: F)
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Value, JobError>> + Send + 'static,
+    {
+        self.handlers.insert(
+            kind.to_string(),
+            Arc::new(move |ctx| Box::pin(handler(ctx))),
+        );
+    }
+
+    pub fn get(&self, kind: &str) -> Option<HandlerFn> {
+        self.handlers.get(kind).cloned()
+    }
+
+    pub fn kinds(&self) -> Vec<String> {
+        let mut k: Vec<String> = self.handlers.keys().cloned().collect();
+        k.sort();
+        k
+    }
+}
+
+/// Kinds the queue itself provides.
+pub fn register_jobs(registry: &mut Registry) {
+    // A job that does nothing: used by the queue benchmark and as a probe.
+    registry.register("jobs.noop", |_ctx| async { Ok(Value::Null) });
+}
+
+/// What a handler gets: its job, the state, and a cancellation signal.
+pub struct JobContext {
+    pub id: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub payload: Value,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub state: AppState,
+    /// Cancelled when a client cancels the job or the service stops.
+    pub cancel: CancellationToken,
+    lease_token: String,
+    last_progress: Mutex<Option<Instant>>,
+}
+
+impl JobContext {
+    /// The payload as a typed request (a bad payload fails the job at once).
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_value(self.payload.clone())
+            .map_err(|e| JobError::fail("invalid_payload", format!("invalid job payload: {e}")))
+    }
+
+    /// Reports progress (0-100). Writes are throttled to a few per second.
+    pub async fn progress(&self, percent: u8, message: impl Into<String>) {
+        let now = Instant::now();
+        if let Ok(mut last) = self.last_progress.lock() {
+            if percent < 100
+                && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(200))
+            {
+                return;
+            }
+            *last = Some(now);
+        }
+        self.state.jobs.write_progress(
+            &self.id,
+            &self.lease_token,
+            i64::from(percent.min(100)),
+            Some(message.into()),
+        );
+    }
+}
+
+struct RunningJob {
+    token: CancellationToken,
+    cancelled_by_client: Arc<AtomicBool>,
+}
+
+/// Handle to the queue; clone freely.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    config: Arc<Config>,
+    wake: Notify,
+    finished: broadcast::Sender<String>,
+    running: Mutex<HashMap<String, RunningJob>>,
+    writer: mpsc::Sender<WriteOp>,
+    /// This process's runner identity (lease owner).
+    owner: String,
+}
+
+impl Queue {
+    /// Creates the queue and starts its group-commit writer.
+    pub fn new(db: Db, config: Arc<Config>) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let (finished, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            db: db.clone(),
+            config,
+            wake: Notify::new(),
+            finished: finished.clone(),
+            running: Mutex::default(),
+            writer: tx,
+            owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
+        });
+        let full = inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
+        tokio::spawn(writer::run(db, full, rx, finished, Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Wakes the runner (new work, or a free slot).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Enqueues a job. With an idempotency key, the same key for the same
+    /// owner and kind returns the existing job (409 if its payload differs).
+    #[tracing::instrument(skip_all, fields(kind = %job.kind))]
+    pub async fn enqueue(&self, job: NewJob) -> Result<Job> {
+        if let Some(key) = &job.idempotency_key
+            && (key.is_empty() || key.len() > 200)
+        {
+            return Err(AppError::validation(
+                "Idempotency-Key",
+                "must be 1 to 200 characters",
+            ));
+        }
+        let (ack, rx) = tokio::sync::oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteOp::Insert {
+                job: Box::new(job),
+                ack,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("job writer stopped"))?;
+        let job = rx
+            .await
+            .map_err(|_| anyhow::anyhow!("job writer dropped the insert"))??;
+        metrics::counter!("hs_jobs_enqueued_total", "kind" => job.kind.clone()).increment(1);
+        self.wake();
+        Ok(job)
+    }
+
+    /// Reads a job.
+    pub async fn get(&self, id: &str) -> Result<Option<Job>> {
+        let mut conn = self.inner.db.reader.acquire().await?;
+        Ok(db::find(&mut conn, id).await?.map(Job::from))
+    }
+
+    /// A job the caller may see (owner or admin), else 404.
+    pub async fn get_visible(&self, caller: &Principal, id: &str) -> Result<Job> {
+        let job = self.get(id).await?.ok_or(AppError::NotFound)?;
+        match &job.user_id {
+            Some(owner) if caller.can_see(owner) => Ok(job),
+            None if caller.is_admin() => Ok(job),
+            _ => Err(AppError::NotFound),
+        }
+    }
+
+    /// Waits up to `timeout` for the job to finish; returns its latest state.
+    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Result<Job> {
+        let mut rx = self.inner.finished.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.get(id).await?.ok_or(AppError::NotFound)?;
+            if job.status.is_finished() {
+                return Ok(job);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return self.get(id).await?.ok_or(AppError::NotFound),
+                    Ok(Ok(done)) if done == id => break,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => {
+                        return self.get(id).await?.ok_or(AppError::NotFound);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cancels a queued job, or signals a running one's handler.
+    pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<Job> {
+        let job = self.get_visible(caller, id).await?;
+        if matches!(job.status, JobStatus::Succeeded | JobStatus::Failed) {
+            return Err(AppError::Conflict(format!(
+                "the job already {}",
+                job.status.as_str()
+            )));
+        }
+        let mut tx = self.inner.db.begin_write().await?;
+        db::cancel(&mut tx, id, &store::now()).await?;
+        tx.commit().await?;
+        if let Ok(running) = self.inner.running.lock()
+            && let Some(r) = running.get(id)
+        {
+            r.cancelled_by_client.store(true, Ordering::SeqCst);
+            r.token.cancel();
+        }
+        let job = self.get(id).await?.ok_or(AppError::NotFound)?;
+        if job.status == JobStatus::Cancelled {
+            let _ = self.inner.finished.send(job.id.clone());
+        }
+        Ok(job)
+    }
+
+    fn write_progress(&self, id: &str, token: &str, percent: i64, message: Option<String>) {
+        let _ = self.inner.writer.try_send(WriteOp::Progress {
+            id: id.to_string(),
+            token: token.to_string(),
+            percent,
+            message,
+        });
+    }
+
+    /// Deletes finished jobs older than `JOB_RETENTION_DAYS`.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let before = self.retention_cutoff();
+        let mut tx = self.inner.db.begin_write().await?;
+        let n = db::prune_finished(&mut tx, &before).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    fn retention_cutoff(&self) -> String {
+        ts(Utc::now() - chrono::Duration::days(i64::from(self.inner.config.job_retention_days)))
+    }
+}
+
+/// Maintenance of this domain: finished jobs past retention.
+pub async fn maintenance(
+    state: &AppState,
+    apply: bool,
+) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+    let count = if apply {
+        state.jobs.prune().await?
+    } else {
+        let mut conn = state.db.reader.acquire().await?;
+        db::count_prunable(&mut conn, &state.jobs.retention_cutoff())
+            .await?
+            .max(0) as u64
+    };
+    Ok(vec![crate::maintenance::Action {
+        name: "jobs.prune".into(),
+        description: format!(
+            "delete jobs finished more than {} days ago (JOB_RETENTION_DAYS)",
+            state.config.job_retention_days
+        ),
+        count,
+        bytes: 0,
+    }])
+}
+
+/// The seconds of a `Prefer: wait=N` header (RFC 7240), capped.
+pub fn prefer_wait(headers: &HeaderMap, request_timeout: Duration) -> Option<Duration> {
+    let cap = MAX_PREFER_WAIT.min(request_timeout.as_secs().saturating_sub(2).max(1));
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|p| {
+            let (k, v) = p.trim().split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| v.trim().trim_matches('"').parse::<u64>().ok())?
+        })
+        .next()
+        .map(|n| Duration::from_secs(n.min(cap)))
+}
+
+/// The client's `Idempotency-Key` header, if any.
+pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
+/// Answers a started job per the API convention: `202 Accepted` with the job
+/// and `Location`, or, under `Prefer: wait=N`, `200` with the finished job
+/// when it finishes in time.
+pub async fn respond(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Response> {
+    let wait = prefer_wait(headers, state.config.request_timeout);
+    let job = match wait {
+        Some(w) if !job.status.is_finished() => state.jobs.wait_finished(&job.id, w).await?,
+        _ => job,
+    };
+    let location = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)).ok();
+    let status = if job.status.is_finished() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut res = (status, Json(job)).into_response();
+    if let Some(loc) = location {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
+    if let Some(w) = wait
+        && let Ok(v) = HeaderValue::from_str(&format!("wait={}", w.as_secs()))
+    {
+        res.headers_mut().insert("preference-applied", v);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("prefer", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn prefer_wait_is_parsed_and_capped() {
+        let t = Duration::from_secs(90);
+        assert_eq!(
+            prefer_wait(&headers("wait=5"), t),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            prefer_wait(&headers("respond-async, wait=10"), t),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            prefer_wait(&headers("wait=600"), t),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            prefer_wait(&headers("wait=600"), Duration::from_secs(30)),
+            Some(Duration::from_secs(28))
+        );
+        assert_eq!(prefer_wait(&headers("return=minimal"), t), None);
+        assert_eq!(prefer_wait(&HeaderMap::new(), t), None);
+    }
+}

@@ -1,9 +1,84 @@
-//! HTTP handlers of the jobs domain.
+//! HTTP handlers of the job queue.
 
+use axum::extract::State;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::db;
+use super::model::{Job, JobFilter};
+use crate::error::{AppError, Problem, Result};
+use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(cancel_job))
+}
+
+/// A job: status, progress, attempts, result or error (owner or admin).
+#[utoipa::path(get, path = "/api/jobs/{jobId}", tag = "jobs",
+    params(("jobId" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 401, body = Problem), (status = 404, body = Problem)))]
+async fn get_job(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(state.jobs.get_visible(&user, &id).await?))
+}
+
+/// Jobs, newest first: the caller's own, or (admins) everyone's.
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs",
+    params(JobFilter), security(("bearer" = [])),
+    responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(filter): Query<JobFilter>,
+) -> Result<impl IntoResponse> {
+    let page = PageParams {
+        limit: filter.limit,
+        cursor: filter.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let owner = if user.is_admin() {
+        filter.user_id.clone()
+    } else {
+        if filter.user_id.as_ref().is_some_and(|u| *u != user.user_id) {
+            return Err(AppError::validation(
+                "userId",
+                "only admins may list other users' jobs",
+            ));
+        }
+        Some(user.user_id.clone())
+    };
+    let mut conn = state.db.reader.acquire().await?;
+    let rows = db::list(
+        &mut conn,
+        owner.as_deref(),
+        filter.status.map(|s| s.as_str()),
+        filter.kind.as_deref(),
+        filter.cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let jobs: Vec<Job> = rows.into_iter().map(Job::from).collect();
+    Ok(Json(Page::from_rows(jobs, limit, |j: &Job| j.id.clone())))
+}
+
+/// Cancel a queued job (it will not run) or a running one (its handler is
+/// signalled). A finished job answers 409.
+#[utoipa::path(post, path = "/api/jobs/{jobId}/cancel", tag = "jobs",
+    params(("jobId" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = Job), (status = 401, body = Problem), (status = 404, body = Problem),
+              (status = 409, description = "already finished", body = Problem)))]
+async fn cancel_job(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
+    Ok(Json(state.jobs.cancel(&user, &id).await?))
 }

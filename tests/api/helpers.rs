@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hs_platform::app::Application;
 use hs_platform::config::Config;
+use hs_platform::jobs::Registry;
+use hs_platform::state::AppState;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -20,6 +22,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     pub env: HashMap<String, String>,
+    /// The running service's state, for tests that drive the job queue
+    /// directly (enqueueing kinds no endpoint offers).
+    pub state: AppState,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -66,10 +71,55 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
     start(dir, env).await
 }
 
+/// Starts the real service with extra job handlers registered (the runner
+/// under test control).
+pub async fn spawn_app_with_jobs(
+    settings: &[(&str, &str)],
+    jobs: impl FnOnce(&mut Registry),
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = base_env(&dir);
+    for (k, v) in settings {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
+    start_with(dir, env, jobs).await
+}
+
+/// A second service on the same data directory as `other` (as if a new
+/// process started after `other` crashed).
+pub async fn spawn_app_sharing(
+    other: &TestApp,
+    settings: &[(&str, &str)],
+    jobs: impl FnOnce(&mut Registry),
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env: HashMap<String, String> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    env.insert(
+        "DATABASE_URL".into(),
+        format!("sqlite://{}", other.db_path().display()),
+    );
+    env.insert("DATA_DIR".into(), dir.path().display().to_string());
+    start_with(dir, env, jobs).await
+}
+
 async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
+    start_with(dir, env, |_| {}).await
+}
+
+async fn start_with(
+    dir: TempDir,
+    env: HashMap<String, String>,
+    jobs: impl FnOnce(&mut Registry),
+) -> TestApp {
     hs_platform::init_crypto();
     let config = Config::from_map(&env).expect("valid test configuration");
-    let app = Application::build(config).await.expect("app builds");
+    let app = Application::build_with_jobs(config, jobs)
+        .await
+        .expect("app builds");
+    let state = app.state().clone();
     let addr = format!("http://{}", app.addr());
     let shutdown = app.shutdown_token();
     let handle = tokio::spawn(app.run());
@@ -82,6 +132,7 @@ async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
         client,
         dir,
         env,
+        state,
         shutdown,
         handle: Some(handle),
     }
@@ -179,6 +230,29 @@ impl TestApp {
     pub async fn update_user(&self, id: &str, token: &str, body: Value) -> Response {
         self.put(&format!("/api/users/{id}"), Some(token), body)
             .await
+    }
+
+    pub async fn get_job(&self, id: &str, token: &str) -> Response {
+        self.get(&format!("/api/jobs/{id}"), Some(token)).await
+    }
+
+    /// Polls a job until it is finished (or 30 s pass); returns its body.
+    pub async fn wait_job(&self, id: &str, token: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let res = self.get_job(id, token).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let job: Value = res.json().await.unwrap();
+            let status = job["status"].as_str().unwrap().to_string();
+            if ["succeeded", "failed", "cancelled"].contains(&status.as_str()) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {id} did not finish: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn logout(&self, session_id: &str, token: &str) -> Response {

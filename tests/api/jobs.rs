@@ -1,1 +1,421 @@
-//! Tests of the jobs domain.
+//! The job queue: ordering, retries, cancellation, idempotency, recovery,
+//! ownership.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hs_platform::jobs::{JobError, NewJob};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::helpers::{assert_problem, spawn_app_with_jobs};
+
+#[tokio::test]
+async fn higher_priority_jobs_run_first_then_oldest() {
+    let order = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (o, g) = (order.clone(), gate.clone());
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
+        let g = g.clone();
+        r.register("test.block", move |_ctx| {
+            let g = g.clone();
+            async move {
+                let _p = g
+                    .acquire()
+                    .await
+                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
+                Ok(Value::Null)
+            }
+        });
+        r.register("test.record", move |ctx| {
+            let o = o.clone();
+            async move {
+                o.lock()
+                    .unwrap()
+                    .push(ctx.payload["name"].as_str().unwrap().to_string());
+                Ok(Value::Null)
+            }
+        });
+    })
+    .await;
+    let user = app.new_user().await;
+    let blocker = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.block", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    // Wait until the blocker holds the only slot.
+    loop {
+        let j = app.state.jobs.get(&blocker.id).await.unwrap().unwrap();
+        if j.status.as_str() == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ids = Vec::new();
+    for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
+        let job = app
+            .state
+            .jobs
+            .enqueue(
+                NewJob::new("test.record", json!({"name": name}))
+                    .owner(&user.id)
+                    .priority(priority),
+            )
+            .await
+            .unwrap();
+        ids.push(job.id);
+    }
+    gate.add_permits(1);
+    for id in &ids {
+        app.wait_job(id, &user.token).await;
+    }
+    assert_eq!(*order.lock().unwrap(), ["high", "mid", "low-1", "low-2"]);
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_then_failed_with_its_error() {
+    let calls = Arc::new(Mutex::new(0));
+    let c = calls.clone();
+    let app = spawn_app_with_jobs(&[("JOB_RETRY_BASE_MS", "10")], move |r| {
+        r.register("test.flaky", move |_ctx| {
+            let c = c.clone();
+            async move {
+                *c.lock().unwrap() += 1;
+                Err(JobError::retry(
+                    "upstream_unavailable",
+                    "the upstream is down",
+                ))
+            }
+        });
+    })
+    .await;
+    let user = app.new_user().await;
+    let job = app
+        .state
+        .jobs
+        .enqueue(
+            NewJob::new("test.flaky", json!({}))
+                .owner(&user.id)
+                .max_attempts(3),
+        )
+        .await
+        .unwrap();
+    let done = app.wait_job(&job.id, &user.token).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(done["maxAttempts"], 3);
+    assert_eq!(done["error"]["code"], "upstream_unavailable");
+    assert_eq!(done["error"]["message"], "the upstream is down");
+    assert!(done["finishedAt"].is_string());
+    assert_eq!(*calls.lock().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_at_once_and_success_after_a_retry_is_kept() {
+    let calls = Arc::new(Mutex::new(0));
+    let c = calls.clone();
+    let app = spawn_app_with_jobs(&[("JOB_RETRY_BASE_MS", "10")], move |r| {
+        r.register("test.bad_input", |_ctx| async {
+            Err(JobError::fail("invalid_request", "no"))
+        });
+        r.register("test.second_time", move |ctx| {
+            let c = c.clone();
+            async move {
+                *c.lock().unwrap() += 1;
+                ctx.progress(50, "half way").await;
+                if ctx.attempt < 2 {
+                    Err(JobError::retry("flaky", "first attempt fails"))
+                } else {
+                    Ok(json!({"answer": 42}))
+                }
+            }
+        });
+    })
+    .await;
+    let user = app.new_user().await;
+    let bad = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.bad_input", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    let done = app.wait_job(&bad.id, &user.token).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["attempts"], 1);
+
+    let ok = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.second_time", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    let done = app.wait_job(&ok.id, &user.token).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["result"]["answer"], 42);
+    assert_eq!(done["progress"]["percent"], 100);
+    assert!(done["error"].is_null());
+}
+
+#[tokio::test]
+async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_signalled() {
+    let ran = Arc::new(Mutex::new(0));
+    let r2 = ran.clone();
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
+        r.register("test.until_cancelled", |ctx| async move {
+            ctx.cancel.cancelled().await;
+            Err(JobError::fail("stopped", "stopped on request"))
+        });
+        r.register("test.count", move |_ctx| {
+            let r2 = r2.clone();
+            async move {
+                *r2.lock().unwrap() += 1;
+                Ok(Value::Null)
+            }
+        });
+    })
+    .await;
+    let user = app.new_user().await;
+    let running = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.until_cancelled", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    let queued = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.count", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    loop {
+        let j: Value = app
+            .get_job(&running.id, &user.token)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if j["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let res = app
+        .post(
+            &format!("/api/jobs/{}/cancel", queued.id),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+
+    let res = app
+        .post(
+            &format!("/api/jobs/{}/cancel", running.id),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let done = app.wait_job(&running.id, &user.token).await;
+    assert_eq!(done["status"], "cancelled");
+    // The queue is free again; the cancelled job never ran.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*ran.lock().unwrap(), 0);
+    let q: Value = app
+        .get_job(&queued.id, &user.token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["status"], "cancelled");
+    assert_eq!(q["attempts"], 0);
+    // A finished job cannot be cancelled.
+    let res = app
+        .post(
+            &format!("/api/jobs/{}/cancel", queued.id),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "cancelling a cancelled job is idempotent"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_a_finished_job_is_a_409() {
+    let app = spawn_app_with_jobs(&[], |_| {}).await;
+    let user = app.new_user().await;
+    let job = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    app.wait_job(&job.id, &user.token).await;
+    let res = app
+        .post(
+            &format!("/api/jobs/{}/cancel", job.id),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_problem(res, StatusCode::CONFLICT, "conflict").await;
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_job() {
+    let app = spawn_app_with_jobs(&[], |_| {}).await;
+    let user = app.new_user().await;
+    let new = || {
+        NewJob::new("jobs.noop", json!({"x": 1}))
+            .owner(&user.id)
+            .idempotency_key(Some("order-17".into()))
+    };
+    let a = app.state.jobs.enqueue(new()).await.unwrap();
+    let b = app.state.jobs.enqueue(new()).await.unwrap();
+    assert_eq!(a.id, b.id);
+    let other = NewJob::new("jobs.noop", json!({"x": 2}))
+        .owner(&user.id)
+        .idempotency_key(Some("order-17".into()));
+    let err = app.state.jobs.enqueue(other).await.unwrap_err();
+    assert_eq!(err.code(), "conflict");
+    let list: Value = app
+        .get("/api/jobs", Some(&user.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
+    let app = spawn_app_with_jobs(&[], |_| {}).await;
+    let ann = app.new_user().await;
+    let bob = app.new_user().await;
+    let admin = app.new_admin().await;
+    let job = app
+        .state
+        .jobs
+        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&ann.id))
+        .await
+        .unwrap();
+    app.wait_job(&job.id, &ann.token).await;
+    assert_problem(
+        app.get_job(&job.id, &bob.token).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let res = app
+        .post(
+            &format!("/api/jobs/{}/cancel", job.id),
+            Some(&bob.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let list: Value = app
+        .get("/api/jobs", Some(&bob.token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(list["items"].as_array().unwrap().is_empty());
+    assert_eq!(
+        app.get_job(&job.id, &admin.token).await.status(),
+        StatusCode::OK
+    );
+    let list: Value = app
+        .get(
+            "/api/jobs?status=succeeded&kind=jobs.noop",
+            Some(&admin.token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let res = app.get("/api/jobs?status=bogus", Some(&ann.token)).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/api/jobs", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attempt_cannot_overwrite_it()
+ {
+    // Process A claims the job and hangs; process B starts on the same
+    // database (as after a crash of A) and re-runs it. A's late completion
+    // is refused because its lease is no longer current.
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let a = spawn_app_with_jobs(&[], move |r| {
+        let g = g.clone();
+        r.register("test.work", move |_ctx| {
+            let g = g.clone();
+            async move {
+                let _p = g
+                    .acquire()
+                    .await
+                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
+                Ok(json!({"by": "A"}))
+            }
+        });
+    })
+    .await;
+    let user = a.new_user().await;
+    let job = a
+        .state
+        .jobs
+        .enqueue(NewJob::new("test.work", json!({})).owner(&user.id))
+        .await
+        .unwrap();
+    loop {
+        if a.state
+            .jobs
+            .get(&job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .as_str()
+            == "running"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let settings: Vec<(String, String)> =
+        a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let b = crate::helpers::spawn_app_sharing(&a, &settings, |r| {
+        r.register("test.work", |_ctx| async { Ok(json!({"by": "B"})) });
+    })
+    .await;
+    let done = b.wait_job(&job.id, &user.token).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["result"]["by"], "B");
+    assert_eq!(done["attempts"], 2);
+    gate.add_permits(1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after: Value = b.get_job(&job.id, &user.token).await.json().await.unwrap();
+    assert_eq!(
+        after["result"]["by"], "B",
+        "the stale attempt must not overwrite the result"
+    );
+}

@@ -1,0 +1,422 @@
+//! Every SQL statement of the job queue.
+
+use sqlx::SqliteConnection;
+
+use super::model::{Job, JobErrorBody, JobStatus, Progress};
+
+pub struct JobRow {
+    pub id: String,
+    pub kind: String,
+    pub status: String,
+    pub priority: i64,
+    pub payload: String,
+    pub user_id: Option<String>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: String,
+    pub progress_percent: i64,
+    pub progress_message: Option<String>,
+    pub result: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub cancel_requested: i64,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+}
+
+impl From<JobRow> for Job {
+    fn from(r: JobRow) -> Self {
+        Job {
+            id: r.id,
+            kind: r.kind,
+            status: JobStatus::from_db(&r.status),
+            priority: r.priority,
+            progress: Progress {
+                percent: r.progress_percent,
+                message: r.progress_message,
+            },
+            attempts: r.attempts,
+            max_attempts: r.max_attempts,
+            run_at: r.run_at,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            updated_at: r.updated_at,
+            user_id: r.user_id,
+            cancel_requested: r.cancel_requested != 0,
+            result: r.result.and_then(|t| serde_json::from_str(&t).ok()),
+            error: match (r.error_code, r.error_message) {
+                (Some(code), message) => Some(JobErrorBody {
+                    code,
+                    message: message.unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        }
+    }
+}
+
+pub struct InsertJob<'a> {
+    pub id: &'a str,
+    pub kind: &'a str,
+    pub priority: i64,
+    pub payload: &'a str,
+    pub user_id: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub max_attempts: i64,
+    pub run_at: &'a str,
+    pub now: &'a str,
+}
+
+/// Inserts a job; `None` when its idempotency key already exists.
+pub async fn insert(
+    conn: &mut SqliteConnection,
+    j: &InsertJob<'_>,
+) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as!(
+        JobRow,
+        r#"INSERT INTO jobs (id, kind, priority, payload, user_id, idempotency_key, max_attempts,
+                             run_at, created_at, updated_at)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+           ON CONFLICT (user_id, kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+           RETURNING id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
+                     run_at, progress_percent, progress_message, result, error_code, error_message,
+                     cancel_requested, created_at, started_at, finished_at, updated_at"#,
+        j.id,
+        j.kind,
+        j.priority,
+        j.payload,
+        j.user_id,
+        j.idempotency_key,
+        j.max_attempts,
+        j.run_at,
+        j.now
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find_by_idempotency_key(
+    conn: &mut SqliteConnection,
+    user_id: Option<&str>,
+    kind: &str,
+    key: &str,
+) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as!(
+        JobRow,
+        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
+                  run_at, progress_percent, progress_message, result, error_code, error_message,
+                  cancel_requested, created_at, started_at, finished_at, updated_at
+           FROM jobs WHERE user_id IS ?1 AND kind = ?2 AND idempotency_key = ?3"#,
+        user_id,
+        kind,
+        key
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as!(
+        JobRow,
+        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
+                  run_at, progress_percent, progress_message, result, error_code, error_message,
+                  cancel_requested, created_at, started_at, finished_at, updated_at
+           FROM jobs WHERE id = ?"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Newest first; every filter optional.
+pub async fn list(
+    conn: &mut SqliteConnection,
+    user_id: Option<&str>,
+    status: Option<&str>,
+    kind: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as!(
+        JobRow,
+        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
+                  run_at, progress_percent, progress_message, result, error_code, error_message,
+                  cancel_requested, created_at, started_at, finished_at, updated_at
+           FROM jobs
+           WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)
+             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4)
+           ORDER BY id DESC LIMIT ?5"#,
+        user_id,
+        status,
+        kind,
+        cursor,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A job claimed by this runner.
+pub struct Claimed {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub user_id: Option<String>,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub lease_token: String,
+}
+
+/// Claims up to `n` due jobs, highest priority first, then oldest, in one
+/// atomic statement. Each claim gets a lease token unique to the attempt.
+pub async fn claim(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    n: i64,
+    lease_expires_at: &str,
+    now: &str,
+) -> sqlx::Result<Vec<Claimed>> {
+    sqlx::query_as!(
+        Claimed,
+        r#"UPDATE jobs SET status = 'running', attempts = attempts + 1,
+               lease_owner = ?1, lease_token = ?1 || ':' || id || ':' || (attempts + 1),
+               lease_expires_at = ?3, started_at = coalesce(started_at, ?4), updated_at = ?4,
+               error_code = NULL, error_message = NULL
+           WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?4
+                        ORDER BY priority DESC, id LIMIT ?2)
+           RETURNING id AS "id!", kind, payload, user_id, attempts, max_attempts,
+                     lease_token AS "lease_token!""#,
+        owner,
+        n,
+        lease_expires_at,
+        now
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Extends the leases of every job this runner holds.
+pub async fn extend_leases(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    expires_at: &str,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "UPDATE jobs SET lease_expires_at = ?2 WHERE status = 'running' AND lease_owner = ?1",
+        owner,
+        expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn succeed(
+    conn: &mut SqliteConnection,
+    id: &str,
+    token: &str,
+    result: &str,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE jobs SET status = 'succeeded', result = ?3, finished_at = ?4, updated_at = ?4,
+               progress_percent = 100, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = ?1 AND lease_token = ?2 AND status = 'running'"#,
+        id,
+        token,
+        result,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Ends an attempt without success: `status` is 'failed' or 'cancelled'.
+pub async fn finish_unsuccessfully(
+    conn: &mut SqliteConnection,
+    id: &str,
+    token: &str,
+    status: &str,
+    code: &str,
+    message: &str,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE jobs SET status = ?3, error_code = ?4, error_message = ?5, finished_at = ?6,
+               updated_at = ?6, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = ?1 AND lease_token = ?2 AND status = 'running'"#,
+        id,
+        token,
+        status,
+        code,
+        message,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Puts a failed attempt back in the queue to run at `run_at`.
+pub async fn retry_later(
+    conn: &mut SqliteConnection,
+    id: &str,
+    token: &str,
+    code: &str,
+    message: &str,
+    run_at: &str,
+    now: &str,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        r#"UPDATE jobs SET status = 'queued', error_code = ?3, error_message = ?4, run_at = ?5,
+               updated_at = ?6, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE id = ?1 AND lease_token = ?2 AND status = 'running'"#,
+        id,
+        token,
+        code,
+        message,
+        run_at,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn set_progress(
+    conn: &mut SqliteConnection,
+    id: &str,
+    token: &str,
+    percent: i64,
+    message: Option<&str>,
+    now: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"UPDATE jobs SET progress_percent = ?3, progress_message = ?4, updated_at = ?5
+           WHERE id = ?1 AND lease_token = ?2 AND status = 'running'"#,
+        id,
+        token,
+        percent,
+        message,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Cancels a queued job at once; for a running one records the request.
+/// Returns the status after the statement (None when the job is missing).
+pub async fn cancel(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"UPDATE jobs SET
+               status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+               finished_at = CASE WHEN status = 'queued' THEN ?2 ELSE finished_at END,
+               error_code = CASE WHEN status = 'queued' THEN 'cancelled' ELSE error_code END,
+               error_message = CASE WHEN status = 'queued' THEN 'cancelled before it ran'
+                                    ELSE error_message END,
+               cancel_requested = CASE WHEN status IN ('queued', 'running') THEN 1
+                                       ELSE cancel_requested END,
+               updated_at = ?2
+           WHERE id = ?1
+           RETURNING status"#,
+        id,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Gives this runner's running jobs back to the queue (shutdown); the
+/// interrupted attempt does not count.
+pub async fn release(conn: &mut SqliteConnection, owner: &str, now: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        r#"UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), run_at = ?2,
+               updated_at = ?2, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE status = 'running' AND lease_owner = ?1"#,
+        owner,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Running jobs whose holder is gone: those with a lapsed lease, or (at
+/// start-up, `foreign_owner_too`) any holder other than `owner`. They are
+/// re-queued, or failed when they used up their attempts.
+pub async fn recover_abandoned(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    foreign_owner_too: bool,
+    now: &str,
+) -> sqlx::Result<u64> {
+    let foreign = i64::from(foreign_owner_too);
+    let r = sqlx::query!(
+        r#"UPDATE jobs SET
+               status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'queued' END,
+               error_code = 'abandoned',
+               error_message = 'the process running this job stopped before it finished',
+               finished_at = CASE WHEN attempts >= max_attempts THEN ?3 ELSE NULL END,
+               run_at = ?3, updated_at = ?3,
+               lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
+           WHERE status = 'running'
+             AND (lease_expires_at < ?3 OR (?2 = 1 AND lease_owner IS NOT ?1))"#,
+        owner,
+        foreign,
+        now
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+/// Deletes finished jobs older than `before`.
+pub async fn prune_finished(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}
+
+pub async fn count_prunable(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1"#,
+        before
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The earliest run_at of queued jobs (to wake the runner for scheduled work).
+pub async fn next_run_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(r#"SELECT min(run_at) AS "at?: String" FROM jobs WHERE status = 'queued'"#)
+        .fetch_one(conn)
+        .await
+}
+
+/// Switches the connection's `synchronous` setting between FULL and NORMAL
+/// (outside a transaction).
+pub async fn set_synchronous(conn: &mut SqliteConnection, full: bool) -> sqlx::Result<()> {
+    if full {
+        sqlx::query!("PRAGMA synchronous = FULL")
+            .execute(conn)
+            .await?;
+    } else {
+        sqlx::query!("PRAGMA synchronous = NORMAL")
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}

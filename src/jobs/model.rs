@@ -1,0 +1,271 @@
+//! Job types: what is enqueued, what the API shows, and how a handler fails.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_db(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => Self::Queued,
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Progress {
+    pub percent: i64,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JobErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub status: JobStatus,
+    pub priority: i64,
+    pub progress: Progress,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+    pub user_id: Option<String>,
+    pub cancel_requested: bool,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<JobErrorBody>,
+}
+
+/// A job to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Value,
+    pub user_id: Option<String>,
+    pub priority: i64,
+    pub max_attempts: i64,
+    pub run_at: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(kind: &str, payload: Value) -> Self {
+        Self {
+            kind: kind.to_string(),
+            payload,
+            user_id: None,
+            priority: 0,
+            max_attempts: 3,
+            run_at: None,
+            idempotency_key: None,
+        }
+    }
+
+    pub fn owner(mut self, user_id: &str) -> Self {
+        self.user_id = Some(user_id.to_string());
+        self
+    }
+
+    pub fn priority(mut self, priority: i64) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn max_attempts(mut self, n: i64) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn idempotency_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+}
+
+/// How a job handler failed.
+#[derive(Debug, Clone)]
+pub enum JobError {
+    /// Worth another attempt (after backoff, or at least `retry_after`).
+    Retry {
+        code: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying cannot help (bad input, a 4xx from upstream): fail at once.
+    Fail { code: String, message: String },
+}
+
+impl JobError {
+    pub fn retry(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Retry {
+            code: code.into(),
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn retry_after(
+        code: impl Into<String>,
+        message: impl Into<String>,
+        after: Duration,
+    ) -> Self {
+        Self::Retry {
+            code: code.into(),
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+
+    pub fn fail(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Fail {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Retry { code, .. } | Self::Fail { code, .. } => code,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retry { message, .. } | Self::Fail { message, .. } => message,
+        }
+    }
+}
+
+impl From<anyhow::Error> for JobError {
+    /// Internal failures are retried; their detail is logged, not stored.
+    fn from(err: anyhow::Error) -> Self {
+        tracing::warn!(error = %format!("{err:#}"), "job failed with an internal error");
+        JobError::retry("internal", "internal error")
+    }
+}
+
+impl From<AppError> for JobError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::Internal(e) => e.into(),
+            AppError::Unavailable {
+                code,
+                message,
+                retry_after,
+            } => Self::Retry {
+                code: code.to_string(),
+                message,
+                retry_after,
+            },
+            other => JobError::fail(other.code(), other.public_message()),
+        }
+    }
+}
+
+/// `GET /api/jobs` filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub kind: Option<String>,
+    /// Admins only: jobs of this user.
+    pub user_id: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// Exponential backoff with jitter: `min(base * 2^(attempt-1), max)` minus up
+/// to 25%, and never less than what the failure asked for.
+pub fn backoff(
+    attempt: i64,
+    base: Duration,
+    max: Duration,
+    at_least: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let jittered = raw.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0));
+    at_least.map_or(jittered, |m| jittered.max(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_at_most_a_quarter_of_jitter() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(8);
+        assert_eq!(backoff(1, base, max, None, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, base, max, None, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(3, base, max, None, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(10, base, max, None, 0.0), Duration::from_secs(8));
+        assert_eq!(
+            backoff(2, base, max, None, 1.0),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            backoff(1, base, max, Some(Duration::from_secs(5)), 0.0),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn finished_statuses() {
+        assert!(JobStatus::Succeeded.is_finished());
+        assert!(JobStatus::Cancelled.is_finished());
+        assert!(!JobStatus::Running.is_finished());
+        assert_eq!(JobStatus::from_db("failed"), JobStatus::Failed);
+    }
+}

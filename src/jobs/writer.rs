@@ -1,0 +1,305 @@
+//! Group commit for the queue's writes: enqueues, outcomes and progress are
+//! sent to one task that applies everything waiting in a single IMMEDIATE
+//! transaction, then acknowledges. Durability per job is unchanged (nothing
+//! is acknowledged before its commit), while one fsync serves many jobs.
+
+use std::sync::Weak;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::db::{self, InsertJob};
+use super::model::{Job, NewJob};
+use crate::db::{self as store, Db, ts};
+use crate::error::AppError;
+
+/// Most operations applied in one transaction.
+const MAX_BATCH: usize = 512;
+
+pub(super) enum WriteOp {
+    Insert {
+        job: Box<NewJob>,
+        ack: oneshot::Sender<Result<Job, AppError>>,
+    },
+    Finish {
+        id: String,
+        token: String,
+        outcome: Outcome,
+        ack: oneshot::Sender<bool>,
+    },
+    Progress {
+        id: String,
+        token: String,
+        percent: i64,
+        message: Option<String>,
+    },
+    Claim {
+        owner: String,
+        n: i64,
+        lease_expires_at: String,
+        ack: oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
+    },
+}
+
+/// How an attempt ended.
+pub(super) enum Outcome {
+    Succeeded(String),
+    Failed {
+        code: String,
+        message: String,
+    },
+    Cancelled {
+        code: String,
+        message: String,
+    },
+    Retry {
+        code: String,
+        message: String,
+        run_at: String,
+    },
+}
+
+enum Pending {
+    Claim(
+        oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
+        Vec<db::Claimed>,
+    ),
+    Insert(
+        oneshot::Sender<Result<Job, AppError>>,
+        Box<Result<Job, AppError>>,
+    ),
+    Finish(oneshot::Sender<bool>, String, bool, bool),
+}
+
+pub(super) async fn run(
+    db: Db,
+    synchronous_full: bool,
+    mut rx: mpsc::Receiver<WriteOp>,
+    finished: broadcast::Sender<String>,
+    _queue: Weak<super::Inner>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::with_capacity(64);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        apply(&db, batch, &finished, synchronous_full).await;
+    }
+}
+
+/// A batch of only claims and progress is committed without waiting for the
+/// disk (synchronous NORMAL) even when the database runs FULL: losing such a
+/// transaction in a power cut is harmless (the job is still queued and runs,
+/// as execution is at-least-once anyway), and it saves an fsync between
+/// enqueue and start. Enqueues and outcomes always get the configured
+/// durability.
+async fn apply(
+    db: &Db,
+    batch: Vec<WriteOp>,
+    finished: &broadcast::Sender<String>,
+    synchronous_full: bool,
+) {
+    let now = store::now();
+    let relaxed = synchronous_full
+        && batch
+            .iter()
+            .all(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::Progress { .. }));
+    let mut conn = match db.writer.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "job writer could not get the database connection");
+            for op in batch {
+                fail_op(op);
+            }
+            return;
+        }
+    };
+    if relaxed && let Err(e) = db::set_synchronous(&mut conn, false).await {
+        tracing::warn!(error = %e, "could not relax synchronous for a claim");
+    }
+    apply_on(&mut conn, batch, finished, &now).await;
+    if relaxed && let Err(e) = db::set_synchronous(&mut conn, true).await {
+        // Never leave the writer less durable than configured.
+        tracing::error!(error = %e, "could not restore synchronous FULL; closing the connection");
+        conn.close_on_drop();
+    }
+}
+
+async fn apply_on(
+    conn: &mut sqlx::SqliteConnection,
+    batch: Vec<WriteOp>,
+    finished: &broadcast::Sender<String>,
+    now: &str,
+) {
+    let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(error = %e, "job writer could not begin a transaction");
+            for op in batch {
+                fail_op(op);
+            }
+            return;
+        }
+    };
+    let mut pending = Vec::with_capacity(batch.len());
+    for op in batch {
+        match op {
+            WriteOp::Insert { job, ack } => {
+                let r = insert_one(&mut tx, &job, now).await;
+                pending.push(Pending::Insert(ack, Box::new(r)));
+            }
+            WriteOp::Finish {
+                id,
+                token,
+                outcome,
+                ack,
+            } => {
+                let terminal = !matches!(outcome, Outcome::Retry { .. });
+                let r = finish_one(&mut tx, &id, &token, &outcome, now).await;
+                let ok = r.unwrap_or_else(|e| {
+                    tracing::error!(job_id = %id, error = %e, "failed to record a job outcome");
+                    false
+                });
+                pending.push(Pending::Finish(ack, id, ok, terminal));
+            }
+            WriteOp::Claim {
+                owner,
+                n,
+                lease_expires_at,
+                ack,
+            } => match db::claim(&mut tx, &owner, n, &lease_expires_at, now).await {
+                Ok(rows) => pending.push(Pending::Claim(ack, rows)),
+                Err(e) => {
+                    let _ = ack.send(Err(e.into()));
+                }
+            },
+            WriteOp::Progress {
+                id,
+                token,
+                percent,
+                message,
+            } => {
+                if let Err(e) =
+                    db::set_progress(&mut tx, &id, &token, percent, message.as_deref(), now).await
+                {
+                    tracing::warn!(job_id = %id, error = %e, "failed to record job progress");
+                }
+            }
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        tracing::error!(error = %e, "job writer failed to commit");
+        for p in pending {
+            match p {
+                Pending::Claim(ack, _) => {
+                    let _ = ack.send(Err(anyhow::anyhow!("failed to commit the claim").into()));
+                }
+                Pending::Insert(ack, _) => {
+                    let _ = ack.send(Err(anyhow::anyhow!("failed to commit the job").into()));
+                }
+                Pending::Finish(ack, ..) => {
+                    let _ = ack.send(false);
+                }
+            }
+        }
+        return;
+    }
+    for p in pending {
+        match p {
+            Pending::Claim(ack, rows) => {
+                let _ = ack.send(Ok(rows));
+            }
+            Pending::Insert(ack, r) => {
+                let _ = ack.send(*r);
+            }
+            Pending::Finish(ack, id, ok, terminal) => {
+                if ok && terminal {
+                    let _ = finished.send(id);
+                }
+                let _ = ack.send(ok);
+            }
+        }
+    }
+}
+
+fn fail_op(op: WriteOp) {
+    match op {
+        WriteOp::Insert { ack, .. } => {
+            let _ = ack.send(Err(anyhow::anyhow!("the database is unavailable").into()));
+        }
+        WriteOp::Finish { ack, .. } => {
+            let _ = ack.send(false);
+        }
+        WriteOp::Claim { ack, .. } => {
+            let _ = ack.send(Err(anyhow::anyhow!("the database is unavailable").into()));
+        }
+        WriteOp::Progress { .. } => {}
+    }
+}
+
+async fn insert_one(
+    conn: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+    now: &str,
+) -> Result<Job, AppError> {
+    let id = store::new_id();
+    let payload = job.payload.to_string();
+    let run_at = job.run_at.map(ts).unwrap_or_else(|| now.to_string());
+    let row = db::insert(
+        conn,
+        &InsertJob {
+            id: &id,
+            kind: &job.kind,
+            priority: job.priority,
+            payload: &payload,
+            user_id: job.user_id.as_deref(),
+            idempotency_key: job.idempotency_key.as_deref(),
+            max_attempts: job.max_attempts,
+            run_at: &run_at,
+            now,
+        },
+    )
+    .await?;
+    if let Some(row) = row {
+        return Ok(row.into());
+    }
+    // The idempotency key exists: the same request gets the same job.
+    let key = job.idempotency_key.as_deref().unwrap_or_default();
+    let existing = db::find_by_idempotency_key(conn, job.user_id.as_deref(), &job.kind, key)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("idempotent job vanished"))?;
+    let same = serde_json::from_str::<serde_json::Value>(&existing.payload)
+        .is_ok_and(|p| p == job.payload);
+    if !same {
+        return Err(AppError::Conflict(
+            "this Idempotency-Key was already used for a different request".into(),
+        ));
+    }
+    Ok(existing.into())
+}
+
+async fn finish_one(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    token: &str,
+    outcome: &Outcome,
+    now: &str,
+) -> sqlx::Result<bool> {
+    match outcome {
+        Outcome::Succeeded(result) => db::succeed(conn, id, token, result, now).await,
+        Outcome::Failed { code, message } => {
+            db::finish_unsuccessfully(conn, id, token, "failed", code, message, now).await
+        }
+        Outcome::Cancelled { code, message } => {
+            db::finish_unsuccessfully(conn, id, token, "cancelled", code, message, now).await
+        }
+        Outcome::Retry {
+            code,
+            message,
+            run_at,
+        } => db::retry_later(conn, id, token, code, message, run_at, now).await,
+    }
+}
