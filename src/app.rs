@@ -65,6 +65,8 @@ impl Application {
         crate::sessions::spawn_workers(&state, &tracker, shutdown.clone());
         let mut registry = Registry::default();
         crate::jobs::register_jobs(&mut registry);
+        crate::loadtest::register_jobs(&mut registry);
+        crate::maintenance::register_jobs(&mut registry);
         extra_jobs(&mut registry);
         crate::jobs::spawn_runner(&state, registry, &tracker, shutdown.clone());
         crate::ai::spawn_workers(&state, &tracker, shutdown.clone());

@@ -48,6 +48,7 @@ pub async fn run(state: &AppState, apply: bool) -> Report {
     let mut run = Run::new(apply);
     run.step("sessions", crate::sessions::maintenance(state, apply))
         .await;
+    run.step("jobs", crate::jobs::maintenance(state, apply)).await;
     run.step("caches", caches(state, apply)).await;
     let db_stats = run.step_with("database", database(state, apply)).await;
     run.finish(db_stats)
@@ -262,5 +263,93 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
     Ok((actions, stats))
 }
 
-/// Starts this domain's background work (none yet).
-pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// The scheduled maintenance job.
+pub const MAINTENANCE_JOB: &str = "maintenance.run";
+/// A backup (scheduled or requested by an admin).
+pub const BACKUP_JOB: &str = "maintenance.backup";
+
+/// How often the scheduler checks whether a backup is due.
+const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+pub fn register_jobs(registry: &mut crate::jobs::Registry) {
+    registry.register(MAINTENANCE_JOB, |ctx: crate::jobs::JobContext| async move {
+        ctx.progress(0, "running maintenance").await;
+        let report = run(&ctx.state, true).await;
+        serde_json::to_value(&report).map_err(|e| anyhow::Error::from(e).into())
+    });
+    registry.register(BACKUP_JOB, |ctx: crate::jobs::JobContext| async move {
+        #[derive(serde::Deserialize)]
+        struct Payload {
+            trigger: String,
+        }
+        let p: Payload = ctx.payload()?;
+        let trigger = if p.trigger == "admin" { "admin" } else { "schedule" };
+        ctx.progress(0, "copying the database").await;
+        match backup::create(&ctx.state, trigger, Some(&ctx.id)).await {
+            Ok(b) => Ok(serde_json::json!({ "backup": b })),
+            Err(e) if format!("{e:#}").contains("integrity_check") => Err(
+                crate::jobs::JobError::fail("integrity_check_failed", format!("{e:#}")),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    });
+}
+
+/// The schedule: maintenance every MAINTENANCE_INTERVAL_SECONDS and a backup
+/// whenever BACKUP_INTERVAL_HOURS have passed since the last one (checked
+/// every few minutes, so restarts do not postpone backups), both as jobs.
+pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+    let st = state.clone();
+    tracker.spawn(async move {
+        let every = st.config.maintenance_interval;
+        let mut maintenance =
+            tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut backups = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(60),
+            BACKUP_CHECK_EVERY,
+        );
+        maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        backups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending_backup: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = maintenance.tick() => {
+                    let job = crate::jobs::NewJob::new(MAINTENANCE_JOB, serde_json::json!({}))
+                        .max_attempts(1);
+                    if let Err(e) = st.jobs.enqueue(job).await {
+                        tracing::warn!(error = %e, "failed to schedule maintenance");
+                    }
+                }
+                _ = backups.tick() => {
+                    match schedule_backup(&st, pending_backup.as_deref()).await {
+                        Ok(Some(id)) => pending_backup = Some(id),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %format!("{e:#}"), "failed to schedule a backup"),
+                    }
+                }
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+async fn schedule_backup(state: &AppState, pending: Option<&str>) -> anyhow::Result<Option<String>> {
+    if let Some(id) = pending
+        && let Some(job) = state.jobs.get(id).await?
+        && !job.status.is_finished()
+    {
+        return Ok(None);
+    }
+    if !backup::due(state).await? {
+        return Ok(None);
+    }
+    let job = state
+        .jobs
+        .enqueue(crate::jobs::NewJob::new(
+            BACKUP_JOB,
+            serde_json::json!({"trigger": "schedule"}),
+        ))
+        .await?;
+    tracing::info!(job_id = %job.id, "scheduled backup queued");
+    Ok(Some(job.id))
+}
