@@ -85,7 +85,10 @@ impl LoadTests {
 
     fn release(&self, test_id: &str) {
         let mut slot = self.lock();
-        if slot.as_ref().is_some_and(|a| a.test_id.as_deref() == Some(test_id)) {
+        if slot
+            .as_ref()
+            .is_some_and(|a| a.test_id.as_deref() == Some(test_id))
+        {
             *slot = None;
         }
     }
@@ -208,7 +211,10 @@ async fn record(
 
 /// Registers the `loadtest.run` job.
 pub fn register_jobs(registry: &mut Registry) {
-    registry.register(JOB_KIND, |ctx: JobContext| async move { execute(ctx).await });
+    registry.register(
+        JOB_KIND,
+        |ctx: JobContext| async move { execute(ctx).await },
+    );
 }
 
 /// The job: runs the test as the admin who started it, then stores the
@@ -219,7 +225,10 @@ async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobE
     let test_id = ctx.id.clone();
     let req: LoadTestRequest = ctx.payload()?;
     let plan = req.validate(caps(&state)).map_err(|errors| {
-        let fields: Vec<String> = errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        let fields: Vec<String> = errors
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
         JobError::fail("invalid_request", fields.join("; "))
     })?;
     let user_id = ctx
@@ -343,7 +352,11 @@ async fn run_test(
         let totals = collected.totals();
         let secs = run.elapsed.as_secs_f64();
         let verdicts = collected.verdicts(&thresholds);
-        let status = if run.cancelled { "cancelled" } else { "succeeded" };
+        let status = if run.cancelled {
+            "cancelled"
+        } else {
+            "succeeded"
+        };
         let result = LoadTestResult {
             id: test_id.to_string(),
             job_id: Some(test_id.to_string()),
@@ -372,7 +385,8 @@ async fn run_test(
             totals,
         };
         store(state, &result).await?;
-        ctx.progress(100, format!("{} requests", result.totals.requests)).await;
+        ctx.progress(100, format!("{} requests", result.totals.requests))
+            .await;
         Ok(result)
     }
     .await;
@@ -572,8 +586,13 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, _shutdown: Cancell
         };
         match done.await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(tests = n, "load tests interrupted by the last shutdown marked failed"),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "failed to close interrupted load tests"),
+            Ok(n) => tracing::warn!(
+                tests = n,
+                "load tests interrupted by the last shutdown marked failed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "failed to close interrupted load tests")
+            }
         }
     });
 }

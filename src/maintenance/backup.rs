@@ -7,8 +7,8 @@
 //! `PRAGMA integrity_check`, synced and renamed into place, so a backup file
 //! that exists is complete and sound.
 //!
-//! Restore refuses while the service holds the database (the service keeps an
-//! exclusive lock on `<database>.lock` for its whole life), verifies the
+//! Restore refuses while the service holds the database (the service keeps a
+//! shared lock on `<database>.lock` for its whole life), verifies the
 //! backup, keeps the current database aside as `<database>.pre-restore-<time>`
 //! and puts the backup in place without any stale `-wal`/`-shm` file.
 
@@ -28,8 +28,9 @@ use super::db;
 use crate::config::Config;
 use crate::state::AppState;
 
-/// Held by the running service: while it exists no restore can replace the
-/// database under it, and no second service can open the same database.
+/// A lock on `<database>.lock`. The service holds it shared for its whole
+/// life; `restore` takes it exclusively, so it cannot replace the database
+/// under a running service (a crashed service's lock is released by the OS).
 #[derive(Debug)]
 pub struct DataDirLock {
     _file: File,
@@ -42,8 +43,17 @@ pub fn lock_path(config: &Config) -> PathBuf {
 }
 
 impl DataDirLock {
-    /// Takes the lock, or fails naming the process that must be stopped.
+    /// The service's lock (shared: it never blocks another service).
     pub fn acquire(config: &Config) -> anyhow::Result<Self> {
+        Self::take(config, false)
+    }
+
+    /// The exclusive lock of a restore: fails while a service runs.
+    pub fn acquire_exclusive(config: &Config) -> anyhow::Result<Self> {
+        Self::take(config, true)
+    }
+
+    fn take(config: &Config, exclusive: bool) -> anyhow::Result<Self> {
         let path = lock_path(config);
         let file = File::options()
             .create(true)
@@ -51,7 +61,12 @@ impl DataDirLock {
             .write(true)
             .open(&path)
             .with_context(|| format!("failed to open the lock file {}", path.display()))?;
-        match file.try_lock() {
+        let locked = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match locked {
             Ok(()) => Ok(Self { _file: file, path }),
             Err(TryLockError::WouldBlock) => bail!(
                 "the database {} is in use by a running hs-platform (lock {} is held); stop it first",
@@ -202,7 +217,7 @@ pub struct Restored {
 /// hs-platform database, or comes from a newer version of the service.
 /// Migrations newer than the backup are applied when the service next starts.
 pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<Restored> {
-    let lock = DataDirLock::acquire(config)?;
+    let lock = DataDirLock::acquire_exclusive(config)?;
     let verified = verify_file(src).await?;
     let known = crate::db::MIGRATOR
         .iter()

@@ -48,7 +48,8 @@ pub async fn run(state: &AppState, apply: bool) -> Report {
     let mut run = Run::new(apply);
     run.step("sessions", crate::sessions::maintenance(state, apply))
         .await;
-    run.step("jobs", crate::jobs::maintenance(state, apply)).await;
+    run.step("jobs", crate::jobs::maintenance(state, apply))
+        .await;
     run.step("caches", caches(state, apply)).await;
     let db_stats = run.step_with("database", database(state, apply)).await;
     run.finish(db_stats)
@@ -283,7 +284,11 @@ pub fn register_jobs(registry: &mut crate::jobs::Registry) {
             trigger: String,
         }
         let p: Payload = ctx.payload()?;
-        let trigger = if p.trigger == "admin" { "admin" } else { "schedule" };
+        let trigger = if p.trigger == "admin" {
+            "admin"
+        } else {
+            "schedule"
+        };
         ctx.progress(0, "copying the database").await;
         match backup::create(&ctx.state, trigger, Some(&ctx.id)).await {
             Ok(b) => Ok(serde_json::json!({ "backup": b })),
@@ -333,7 +338,10 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
     });
 }
 
-async fn schedule_backup(state: &AppState, pending: Option<&str>) -> anyhow::Result<Option<String>> {
+async fn schedule_backup(
+    state: &AppState,
+    pending: Option<&str>,
+) -> anyhow::Result<Option<String>> {
     if let Some(id) = pending
         && let Some(job) = state.jobs.get(id).await?
         && !job.status.is_finished()

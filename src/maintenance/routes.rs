@@ -55,7 +55,9 @@ async fn list_backups(
 ) -> Result<impl IntoResponse> {
     let limit = page.limit()?;
     let rows = super::backup::list(&state, page.cursor.as_deref(), limit + 1).await?;
-    Ok(Json(Page::from_rows(rows, limit, |b: &Backup| b.id.clone())))
+    Ok(Json(Page::from_rows(rows, limit, |b: &Backup| {
+        b.id.clone()
+    })))
 }
 
 /// Make an online backup of the database now, as a `maintenance.backup` job
@@ -76,12 +78,9 @@ async fn create_backup(
     let job = state
         .jobs
         .enqueue(
-            NewJob::new(
-                super::BACKUP_JOB,
-                serde_json::json!({"trigger": "admin"}),
-            )
-            .owner(&admin.user_id)
-            .idempotency_key(crate::jobs::idempotency_key(&headers)),
+            NewJob::new(super::BACKUP_JOB, serde_json::json!({"trigger": "admin"}))
+                .owner(&admin.user_id)
+                .idempotency_key(crate::jobs::idempotency_key(&headers)),
         )
         .await?;
     crate::jobs::respond(&state, &headers, job).await
