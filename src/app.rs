@@ -40,6 +40,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         crate::init_crypto();
         prepare_data_dir(&config)?;
+        crate::maintenance::backup::apply_pending_restore(&config).await?;
         let lock = crate::maintenance::backup::DataDirLock::acquire(&config)?;
         let db = Db::open(&config).await?;
         crate::maintenance::backup::check_at_startup(&db, &config).await?;

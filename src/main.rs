@@ -34,7 +34,13 @@ enum Command {
     /// Put the backup at PATH in place of the database. Refuses while the
     /// service runs and refuses a backup that fails `integrity_check`; the
     /// replaced database is kept beside it as `*.pre-restore-<time>`.
-    Restore { path: std::path::PathBuf },
+    Restore {
+        path: std::path::PathBuf,
+        /// Verify now and restore when the service next starts (for hosts
+        /// where the service cannot be stopped, e.g. Render: then restart it).
+        #[arg(long)]
+        at_next_start: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,7 +107,18 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Restore { path } => {
+        Command::Restore {
+            path,
+            at_next_start: true,
+        } => {
+            let src = hs_platform::maintenance::backup::stage_restore(&config, &path).await?;
+            println!(
+                "{} verified; it replaces the database when the service next starts (restart it now)",
+                src.display()
+            );
+            Ok(())
+        }
+        Command::Restore { path, .. } => {
             let restored = hs_platform::maintenance::backup::restore(&config, &path).await?;
             println!(
                 "restored {} to {} (schema version {})",

@@ -218,6 +218,14 @@ pub struct Restored {
 /// Migrations newer than the backup are applied when the service next starts.
 pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<Restored> {
     let lock = DataDirLock::acquire_exclusive(config)?;
+    let restored = restore_locked(config, src).await?;
+    drop(lock);
+    Ok(restored)
+}
+
+/// Checks that `src` can be restored (integrity, an hs-platform schema not
+/// newer than this binary).
+async fn verify_restorable(src: &Path) -> anyhow::Result<Verified> {
     let verified = verify_file(src).await?;
     let known = crate::db::MIGRATOR
         .iter()
@@ -232,7 +240,11 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<Restored> {
         ),
         Some(_) => {}
     }
+    Ok(verified)
+}
 
+async fn restore_locked(config: &Config, src: &Path) -> anyhow::Result<Restored> {
+    let verified = verify_restorable(src).await?;
     let database = config.database_path();
     let staging = sibling(&database, ".restoring");
     std::fs::copy(src, &staging)
@@ -269,12 +281,56 @@ pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<Restored> {
     std::fs::rename(&staging, &database)
         .with_context(|| format!("failed to move the backup to {}", database.display()))?;
     sync_parent(&database);
-    drop(lock);
     Ok(Restored {
         database,
         previous,
         schema_version: verified.schema_version,
     })
+}
+
+/// The marker of a restore staged for the next start.
+pub fn pending_restore_path(config: &Config) -> PathBuf {
+    sibling(&config.database_path(), ".restore-pending")
+}
+
+/// Stages a restore for the next start of the service (for hosts such as
+/// Render where the service cannot be stopped while keeping a shell on its
+/// disk): the backup is verified now, its path recorded, and the service
+/// restores it before opening the database when it next starts.
+pub async fn stage_restore(config: &Config, src: &Path) -> anyhow::Result<PathBuf> {
+    verify_restorable(src).await?;
+    let src = std::fs::canonicalize(src)
+        .with_context(|| format!("failed to resolve {}", src.display()))?;
+    let marker = pending_restore_path(config);
+    std::fs::write(&marker, src.to_string_lossy().as_bytes())
+        .with_context(|| format!("failed to write {}", marker.display()))?;
+    Ok(src)
+}
+
+/// At start-up, before the database is opened: performs a staged restore.
+/// A staged restore that fails stops start-up (the marker stays, so the
+/// cause is visible and nothing half-done is served).
+pub async fn apply_pending_restore(config: &Config) -> anyhow::Result<Option<Restored>> {
+    let marker = pending_restore_path(config);
+    let src = match std::fs::read_to_string(&marker) {
+        Ok(s) => PathBuf::from(s.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", marker.display())),
+    };
+    let restored = restore(config, &src).await.with_context(|| {
+        format!(
+            "the restore staged in {} failed (delete that file to start without it)",
+            marker.display()
+        )
+    })?;
+    std::fs::remove_file(&marker)
+        .with_context(|| format!("failed to remove {}", marker.display()))?;
+    tracing::warn!(
+        backup = %src.display(),
+        previous = ?restored.previous,
+        "restored the database from a backup staged for this start"
+    );
+    Ok(Some(restored))
 }
 
 /// One backup made by the service, as listed by `GET /api/maintenance/backups`.

@@ -335,6 +335,37 @@ async fn restore_refuses_a_corrupt_or_foreign_file() {
     assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_restore_staged_for_the_next_start_is_applied_before_the_database_opens() {
+    let app = spawn_app().await;
+    let before = app.new_user().await;
+    let file = app.data_dir().join("backups").join("staged.db");
+    backup::write_backup(&app.config(), &file).await.unwrap();
+    let after = app.new_user().await;
+
+    let garbage = app.data_dir().join("garbage.db");
+    std::fs::write(&garbage, vec![0u8; 4096]).unwrap();
+    assert!(
+        backup::stage_restore(&app.config(), &garbage)
+            .await
+            .is_err()
+    );
+    backup::stage_restore(&app.config(), &file).await.unwrap();
+    let marker = backup::pending_restore_path(&app.config());
+    assert!(marker.exists());
+
+    let app = app.restart().await;
+    assert!(!marker.exists(), "the marker was not removed");
+    let res = app.login(&before.email, &before.password).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let res = app.login(&after.email, &after.password).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the restore was not applied"
+    );
+}
+
 fn config_for(dir: &std::path::Path) -> Config {
     let map = [
         ("DATA_DIR", dir.display().to_string()),
