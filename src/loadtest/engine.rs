@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -123,6 +123,9 @@ struct Shared {
     target: Target,
     live: Arc<Live>,
     cancel: CancellationToken,
+    /// Mirrors `cancel` as a plain atomic: the token's own check takes a
+    /// mutex, too costly once per request across every worker.
+    stopped: Arc<AtomicBool>,
     start: Instant,
     deadline: Instant,
     tickets: AtomicU64,
@@ -137,7 +140,16 @@ pub async fn run(plan: Plan, target: Target, live: Arc<Live>, cancel: Cancellati
     live.started_ms
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     let workers = plan.workers();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (cancel, stopped) = (cancel.clone(), stopped.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            stopped.store(true, Ordering::Relaxed);
+        })
+    };
     let shared = Arc::new(Shared {
+        stopped,
         deadline: start + plan.duration,
         plan,
         target,
@@ -160,6 +172,7 @@ pub async fn run(plan: Plan, target: Target, live: Arc<Live>, cancel: Cancellati
             Err(e) => tracing::error!(error = %e, "load test worker panicked"),
         }
     }
+    watcher.abort();
     let shared = Arc::try_unwrap(shared).unwrap_or_else(|_| unreachable!("workers joined"));
     let last = *shared.last_done.lock().unwrap_or_else(|e| e.into_inner());
     Run {
@@ -193,8 +206,11 @@ async fn worker(s: &Shared, index: u32) -> Recorder {
         Load::Concurrency(_) => None,
     };
 
+    // Live counters are shared: add to them in batches.
+    let (mut pending_done, mut pending_failed) = (0u64, 0u64);
+    let mut flushed_second = 0;
     loop {
-        if s.cancel.is_cancelled() {
+        if s.stopped.load(Ordering::Relaxed) {
             break;
         }
         let ticket = s.tickets.fetch_add(1, Ordering::Relaxed);
@@ -224,26 +240,30 @@ async fn worker(s: &Shared, index: u32) -> Recorder {
             }
         };
         let step = &s.plan.steps[picker.next()];
-        let outcome = tokio::select! {
-            o = tokio::time::timeout(s.plan.timeout, send(&mut conn, s, step)) => match o {
-                Ok(o) => o,
-                Err(_) => {
-                    conn = None;
-                    Outcome::Timeout
-                }
-            },
-            () = s.cancel.cancelled() => break,
+        // An in-flight request is bounded by the timeout; a cancel stops
+        // the worker once it is answered.
+        let outcome = match tokio::time::timeout(s.plan.timeout, send(&mut conn, s, step)).await {
+            Ok(o) => o,
+            Err(_) => {
+                conn = None;
+                Outcome::Timeout
+            }
         };
         let done = Instant::now();
         last_done = done;
         let latency = done.saturating_duration_since(due);
         let second = done.saturating_duration_since(s.start).as_secs();
         rec.record(&s.timeline, second, latency.as_micros() as u64, outcome);
-        s.live.completed.fetch_add(1, Ordering::Relaxed);
-        if outcome.failed() {
-            s.live.failed.fetch_add(1, Ordering::Relaxed);
+        pending_done += 1;
+        pending_failed += u64::from(outcome.failed());
+        if pending_done >= 64 || second != flushed_second {
+            s.live.completed.fetch_add(pending_done, Ordering::Relaxed);
+            s.live.failed.fetch_add(pending_failed, Ordering::Relaxed);
+            (pending_done, pending_failed, flushed_second) = (0, 0, second);
         }
     }
+    s.live.completed.fetch_add(pending_done, Ordering::Relaxed);
+    s.live.failed.fetch_add(pending_failed, Ordering::Relaxed);
     {
         let mut last = s.last_done.lock().unwrap_or_else(|e| e.into_inner());
         if last_done > *last {

@@ -345,3 +345,27 @@ async fn a_second_concurrent_test_is_refused_and_cancelling_frees_the_slot() {
     let r = app.load_test_result(&admin.token, &id2).await;
     assert_eq!(u(&r["totals"]["requests"]), 5);
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_the_load_test_and_maintenance_routes() {
+    let app = spawn_app().await;
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let paths = &doc["paths"];
+    for (path, method) in [
+        ("/api/load-test/start", "post"),
+        ("/api/load-test/status", "get"),
+        ("/api/load-test/results/{testId}", "get"),
+        ("/api/performance/optimize", "get"),
+        ("/api/performance/optimize", "post"),
+        ("/api/maintenance/backups", "get"),
+        ("/api/maintenance/backups", "post"),
+    ] {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} missing");
+        assert!(op["security"].is_array(), "{method} {path} has no security");
+        assert!(
+            op["responses"]["403"].is_object(),
+            "{method} {path} has no 403"
+        );
+    }
+}
