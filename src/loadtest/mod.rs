@@ -237,16 +237,14 @@ async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobE
         .ok_or_else(|| JobError::fail("invalid_request", "a load test needs an owner"))?;
     record(&state, &test_id, Some(&user_id), &req, &plan).await?;
 
-    let live = match state.loadtests.live_of(&test_id) {
-        Some(live) => live,
-        None => match state.loadtests.claim(Some(&test_id)) {
-            Ok((_, live)) => live,
-            Err(holder) => {
-                let msg = conflict(holder).public_message();
-                end(&state, &test_id, "failed", Some(&msg)).await;
-                return Err(JobError::fail("conflict", msg));
-            }
-        },
+    let live = slot_for(&state, &test_id).await;
+    let live = match live {
+        Ok(live) => live,
+        Err(holder) => {
+            let msg = conflict(holder).public_message();
+            end(&state, &test_id, "failed", Some(&msg)).await;
+            return Err(JobError::fail("conflict", msg));
+        }
     };
     let outcome = run_test(&ctx, &state, &test_id, &user_id, &req, plan, live).await;
     state.loadtests.release(&test_id);
@@ -266,6 +264,27 @@ async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobE
             Err(JobError::fail("internal", "the load test could not run"))
         }
     }
+}
+
+/// The slot of this test: taken by the start handler (which may still be
+/// binding it to the job id when the runner is quicker), or taken now when
+/// the job runs without one (queued before a restart).
+async fn slot_for(
+    state: &AppState,
+    test_id: &str,
+) -> std::result::Result<Arc<engine::Live>, Option<String>> {
+    for _ in 0..200 {
+        if let Some(live) = state.loadtests.live_of(test_id) {
+            return Ok(live);
+        }
+        match state.loadtests.current() {
+            Some(a) if a.test_id.is_none() => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => break,
+        }
+    }
+    state.loadtests.claim(Some(test_id)).map(|(_, live)| live)
 }
 
 async fn end(state: &AppState, test_id: &str, status: &str, error: Option<&str>) {
