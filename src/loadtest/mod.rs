@@ -367,6 +367,9 @@ async fn run_test(
                 }
             }
         };
+        // The load has stopped: the next test may start while this one's
+        // report is stored.
+        state.loadtests.release(test_id);
         let collected = report::merge(run.recorders, &run.timeline);
         let totals = collected.totals();
         let secs = run.elapsed.as_secs_f64();
