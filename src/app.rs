@@ -21,6 +21,8 @@ pub struct Application {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     addr: SocketAddr,
+    /// Held while the service runs: `restore` refuses while it is held.
+    _lock: crate::maintenance::backup::DataDirLock,
 }
 
 impl Application {
@@ -38,7 +40,10 @@ impl Application {
     ) -> anyhow::Result<Self> {
         crate::init_crypto();
         prepare_data_dir(&config)?;
+        crate::maintenance::backup::apply_pending_restore(&config).await?;
+        let lock = crate::maintenance::backup::DataDirLock::acquire(&config)?;
         let db = Db::open(&config).await?;
+        crate::maintenance::backup::check_at_startup(&db, &config).await?;
         let shutdown = CancellationToken::new();
         let state = AppState::build(config, db, shutdown.clone()).await?;
         state
@@ -54,6 +59,7 @@ impl Application {
             .await
             .with_context(|| format!("failed to bind {bind} (HOST, PORT)"))?;
         let addr = listener.local_addr()?;
+        let _ = state.bound_addr.set(addr);
 
         let tracker = TaskTracker::new();
         crate::health::spawn_workers(&state, &tracker, shutdown.clone());
@@ -62,6 +68,8 @@ impl Application {
         crate::jobs::register_jobs(&mut registry);
         crate::ai::register_jobs(&mut registry);
         crate::files::register_jobs(&mut registry);
+        crate::loadtest::register_jobs(&mut registry);
+        crate::maintenance::register_jobs(&mut registry);
         extra_jobs(&mut registry);
         crate::jobs::spawn_runner(&state, registry, &tracker, shutdown.clone());
         crate::ai::spawn_workers(&state, &tracker, shutdown.clone());
@@ -77,6 +85,7 @@ impl Application {
             tracker,
             shutdown,
             addr,
+            _lock: lock,
         })
     }
 
@@ -121,16 +130,33 @@ impl Application {
     }
 }
 
-/// The data directory must exist (it is created when missing) and be
-/// writable; anything else fails start-up with a clear message.
-fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+/// The data directory must exist and be writable; anything else fails
+/// start-up with a clear message. It is not created: a missing directory
+/// usually means a persistent disk that is not mounted, and writing to the
+/// ephemeral file system instead would lose the data at the next deploy.
+/// Its subdirectories are created when missing.
+pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("DATA_DIR: cannot create {}", dir.display()))?;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => anyhow::bail!("DATA_DIR: {} is not a directory", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "DATA_DIR: {} does not exist (is the persistent disk mounted? for local runs: mkdir -p {})",
+            dir.display(),
+            dir.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("DATA_DIR: cannot access {}", dir.display()));
+        }
+    }
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .with_context(|| format!("DATA_DIR: {} is not writable", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
+    for sub in [config.files_dir(), config.backups_dir()] {
+        std::fs::create_dir_all(&sub)
+            .with_context(|| format!("DATA_DIR: cannot create {}", sub.display()))?;
+    }
     Ok(())
 }
 

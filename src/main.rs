@@ -28,6 +28,19 @@ enum Command {
         #[arg(long)]
         email: String,
     },
+    /// Write a consistent copy of the live database to PATH (safe while the
+    /// service runs; PATH must not exist). The copy is integrity-checked.
+    Backup { path: std::path::PathBuf },
+    /// Put the backup at PATH in place of the database. Refuses while the
+    /// service runs and refuses a backup that fails `integrity_check`; the
+    /// replaced database is kept beside it as `*.pre-restore-<time>`.
+    Restore {
+        path: std::path::PathBuf,
+        /// Verify now and restore when the service next starts (for hosts
+        /// where the service cannot be stopped, e.g. Render: then restart it).
+        #[arg(long)]
+        at_next_start: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +94,44 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let id = state.users.ensure_admin(&email, password).await?;
             db.close().await;
             println!("admin {email} ready (id {id})");
+            Ok(())
+        }
+        Command::Backup { path } => {
+            let written = hs_platform::maintenance::backup::write_backup(&config, &path).await?;
+            println!(
+                "backup of {} written to {} ({} bytes in {} ms, integrity ok)",
+                config.database_path().display(),
+                path.display(),
+                written.size_bytes,
+                written.duration.as_millis()
+            );
+            Ok(())
+        }
+        Command::Restore {
+            path,
+            at_next_start: true,
+        } => {
+            let src = hs_platform::maintenance::backup::stage_restore(&config, &path).await?;
+            println!(
+                "{} verified; it replaces the database when the service next starts (restart it now)",
+                src.display()
+            );
+            Ok(())
+        }
+        Command::Restore { path, .. } => {
+            let restored = hs_platform::maintenance::backup::restore(&config, &path).await?;
+            println!(
+                "restored {} to {} (schema version {})",
+                path.display(),
+                restored.database.display(),
+                restored.schema_version.unwrap_or_default()
+            );
+            if let Some(prev) = restored.previous {
+                println!("the replaced database was kept as {}", prev.display());
+            }
+            println!(
+                "generated files are not in the database backup: restore DATA_DIR/files too (docs/operations.md)"
+            );
             Ok(())
         }
     }

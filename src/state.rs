@@ -1,6 +1,7 @@
 //! The application state handed to every handler: cheap-to-clone handles.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +34,11 @@ pub struct AppState {
     /// `x-hs-loadtest` header (`<secret>:<testId>`) so that its requests are
     /// recognised (exempt from rate limits, tagged in the request log).
     pub loadtest_secret: Arc<str>,
+    /// The address the listener is bound to (set by `app` once bound): the
+    /// load tester's only target.
+    pub bound_addr: Arc<OnceLock<SocketAddr>>,
+    /// The running load test, if any.
+    pub loadtests: crate::loadtest::LoadTests,
 }
 
 impl AppState {
@@ -63,6 +69,8 @@ impl AppState {
             health: Probe::new(),
             shutdown,
             loadtest_secret: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+            bound_addr: Arc::default(),
+            loadtests: crate::loadtest::LoadTests::default(),
         })
     }
 }

@@ -1,9 +1,87 @@
-//! HTTP handlers of the maintenance domain.
+//! HTTP handlers of maintenance and backups (admin only).
 
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::backup::Backup;
+use super::model::Report;
+use crate::error::{Problem, Result};
+use crate::http::extract::{AdminUser, Json, Page, PageParams, Query};
+use crate::jobs::{Job, NewJob};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(optimize_preview, optimize_apply))
+        .routes(routes!(list_backups, create_backup))
+}
+
+/// What maintenance would do now (dry run, changes nothing): expired
+/// sessions, finished jobs past retention, old log rows, orphaned files,
+/// dead cache entries, free pages and the WAL size (admin).
+#[utoipa::path(get, path = "/api/performance/optimize", tag = "maintenance",
+    security(("bearer" = [])),
+    responses((status = 200, body = Report), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn optimize_preview(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<impl IntoResponse> {
+    Ok(Json(super::run(&state, false).await))
+}
+
+/// Run maintenance now and report what it did, with counts and bytes freed
+/// (admin).
+#[utoipa::path(post, path = "/api/performance/optimize", tag = "maintenance",
+    security(("bearer" = [])),
+    responses((status = 200, body = Report), (status = 401, body = Problem), (status = 403, body = Problem)))]
+async fn optimize_apply(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+) -> Result<impl IntoResponse> {
+    Ok(Json(super::run(&state, true).await))
+}
+
+/// Backups made by the service, newest first (admin).
+#[utoipa::path(get, path = "/api/maintenance/backups", tag = "maintenance",
+    params(PageParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<Backup>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn list_backups(
+    State(state): State<AppState>,
+    _admin: AdminUser,
+    Query(page): Query<PageParams>,
+) -> Result<impl IntoResponse> {
+    let limit = page.limit()?;
+    let rows = super::backup::list(&state, page.cursor.as_deref(), limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |b: &Backup| {
+        b.id.clone()
+    })))
+}
+
+/// Make an online backup of the database now, as a `maintenance.backup` job
+/// (admin). The job's result is the backup; `Prefer: wait=N` waits for it.
+#[utoipa::path(post, path = "/api/maintenance/backups", tag = "maintenance",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "the backup job is queued", body = Job),
+        (status = 200, description = "finished within `Prefer: wait=N`", body = Job),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+    ))]
+async fn create_backup(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse> {
+    let job = state
+        .jobs
+        .enqueue(
+            NewJob::new(super::BACKUP_JOB, serde_json::json!({"trigger": "admin"}))
+                .owner(&admin.user_id)
+                .idempotency_key(crate::jobs::idempotency_key(&headers)),
+        )
+        .await?;
+    crate::jobs::respond(&state, &headers, job).await
 }

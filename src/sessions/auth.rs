@@ -164,6 +164,21 @@ impl AuthCache {
         self.cache.invalidate(hash);
     }
 
+    /// Cached answers that can no longer authenticate anyone (unknown tokens
+    /// and sessions that expired since they were cached): counts them, and
+    /// drops them when `apply`. Live sessions stay cached.
+    pub fn purge_dead(&self, apply: bool) -> u64 {
+        let now = db::now();
+        let is_dead = move |e: &Entry| e.live.as_ref().is_none_or(|l| l.expires_at <= now);
+        self.cache.run_pending_tasks();
+        let n = self.cache.iter().filter(|(_, e)| is_dead(e)).count() as u64;
+        if apply {
+            let _ = self.cache.invalidate_entries_if(move |_, e| is_dead(e));
+            self.cache.run_pending_tasks();
+        }
+        n
+    }
+
     /// Forgets every cached session of a user (password or role change).
     pub fn forget_user(&self, user_id: &str) {
         let user_id = user_id.to_string();

@@ -172,6 +172,49 @@ pub async fn list_for_user(
     Ok(Page::from_rows(sessions, limit, |s: &Session| s.id.clone()))
 }
 
+/// A session the service issues for its own use (the load tester acts as the
+/// admin who started a test): returns `(session id, token)`. Revoke it with
+/// [`revoke_internal`] when done; it also expires after `ttl`.
+pub async fn issue_internal(
+    state: &AppState,
+    user_id: &str,
+    ttl: Duration,
+    metadata: &serde_json::Value,
+) -> anyhow::Result<(String, String)> {
+    let (token, token_hash) = auth::new_token();
+    let expires_at = ts(Utc::now() + chrono::Duration::from_std(ttl)?);
+    let id = store::new_id();
+    let metadata = metadata.to_string();
+    let mut tx = state.db.begin_write().await?;
+    db::insert(
+        &mut tx,
+        &db::NewSession {
+            id: &id,
+            user_id,
+            token_hash: &token_hash,
+            expires_at: &expires_at,
+            metadata: &metadata,
+            ip: None,
+            user_agent: Some("hs-platform internal"),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((id, token))
+}
+
+/// Revokes a session issued by [`issue_internal`]; its token stops working at
+/// once.
+pub async fn revoke_internal(state: &AppState, session_id: &str) -> anyhow::Result<()> {
+    let mut tx = state.db.begin_write().await?;
+    let hash = db::revoke(&mut tx, session_id, &store::now()).await?;
+    tx.commit().await?;
+    if let Some(hash) = hash {
+        state.auth.forget_token_hash(&hash);
+    }
+    Ok(())
+}
+
 /// Deletes sessions that ended more than a day ago; returns how many.
 pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
     let before = ts(Utc::now() - chrono::Duration::days(1));

@@ -194,6 +194,18 @@ impl Users {
 
     /// Forgets a cached profile (its statistics changed in a way the user
     /// should see at once).
+    /// Cached profiles (maintenance): counts them, and drops them all when
+    /// `apply` (they are rebuilt on the next read).
+    pub fn purge_profiles(&self, apply: bool) -> u64 {
+        self.profiles.run_pending_tasks();
+        let n = self.profiles.entry_count();
+        if apply {
+            self.profiles.invalidate_all();
+            self.profiles.run_pending_tasks();
+        }
+        n
+    }
+
     pub fn invalidate_profile(&self, user_id: &str) {
         self.profiles.invalidate(user_id);
     }

@@ -1,0 +1,542 @@
+//! Online backups and restore.
+//!
+//! A backup is `VACUUM INTO` on a dedicated read-only connection: one read
+//! transaction that copies a consistent snapshot while writers carry on (in
+//! WAL mode a reader never blocks the writer; the WAL only grows until the
+//! copy ends). The copy is written beside its destination, checked with
+//! `PRAGMA integrity_check`, synced and renamed into place, so a backup file
+//! that exists is complete and sound.
+//!
+//! Restore refuses while the service holds the database (the service keeps a
+//! shared lock on `<database>.lock` for its whole life), verifies the
+//! backup, keeps the current database aside as `<database>.pre-restore-<time>`
+//! and puts the backup in place without any stale `-wal`/`-shm` file.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use utoipa::ToSchema;
+
+use super::db;
+use crate::config::Config;
+use crate::state::AppState;
+
+/// A lock on `<database>.lock`. The service holds it shared for its whole
+/// life; `restore` takes it exclusively, so it cannot replace the database
+/// under a running service (a crashed service's lock is released by the OS).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+/// The lock file of a database.
+pub fn lock_path(config: &Config) -> PathBuf {
+    sibling(&config.database_path(), ".lock")
+}
+
+impl DataDirLock {
+    /// The service's lock (shared: it never blocks another service).
+    pub fn acquire(config: &Config) -> anyhow::Result<Self> {
+        Self::take(config, false)
+    }
+
+    /// The exclusive lock of a restore: fails while a service runs.
+    pub fn acquire_exclusive(config: &Config) -> anyhow::Result<Self> {
+        Self::take(config, true)
+    }
+
+    fn take(config: &Config, exclusive: bool) -> anyhow::Result<Self> {
+        let path = lock_path(config);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open the lock file {}", path.display()))?;
+        let locked = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match locked {
+            Ok(()) => Ok(Self { _file: file, path }),
+            Err(TryLockError::WouldBlock) => bail!(
+                "the database {} is in use by a running hs-platform (lock {} is held); stop it first",
+                config.database_path().display(),
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("failed to lock {}", path.display()))
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `path` with `suffix` appended to its file name (`db` -> `db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// A read-only connection of its own to the live database (not one of the
+/// service's pooled readers, which a long copy would hold for minutes).
+async fn open_live_readonly(config: &Config) -> anyhow::Result<SqliteConnection> {
+    SqliteConnectOptions::from_str(&config.database_url())
+        .with_context(|| format!("DATABASE_URL: invalid: {:?}", config.database_url()))?
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .with_context(|| format!("failed to open {}", config.database_path().display()))
+}
+
+async fn open_file_readonly(path: &Path) -> anyhow::Result<SqliteConnection> {
+    if !path.is_file() {
+        bail!("{} is not a file", path.display());
+    }
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .with_context(|| format!("failed to open {} as a SQLite database", path.display()))
+}
+
+/// What a checked backup file holds.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// Highest migration applied in it (None: not an hs-platform database).
+    pub schema_version: Option<i64>,
+}
+
+/// Runs `PRAGMA integrity_check` on a database file; an error lists the
+/// problems found.
+pub async fn verify_file(path: &Path) -> anyhow::Result<Verified> {
+    let mut conn = open_file_readonly(path).await?;
+    let problems = db::integrity_problems(&mut conn, false)
+        .await
+        .with_context(|| format!("failed to check the integrity of {}", path.display()))?;
+    if !problems.is_empty() {
+        bail!(
+            "{} fails PRAGMA integrity_check: {}",
+            path.display(),
+            problems.join("; ")
+        );
+    }
+    let schema_version = db::schema_version(&mut conn)
+        .await
+        .with_context(|| format!("failed to read the schema version of {}", path.display()))?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(Verified { schema_version })
+}
+
+/// A backup that was written and checked.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub size_bytes: u64,
+    pub duration: Duration,
+}
+
+/// Writes a consistent, checked copy of the live database to `dest`, which
+/// must not exist. Safe while the service runs.
+pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Written> {
+    let started = Instant::now();
+    if dest.exists() {
+        bail!("{} already exists; choose a new file name", dest.display());
+    }
+    let file_name = dest
+        .file_name()
+        .with_context(|| format!("{} has no file name", dest.display()))?
+        .to_string_lossy()
+        .to_string();
+    let partial = dest.with_file_name(format!(".{file_name}.partial"));
+    let _ = std::fs::remove_file(&partial);
+
+    let mut conn = open_live_readonly(config).await?;
+    let partial_str = partial
+        .to_str()
+        .with_context(|| format!("{} is not valid UTF-8", partial.display()))?;
+    let copied = db::vacuum_into(&mut conn, partial_str).await;
+    let _ = sqlx::Connection::close(conn).await;
+    copied.with_context(|| format!("failed to copy the database to {}", partial.display()))?;
+
+    if let Err(e) = verify_file(&partial).await {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.context("the backup copy is corrupt"));
+    }
+    let dest_owned = dest.to_path_buf();
+    let size_bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let f = File::open(&partial)?;
+        f.sync_all()?;
+        let size = f.metadata()?.len();
+        std::fs::rename(&partial, &dest_owned)
+            .with_context(|| format!("failed to move the backup to {}", dest_owned.display()))?;
+        sync_parent(&dest_owned);
+        Ok(size)
+    })
+    .await
+    .context("backup task panicked")??;
+    Ok(Written {
+        size_bytes,
+        duration: started.elapsed(),
+    })
+}
+
+fn sync_parent(path: &Path) {
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+}
+
+/// What a restore did.
+#[derive(Debug)]
+pub struct Restored {
+    pub database: PathBuf,
+    /// Where the database that was replaced now lives (with its WAL).
+    pub previous: Option<PathBuf>,
+    pub schema_version: Option<i64>,
+}
+
+/// Puts the backup `src` in place of the database. Refuses while the service
+/// runs, and refuses a file that fails `integrity_check`, is not an
+/// hs-platform database, or comes from a newer version of the service.
+/// Migrations newer than the backup are applied when the service next starts.
+pub async fn restore(config: &Config, src: &Path) -> anyhow::Result<Restored> {
+    let lock = DataDirLock::acquire_exclusive(config)?;
+    let restored = restore_locked(config, src).await?;
+    drop(lock);
+    Ok(restored)
+}
+
+/// Checks that `src` can be restored (integrity, an hs-platform schema not
+/// newer than this binary).
+async fn verify_restorable(src: &Path) -> anyhow::Result<Verified> {
+    let verified = verify_file(src).await?;
+    let known = crate::db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    match verified.schema_version {
+        None => bail!("{} is not an hs-platform database", src.display()),
+        Some(v) if v > known => bail!(
+            "{} has schema version {v}, newer than this binary's {known}: restore it with a newer hs-platform",
+            src.display()
+        ),
+        Some(_) => {}
+    }
+    Ok(verified)
+}
+
+async fn restore_locked(config: &Config, src: &Path) -> anyhow::Result<Restored> {
+    let verified = verify_restorable(src).await?;
+    let database = config.database_path();
+    let staging = sibling(&database, ".restoring");
+    std::fs::copy(src, &staging)
+        .with_context(|| format!("failed to copy {} to {}", src.display(), staging.display()))?;
+    File::open(&staging)?.sync_all()?;
+
+    let wal = sibling(&database, "-wal");
+    let shm = sibling(&database, "-shm");
+    let previous = if database.exists() {
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = sibling(&database, &format!(".pre-restore-{stamp}"));
+        std::fs::rename(&database, &aside).with_context(|| {
+            format!("failed to move the current database to {}", aside.display())
+        })?;
+        if wal.exists() {
+            // Kept under the name SQLite looks for, so the set-aside copy
+            // still opens with every committed transaction.
+            std::fs::rename(&wal, sibling(&aside, "-wal"))
+                .context("failed to move the current WAL aside")?;
+        }
+        Some(aside)
+    } else {
+        None
+    };
+    for stale in [&wal, &shm] {
+        match std::fs::remove_file(stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to remove {}", stale.display()));
+            }
+        }
+    }
+    std::fs::rename(&staging, &database)
+        .with_context(|| format!("failed to move the backup to {}", database.display()))?;
+    sync_parent(&database);
+    Ok(Restored {
+        database,
+        previous,
+        schema_version: verified.schema_version,
+    })
+}
+
+/// The marker of a restore staged for the next start.
+pub fn pending_restore_path(config: &Config) -> PathBuf {
+    sibling(&config.database_path(), ".restore-pending")
+}
+
+/// Stages a restore for the next start of the service (for hosts such as
+/// Render where the service cannot be stopped while keeping a shell on its
+/// disk): the backup is verified now, its path recorded, and the service
+/// restores it before opening the database when it next starts.
+pub async fn stage_restore(config: &Config, src: &Path) -> anyhow::Result<PathBuf> {
+    verify_restorable(src).await?;
+    let src = std::fs::canonicalize(src)
+        .with_context(|| format!("failed to resolve {}", src.display()))?;
+    let marker = pending_restore_path(config);
+    std::fs::write(&marker, src.to_string_lossy().as_bytes())
+        .with_context(|| format!("failed to write {}", marker.display()))?;
+    Ok(src)
+}
+
+/// At start-up, before the database is opened: performs a staged restore.
+/// A staged restore that fails stops start-up (the marker stays, so the
+/// cause is visible and nothing half-done is served).
+pub async fn apply_pending_restore(config: &Config) -> anyhow::Result<Option<Restored>> {
+    let marker = pending_restore_path(config);
+    let src = match std::fs::read_to_string(&marker) {
+        Ok(s) => PathBuf::from(s.trim()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", marker.display())),
+    };
+    let restored = restore(config, &src).await.with_context(|| {
+        format!(
+            "the restore staged in {} failed (delete that file to start without it)",
+            marker.display()
+        )
+    })?;
+    std::fs::remove_file(&marker)
+        .with_context(|| format!("failed to remove {}", marker.display()))?;
+    tracing::warn!(
+        backup = %src.display(),
+        previous = ?restored.previous,
+        "restored the database from a backup staged for this start"
+    );
+    Ok(Some(restored))
+}
+
+/// One backup made by the service, as listed by `GET /api/maintenance/backups`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    pub id: String,
+    pub job_id: Option<String>,
+    /// `schedule` or `admin`.
+    pub trigger: String,
+    /// File inside `DATA_DIR/backups`.
+    pub file_name: String,
+    /// `running`, `succeeded`, `failed` or `deleted` (rotated out).
+    pub status: String,
+    pub size_bytes: Option<i64>,
+    /// `ok`, or what `PRAGMA integrity_check` found.
+    pub integrity: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<db::BackupRow> for Backup {
+    fn from(r: db::BackupRow) -> Self {
+        Self {
+            id: r.id,
+            job_id: r.job_id,
+            trigger: r.trigger,
+            file_name: r.file_name,
+            status: r.status,
+            size_bytes: r.size_bytes,
+            integrity: r.integrity,
+            duration_ms: r.duration_ms,
+            error: r.error,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// Makes a backup into `DATA_DIR/backups`, records it, and rotates old ones
+/// out (keeping `BACKUP_KEEP`). A corrupt copy is logged at error level and
+/// fails.
+#[tracing::instrument(skip(state))]
+pub async fn create(
+    state: &AppState,
+    trigger: &str,
+    job_id: Option<&str>,
+) -> anyhow::Result<Backup> {
+    let dir = state.config.backups_dir();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .with_context(|| format!("failed to create {}", dir.display()))?;
+    let id = crate::db::new_id();
+    let file_name = format!(
+        "hs-platform-{}-{}.db",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        &id[id.len() - 8..]
+    );
+    {
+        let mut tx = state.db.begin_write().await?;
+        db::insert_backup(&mut tx, &id, job_id, trigger, &file_name).await?;
+        tx.commit().await?;
+    }
+    let started = Instant::now();
+    let result = write_backup(&state.config, &dir.join(&file_name)).await;
+    let finished_at = crate::db::now();
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let (status, size_bytes, integrity, error) = match &result {
+        Ok(w) => (
+            "succeeded",
+            Some(w.size_bytes as i64),
+            Some("ok".to_string()),
+            None,
+        ),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let integrity = msg.contains("integrity_check").then(|| msg.clone());
+            ("failed", None, integrity, Some(msg))
+        }
+    };
+    let outcome = db::BackupOutcome {
+        status,
+        size_bytes,
+        integrity: integrity.as_deref(),
+        duration_ms,
+        error: error.as_deref(),
+        finished_at: &finished_at,
+    };
+    {
+        let mut tx = state.db.begin_write().await?;
+        db::finish_backup(&mut tx, &id, &outcome).await?;
+        tx.commit().await?;
+    }
+    if let Some(msg) = &error {
+        tracing::error!(backup = %file_name, error = %msg, "DATABASE BACKUP FAILED");
+    }
+    result?;
+    rotate(state).await?;
+    let mut conn = state.db.reader.acquire().await?;
+    let row = db::list_backups(&mut conn, None, 200)
+        .await?
+        .into_iter()
+        .find(|b| b.id == id)
+        .context("the backup row vanished")?;
+    Ok(row.into())
+}
+
+/// Deletes succeeded backups beyond the newest `BACKUP_KEEP`.
+async fn rotate(state: &AppState) -> anyhow::Result<()> {
+    let keep = state.config.backup_keep as usize;
+    let rows = {
+        let mut conn = state.db.reader.acquire().await?;
+        db::kept_backups(&mut conn).await?
+    };
+    let dir = state.config.backups_dir();
+    for old in rows.into_iter().skip(keep) {
+        match tokio::fs::remove_file(dir.join(&old.file_name)).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(file = %old.file_name, error = %e, "failed to delete an old backup");
+                continue;
+            }
+        }
+        let mut tx = state.db.begin_write().await?;
+        db::mark_backup_deleted(&mut tx, &old.id).await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Lists the backups made by the service, newest first.
+pub async fn list(
+    state: &AppState,
+    cursor: Option<&str>,
+    limit: i64,
+) -> anyhow::Result<Vec<Backup>> {
+    let mut conn = state.db.reader.acquire().await?;
+    Ok(db::list_backups(&mut conn, cursor, limit)
+        .await?
+        .into_iter()
+        .map(Backup::from)
+        .collect())
+}
+
+/// Whether a scheduled backup is due (BACKUP_INTERVAL_HOURS since the last).
+pub async fn due(state: &AppState) -> anyhow::Result<bool> {
+    let hours = state.config.backup_interval_hours;
+    if hours == 0 {
+        return Ok(false);
+    }
+    let last = {
+        let mut conn = state.db.reader.acquire().await?;
+        db::last_backup_at(&mut conn).await?
+    };
+    Ok(match last.as_deref().and_then(crate::db::parse_ts) {
+        None => true,
+        Some(at) => Utc::now() - at >= chrono::Duration::hours(i64::from(hours)),
+    })
+}
+
+/// The integrity check run at start-up: `integrity_check`, or `quick_check`
+/// when the database is larger than 1 GiB (a full check reads every index).
+pub async fn check_at_startup(db: &crate::db::Db, config: &Config) -> anyhow::Result<()> {
+    let size = std::fs::metadata(config.database_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let quick = size > 1 << 30;
+    let mut conn = db.reader.acquire().await?;
+    let problems = db::integrity_problems(&mut conn, quick)
+        .await
+        .context("failed to run the start-up integrity check")?;
+    if problems.is_empty() {
+        tracing::info!(quick, "database integrity check passed");
+        return Ok(());
+    }
+    tracing::error!(problems = %problems.join("; "), "DATABASE INTEGRITY CHECK FAILED");
+    bail!(
+        "the database {} fails PRAGMA {}: {}. Restore the latest good backup with \
+         `hs-platform restore DATA_DIR/backups/<file>` (see docs/operations.md)",
+        config.database_path().display(),
+        if quick {
+            "quick_check"
+        } else {
+            "integrity_check"
+        },
+        problems.join("; ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siblings_append_to_the_file_name() {
+        let p = Path::new("/var/data/hs-platform.db");
+        assert_eq!(
+            sibling(p, "-wal"),
+            Path::new("/var/data/hs-platform.db-wal")
+        );
+        assert_eq!(
+            sibling(p, ".lock"),
+            Path::new("/var/data/hs-platform.db.lock")
+        );
+    }
+}
