@@ -55,8 +55,8 @@ impl AppState {
             config.password_hash_concurrency,
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
-        let ai = crate::ai::AiService::new(&config)?;
         let monitor = crate::monitoring::Monitor::new(&config);
+        let ai = crate::ai::AiService::new(&config, monitor.clone())?;
         Ok(Self {
             jobs: Queue::new(db.clone(), config.clone()),
             files: FileService::new(&config)?,

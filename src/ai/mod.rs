@@ -48,6 +48,8 @@ struct Inner {
     models: Vec<String>,
     /// Configured models the Models API did not know at start-up.
     unknown_models: Mutex<Vec<String>>,
+    /// Upstream failures are tracked with the service's other errors.
+    monitor: crate::monitoring::Monitor,
 }
 
 /// Why a chat did not produce an answer.
@@ -143,7 +145,7 @@ impl IntoResponse for Refusal {
 }
 
 impl AiService {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub fn new(config: &Config, monitor: crate::monitoring::Monitor) -> anyhow::Result<Self> {
         let client = match &config.anthropic_api_key {
             Some(key) => Some(ClaudeClient::new(config, key.clone())?),
             None => None,
@@ -161,6 +163,7 @@ impl AiService {
                 daily_budget: config.ai_daily_token_budget,
                 models,
                 unknown_models: Mutex::new(Vec::new()),
+                monitor,
             }),
         })
     }
@@ -315,6 +318,24 @@ impl AiService {
             Err(e) => ("failed", Some(e.code), None),
         };
         let latency_ms = i64::try_from(report.latency.as_millis()).unwrap_or(i64::MAX);
+        if let Err(e) = &report.outcome
+            && e.code != "client_disconnected"
+        {
+            self.inner.monitor.track_error(
+                "upstream_failure",
+                &format!("anthropic.messages:{}", e.code),
+                &e.message,
+                serde_json::json!({
+                    "model": params.model,
+                    "httpStatus": report.http_status,
+                    "attempts": report.attempts,
+                    "upstreamRequestId": report.request_id,
+                    "streamed": streamed,
+                    "jobId": job_id,
+                }),
+                None,
+            );
+        }
         let record = {
             let db = db.clone();
             let user_id = user_id.map(str::to_owned);

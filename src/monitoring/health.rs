@@ -159,49 +159,51 @@ async fn queue_backlog(state: &AppState) -> Check {
     }
 }
 
-/// Configuration-level AI check. The AI domain's own health (breaker state)
-/// replaces this body with `state.ai.health()` once it is merged.
+/// The AI dependency: configured, and the circuit breaker's state. An open
+/// breaker degrades the service (chat answers 503); no key is a choice.
 fn ai(state: &AppState) -> Check {
-    if state.config.anthropic_api_key.is_some() {
-        Check::new(
-            "ai",
-            CheckStatus::Ok,
-            format!("configured (model {})", state.config.anthropic_model),
-        )
+    let h = state.ai.health();
+    let status = if h.configured && h.breaker == "open" {
+        CheckStatus::Degraded
     } else {
-        Check::new(
-            "ai",
-            CheckStatus::Ok,
-            "not configured: AI endpoints answer 503 not_configured",
-        )
-    }
+        CheckStatus::Ok
+    };
+    Check::new(
+        "ai",
+        status,
+        format!("{} (breaker {})", h.detail, h.breaker),
+    )
 }
 
-/// Configuration-level browser check. The files domain's
-/// `state.files.browser_health()` replaces this body once it is merged.
+/// The shared Chromium of the screenshot jobs: available, running, pages.
 fn browser(state: &AppState) -> Check {
-    let path = state.config.chromium_path.clone().or_else(|| {
-        [
-            "/usr/bin/chromium",
-            "/usr/bin/chromium-browser",
-            "/usr/bin/google-chrome",
-        ]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.is_file())
-    });
-    match path {
-        Some(p) if p.exists() => Check::new(
-            "browser",
-            CheckStatus::Ok,
-            format!("{} available", p.display()),
+    let h = state.files.browser_health();
+    let available = h["available"].as_bool().unwrap_or(false);
+    let detail = match (available, h["running"].as_bool().unwrap_or(false)) {
+        (false, _) => "no Chromium found (CHROMIUM_PATH or PATH): screenshots fail".to_string(),
+        (true, running) => format!(
+            "{} ({}; {} of {} pages in use, {} launches){}",
+            h["executable"].as_str().unwrap_or("chromium"),
+            if running {
+                "running"
+            } else {
+                "started on first use"
+            },
+            h["pagesInUse"],
+            h["maxPages"],
+            h["launches"],
+            h["lastError"]
+                .as_str()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
         ),
-        _ => Check::new(
-            "browser",
-            CheckStatus::Degraded,
-            "no Chromium found (CHROMIUM_PATH or /usr/bin): screenshots fail",
-        ),
-    }
+    };
+    let status = if available {
+        CheckStatus::Ok
+    } else {
+        CheckStatus::Degraded
+    };
+    Check::new("browser", status, detail)
 }
 
 #[cfg(test)]

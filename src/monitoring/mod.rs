@@ -41,6 +41,12 @@ use crate::state::AppState;
 /// requests/s it absorbs about 3 s of writer stall before records drop.
 pub const CHANNEL_CAPACITY: usize = 65_536;
 
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Monitor")
+    }
+}
+
 /// The monitoring handle in `AppState`: cheap to clone.
 #[derive(Clone)]
 pub struct Monitor {
