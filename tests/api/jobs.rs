@@ -419,3 +419,121 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
         "the stale attempt must not overwrite the result"
     );
 }
+
+/// The real binary, started on `dir` and `port` with these settings.
+fn start_binary(dir: &std::path::Path, port: u16, settings: &[(&str, String)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hs-platform"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATA_DIR", dir.join("data"))
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RATE_LIMIT_PER_MINUTE", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in settings {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("the hs-platform binary starts")
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if let Ok(res) = client.get(format!("{base}/health")).send().await
+            && res.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service did not become healthy");
+}
+
+#[tokio::test]
+async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart() {
+    use crate::fake_claude::{FakeClaude, Reply};
+    let fake = FakeClaude::start().await;
+    fake.push(Reply::Hang);
+    fake.push(Reply::answer("answered after the restart"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let settings: Vec<(&str, String)> = fake.env().into_iter().collect();
+    let client = reqwest::Client::new();
+
+    let mut first = start_binary(dir.path(), port, &settings);
+    wait_healthy(&client, &base).await;
+    let email = crate::helpers::unique_email("crash");
+    let res = client
+        .post(format!("{base}/api/users"))
+        .json(&json!({"email": email, "password": "crash test password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let login: Value = client
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"email": email, "password": "crash test password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let res = client
+        .post(format!("{base}/api/claude-ai/chat"))
+        .bearer_auth(&token)
+        .json(&json!({"message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let job_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    // Wait until the job is running and its upstream call is in flight.
+    for _ in 0..200 {
+        let job: Value = client
+            .get(format!("{base}/api/jobs/{job_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "running" && fake.message_calls() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(fake.message_calls(), 1);
+    first.kill().expect("kill -9 the service");
+    first.wait().unwrap();
+
+    let mut second = start_binary(dir.path(), port, &settings);
+    wait_healthy(&client, &base).await;
+    let mut job = Value::Null;
+    for _ in 0..400 {
+        job = client
+            .get(format!("{base}/api/jobs/{job_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["status"] == "succeeded" || job["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["result"]["text"], "answered after the restart");
+    assert_eq!(fake.message_calls(), 2);
+}
