@@ -9,13 +9,17 @@ ADMIN_EMAIL="bench-admin@example.com"
 ADMIN_PASSWORD="bench admin password"
 
 build() {
+  if [ -z "${DATABASE_URL:-}" ]; then
+    (cd "$ROOT" && scripts/dev-db.sh > /dev/null)
+    export DATABASE_URL="sqlite://$ROOT/target/dev.db"
+  fi
   (cd "$ROOT" && cargo build --release --quiet)
 }
 
 # start_server DATA_DIR [VAR=value ...]
 start_server() {
   local dir="$1"; shift
-  env DATA_DIR="$dir" HOST=127.0.0.1 PORT="$PORT" LOG_FORMAT=json RUST_LOG=warn \
+  env -u DATABASE_URL DATA_DIR="$dir" HOST=127.0.0.1 PORT="$PORT" LOG_FORMAT=json RUST_LOG=warn \
       RATE_LIMIT_PER_MINUTE=0 AI_RATE_LIMIT_PER_MINUTE=0 \
       ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" \
       "$@" "$BIN" serve > "$dir/server.log" 2>&1 &

@@ -67,11 +67,14 @@ pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
 
 fn loadtest_id(state: &AppState, parts: &Parts) -> Option<String> {
     let value = parts.headers.get(LOADTEST_HEADER)?.to_str().ok()?;
+    parse_loadtest_header(&state.loadtest_secret, value)
+}
+
+/// The test id of a `<secret>:<testId>` header value when the secret matches
+/// (compared in constant time) and the id is sane.
+pub fn parse_loadtest_header(expected_secret: &str, value: &str) -> Option<String> {
     let (secret, id) = value.split_once(':')?;
-    let ok: bool = secret
-        .as_bytes()
-        .ct_eq(state.loadtest_secret.as_bytes())
-        .into();
+    let ok: bool = secret.as_bytes().ct_eq(expected_secret.as_bytes()).into();
     let id_ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -200,6 +203,18 @@ mod tests {
         assert_eq!(escape_user_agent(b"curl/8.0"), "curl/8.0");
         assert_eq!(escape_user_agent(b"a\nb\x1b"), "a\\x0ab\\x1b");
         assert_eq!(escape_user_agent(&[b'x'; 400]).len(), 256);
+    }
+
+    #[test]
+    fn load_test_headers_need_the_secret_and_a_sane_id() {
+        assert_eq!(
+            parse_loadtest_header("s3cret", "s3cret:test-1"),
+            Some("test-1".to_string())
+        );
+        assert_eq!(parse_loadtest_header("s3cret", "guess:test-1"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret:"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret:a b"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret"), None);
     }
 
     #[test]

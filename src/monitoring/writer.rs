@@ -16,6 +16,9 @@ use crate::db::Db;
 
 /// Records per batch (one transaction).
 pub const BATCH: usize = 2000;
+/// How long the writer gathers records before writing a partial batch: a
+/// few large transactions cost far less than many small ones.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 pub async fn run(
     db: Db,
@@ -24,16 +27,30 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
+    'run: loop {
         tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     break;
                 }
-                write(&db, &monitor, &mut batch).await;
             }
             () = shutdown.cancelled() => break,
         }
+        let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            tokio::select! {
+                n = rx.recv_many(&mut batch, room) => {
+                    if n == 0 {
+                        write(&db, &monitor, &mut batch).await;
+                        break 'run;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        write(&db, &monitor, &mut batch).await;
     }
     // Requests still in flight during the graceful shutdown keep sending for
     // a moment: drain until the channel has been quiet for a short while.
