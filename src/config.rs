@@ -32,6 +32,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// `DATA_DIR` was set explicitly: then it must exist (a missing
+    /// persistent disk must not silently become an empty local folder).
+    pub data_dir_explicit: bool,
     pub database_url: Option<String>,
     pub sqlite_synchronous: Synchronous,
     pub db_readers: u32,
@@ -126,6 +129,7 @@ impl Config {
     /// Builds the configuration from a lookup function.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env(&lookup);
+        let data_dir_explicit = env.opt_string("DATA_DIR").is_some();
         let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
         let anthropic_model = env.string("ANTHROPIC_MODEL", DEFAULT_MODEL);
         let mut anthropic_allowed_models = env.list("ANTHROPIC_ALLOWED_MODELS");
@@ -147,6 +151,7 @@ impl Config {
             host: env.parse("HOST", "127.0.0.1".parse().unwrap())?,
             port: env.parse("PORT", 8080)?,
             data_dir,
+            data_dir_explicit,
             database_url: env.opt_string("DATABASE_URL"),
             sqlite_synchronous: match env
                 .string("SQLITE_SYNCHRONOUS", "FULL")

@@ -420,13 +420,17 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     );
 }
 
-/// The real binary, started on `dir` and `port` with these settings.
-fn start_binary(dir: &std::path::Path, port: u16, settings: &[(&str, String)]) -> std::process::Child {
+/// The real binary, started in `dir` on `port` with these settings and no
+/// DATA_DIR: it creates and uses `./data` there, as `cargo run` does.
+fn start_binary(
+    dir: &std::path::Path,
+    port: u16,
+    settings: &[(&str, String)],
+) -> std::process::Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hs-platform"));
     cmd.env_clear()
         .current_dir(dir)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATA_DIR", dir.join("data"))
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("RATE_LIMIT_PER_MINUTE", "0")
@@ -458,7 +462,11 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     fake.push(Reply::Hang);
     fake.push(Reply::answer("answered after the restart"));
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let base = format!("http://127.0.0.1:{port}");
     let settings: Vec<(&str, String)> = fake.env().into_iter().collect();
     let client = reqwest::Client::new();
@@ -491,7 +499,10 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let job_id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let job_id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Wait until the job is running and its upstream call is in flight.
     for _ in 0..200 {
         let job: Value = client
@@ -532,6 +543,7 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     }
     second.kill().unwrap();
     second.wait().unwrap();
+    assert!(dir.path().join("data/hs-platform.db").is_file());
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["result"]["text"], "answered after the restart");
