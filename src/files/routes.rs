@@ -29,13 +29,47 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(download_file, delete_file))
 }
 
-async fn enqueue(
+/// A generation request: checked (field errors answer 422) before the quota
+/// pre-check and the job it becomes.
+trait GenerateRequest: serde::Serialize + Sync {
+    fn check(
+        &self,
+        state: &AppState,
+    ) -> impl Future<Output = std::result::Result<(), Vec<FieldError>>> + Send;
+}
+
+impl GenerateRequest for Document {
+    async fn check(&self, _: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+        self.validate()
+    }
+}
+
+impl GenerateRequest for CsvRequest {
+    async fn check(&self, _: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+        self.validate()
+    }
+}
+
+impl GenerateRequest for ScreenshotRequest {
+    async fn check(&self, state: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+        self.validate()?;
+        ssrf::check(&self.url, state.files.browser().allowed_hosts())
+            .await
+            .map_err(|message| vec![FieldError::new("url", message)])
+    }
+}
+
+/// The body of every `POST /api/files/generate/*`: check the request, check
+/// the quota, enqueue a job of `kind` owned by the caller, answer it.
+async fn generate<T: GenerateRequest>(
     state: &AppState,
     user: &AuthUser,
     headers: &HeaderMap,
     kind: &str,
-    payload: serde_json::Value,
+    req: &T,
 ) -> Result<Response> {
+    req.check(state).await.map_err(AppError::Validation)?;
+    let payload = serde_json::to_value(req).map_err(anyhow::Error::from)?;
     check_quota(state, &user.user_id, 1).await?;
     let job: Job = state
         .jobs
@@ -67,15 +101,7 @@ async fn generate_pdf(
     headers: HeaderMap,
     Json(doc): Json<Document>,
 ) -> Result<Response> {
-    doc.validate().map_err(AppError::Validation)?;
-    enqueue(
-        &state,
-        &user,
-        &headers,
-        PDF,
-        serde_json::to_value(&doc).map_err(anyhow::Error::from)?,
-    )
-    .await
+    generate(&state, &user, &headers, PDF, &doc).await
 }
 
 /// Generate a Word document from a document (a job).
@@ -95,15 +121,7 @@ async fn generate_docx(
     headers: HeaderMap,
     Json(doc): Json<Document>,
 ) -> Result<Response> {
-    doc.validate().map_err(AppError::Validation)?;
-    enqueue(
-        &state,
-        &user,
-        &headers,
-        DOCX,
-        serde_json::to_value(&doc).map_err(anyhow::Error::from)?,
-    )
-    .await
+    generate(&state, &user, &headers, DOCX, &doc).await
 }
 
 /// Generate a CSV file (a job).
@@ -123,15 +141,7 @@ async fn generate_csv(
     headers: HeaderMap,
     Json(req): Json<CsvRequest>,
 ) -> Result<Response> {
-    req.validate().map_err(AppError::Validation)?;
-    enqueue(
-        &state,
-        &user,
-        &headers,
-        CSV,
-        serde_json::to_value(&req).map_err(anyhow::Error::from)?,
-    )
-    .await
+    generate(&state, &user, &headers, CSV, &req).await
 }
 
 /// Screenshot a web page (a job). The URL must be http(s) and resolve to a
@@ -154,18 +164,7 @@ async fn generate_screenshot(
     headers: HeaderMap,
     Json(req): Json<ScreenshotRequest>,
 ) -> Result<Response> {
-    req.validate().map_err(AppError::Validation)?;
-    if let Err(message) = ssrf::check(&req.url, state.files.browser().allowed_hosts()).await {
-        return Err(AppError::Validation(vec![FieldError::new("url", message)]));
-    }
-    enqueue(
-        &state,
-        &user,
-        &headers,
-        SCREENSHOT,
-        serde_json::to_value(&req).map_err(anyhow::Error::from)?,
-    )
-    .await
+    generate(&state, &user, &headers, SCREENSHOT, &req).await
 }
 
 /// Upload a file (multipart, part `file`). Its type is sniffed from the
