@@ -133,58 +133,6 @@ pub async fn loadtest_requests(
     .await
 }
 
-pub struct RouteBuckets {
-    pub route: String,
-    pub method: String,
-    pub requests: i64,
-    pub server_errors: i64,
-    pub total_ms: f64,
-    pub max_ms: f64,
-    pub buckets: [i64; 14],
-}
-
-pub async fn route_buckets(
-    conn: &mut SqliteConnection,
-    from_hour: &str,
-    to: &str,
-) -> sqlx::Result<Vec<RouteBuckets>> {
-    let rows = sqlx::query!(
-        r#"SELECT route AS "route!: String", method AS "method!: String",
-                  sum(requests) AS "requests!: i64",
-                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
-                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64",
-                  sum(le_1) AS "le_1!: i64", sum(le_2_5) AS "le_2_5!: i64",
-                  sum(le_5) AS "le_5!: i64", sum(le_10) AS "le_10!: i64",
-                  sum(le_25) AS "le_25!: i64", sum(le_50) AS "le_50!: i64",
-                  sum(le_100) AS "le_100!: i64", sum(le_250) AS "le_250!: i64",
-                  sum(le_500) AS "le_500!: i64", sum(le_1000) AS "le_1000!: i64",
-                  sum(le_2500) AS "le_2500!: i64", sum(le_5000) AS "le_5000!: i64",
-                  sum(le_10000) AS "le_10000!: i64", sum(le_inf) AS "le_inf!: i64"
-           FROM request_rollups
-           WHERE hour >= ? AND hour < ? AND source = 'api'
-           GROUP BY route, method"#,
-        from_hour,
-        to
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| RouteBuckets {
-            route: r.route,
-            method: r.method,
-            requests: r.requests,
-            server_errors: r.server_errors,
-            total_ms: r.total_ms,
-            max_ms: r.max_ms,
-            buckets: [
-                r.le_1, r.le_2_5, r.le_5, r.le_10, r.le_25, r.le_50, r.le_100, r.le_250, r.le_500,
-                r.le_1000, r.le_2500, r.le_5000, r.le_10000, r.le_inf,
-            ],
-        })
-        .collect())
-}
-
 pub async fn jobs_by_kind_and_status(
     conn: &mut SqliteConnection,
     from: &str,

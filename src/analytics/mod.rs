@@ -97,20 +97,21 @@ pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -
     let per_day = db::requests_per_day(&mut conn, &from_hour, &to_s).await?;
     let total: i64 = per_day.iter().map(|d| d.requests).sum();
     let server_errors: i64 = per_day.iter().map(|d| d.server_errors).sum();
-    let mut slowest: Vec<RouteLatency> = db::route_buckets(&mut conn, &from_hour, &to_s)
-        .await?
-        .into_iter()
-        .filter(|r| r.requests >= MIN_ROUTE_REQUESTS)
-        .map(|r| RouteLatency {
-            p95_ms: rollup_quantile(&r.buckets, r.max_ms, 0.95),
-            mean_ms: r.total_ms / r.requests as f64,
-            method: r.method,
-            route: r.route,
-            requests: r.requests,
-            server_errors: r.server_errors,
-            max_ms: r.max_ms,
-        })
-        .collect();
+    let mut slowest: Vec<RouteLatency> =
+        crate::monitoring::db::rollups_by_route(&mut conn, &from_hour, Some(&to_s))
+            .await?
+            .into_iter()
+            .filter(|r| r.requests >= MIN_ROUTE_REQUESTS)
+            .map(|r| RouteLatency {
+                p95_ms: rollup_quantile(&r.buckets, r.max_ms, 0.95),
+                mean_ms: r.total_ms / r.requests as f64,
+                method: r.method,
+                route: r.route,
+                requests: r.requests,
+                server_errors: r.server_errors,
+                max_ms: r.max_ms,
+            })
+            .collect();
     slowest.sort_by(|a, b| {
         b.p95_ms
             .total_cmp(&a.p95_ms)

@@ -361,9 +361,12 @@ pub struct RouteRollup {
     pub buckets: [i64; ROLLUP_BUCKETS],
 }
 
+/// API request roll-ups per route from `from_hour` (inclusive) to `to`
+/// (exclusive; open-ended when `None`).
 pub async fn rollups_by_route(
     conn: &mut SqliteConnection,
     from_hour: &str,
+    to: Option<&str>,
 ) -> sqlx::Result<Vec<RouteRollup>> {
     let rows = sqlx::query!(
         r#"SELECT route AS "route!: String", method AS "method!: String",
@@ -378,9 +381,10 @@ pub async fn rollups_by_route(
                   sum(le_2500) AS "le_2500!: i64", sum(le_5000) AS "le_5000!: i64",
                   sum(le_10000) AS "le_10000!: i64", sum(le_inf) AS "le_inf!: i64"
            FROM request_rollups
-           WHERE hour >= ? AND source = 'api'
+           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
            GROUP BY route, method"#,
-        from_hour
+        from_hour,
+        to
     )
     .fetch_all(conn)
     .await?;

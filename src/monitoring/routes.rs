@@ -271,7 +271,7 @@ async fn compute_performance(state: &AppState, window: &str, secs: u64) -> Resul
     let from = chrono::Utc::now() - chrono::Duration::seconds(secs as i64);
     let from_hour = format!("{}:00:00.000Z", &crate::db::ts(from)[..13]);
     let mut conn = state.db.reader.acquire().await?;
-    let rows = db::rollups_by_route(&mut conn, &from_hour).await?;
+    let rows = db::rollups_by_route(&mut conn, &from_hour, None).await?;
     let mut all = [0i64; super::model::ROLLUP_BUCKETS];
     let (mut n, mut errs, mut total_ms, mut max_ms) = (0i64, 0i64, 0.0f64, 0.0f64);
     let mut routes: Vec<RouteStats> = rows
