@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sqlx::Row;
 
 use crate::fake_claude::{FAKE_KEY, FakeClaude, Reply};
-use crate::helpers::{TestApp, assert_problem, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, error_fields, spawn_app_with, wait_until};
 
 /// Settings that keep AI tests fast: short timeouts, quick job retries.
 const FAST: &[(&str, &str)] = &[
@@ -577,12 +577,7 @@ async fn the_breaker_opens_after_repeated_failures_then_a_probe_closes_it() {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers.contains_key("retry-after"));
     assert_eq!(fake.message_calls(), 2);
-    let jobs: Value = app
-        .get("/api/jobs?kind=ai.chat", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jobs: Value = app.get_json("/api/jobs?kind=ai.chat", &user.token).await;
     assert_eq!(jobs["items"].as_array().unwrap().len(), 1);
 
     // After the cool-down, one probe succeeds and closes it.
@@ -621,12 +616,7 @@ async fn without_an_api_key_chat_answers_503_not_configured() {
     let health = app.state.ai.health();
     assert!(!health.configured);
     // No job was created.
-    let jobs: Value = app
-        .get("/api/jobs", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jobs: Value = app.get_json("/api/jobs", &user.token).await;
     assert!(jobs["items"].as_array().unwrap().is_empty());
 }
 
@@ -658,12 +648,7 @@ async fn invalid_chats_are_422_with_the_fields_at_fault() {
         )
         .await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields, ["maxTokens", "temperature"]);
 
     let res = app
@@ -737,26 +722,22 @@ async fn token_usage_appears_in_the_user_profile_statistics() {
     let usage = job["result"]["usage"].clone();
 
     // Profiles are cached for a few seconds: poll.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let profile: Value = app
+    let mut profile = Value::Null;
+    let (timeout, every) = (Duration::from_secs(15), Duration::from_millis(250));
+    let shown = wait_until(timeout, every, async || {
+        profile = app
             .get_user(&user.id, &user.token)
             .await
             .json()
             .await
             .unwrap();
-        let stats = &profile["stats"];
-        if stats["aiCalls"] == 1 {
-            assert_eq!(stats["aiInputTokens"], usage["inputTokens"]);
-            assert_eq!(stats["aiOutputTokens"], usage["outputTokens"]);
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stats never showed the call: {profile}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        profile["stats"]["aiCalls"] == 1
+    })
+    .await;
+    assert!(shown.is_ok(), "stats never showed the call: {profile}");
+    let stats = &profile["stats"];
+    assert_eq!(stats["aiInputTokens"], usage["inputTokens"]);
+    assert_eq!(stats["aiOutputTokens"], usage["outputTokens"]);
 }
 
 #[tokio::test]
@@ -808,20 +789,16 @@ async fn configured_models_are_checked_against_the_models_api_at_start_up() {
         )],
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let health = app.state.ai.health();
-        if health.detail.contains("claude-retired-3-0") {
-            assert!(health.configured);
-            assert!(!health.detail.contains("claude-sonnet-4-5,"));
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reported: {health:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut health = app.state.ai.health();
+    let (timeout, every) = (Duration::from_secs(10), Duration::from_millis(20));
+    let reported = wait_until(timeout, every, async || {
+        health = app.state.ai.health();
+        health.detail.contains("claude-retired-3-0")
+    })
+    .await;
+    assert!(reported.is_ok(), "never reported: {health:?}");
+    assert!(health.configured);
+    assert!(!health.detail.contains("claude-sonnet-4-5,"));
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();
     assert!(paths.contains(&"/v1/models".to_string()), "{paths:?}");
     // The alias is not listed; it was resolved individually and exists.

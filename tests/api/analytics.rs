@@ -78,12 +78,7 @@ async fn scenario(app: &TestApp) -> (TestUser, Vec<TestUser>) {
     // until one of them is written.
     let mine = format!("/api/monitoring/logs?userId={}", admin.id);
     for _ in 0..100 {
-        let body: Value = app
-            .get(&mine, Some(&admin.token))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body: Value = app.get_json(&mine, &admin.token).await;
         if !body["items"].as_array().unwrap().is_empty() {
             break;
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with};
 
 const BOUNDARY: &str = "hs-test-boundary-7d1c";
 
@@ -80,12 +80,7 @@ impl TestApp {
 
     async fn wait_file_job(&self, token: &str, id: &str) -> Value {
         for _ in 0..240 {
-            let job: Value = self
-                .get(&format!("/api/jobs/{id}"), Some(token))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let job: Value = self.get_json(&format!("/api/jobs/{id}"), token).await;
             if matches!(
                 job["status"].as_str(),
                 Some("succeeded" | "failed" | "cancelled")
@@ -316,12 +311,7 @@ async fn invalid_generation_requests_are_422_with_field_errors() {
         )
         .await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert!(
         fields.contains(&"title") && fields.contains(&"sections[0].level"),
         "{fields:?}"
@@ -430,19 +420,9 @@ async fn an_upload_is_sniffed_stored_and_downloaded_with_safe_headers_ranges_and
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
 
     // Listed, with a kind filter.
-    let list: Value = app
-        .get("/api/files?kind=upload", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/files?kind=upload", &user.token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let list: Value = app
-        .get("/api/files?kind=pdf", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/files?kind=pdf", &user.token).await;
     assert!(list["items"].as_array().unwrap().is_empty());
     let res = app.get("/api/files?kind=exe", Some(&user.token)).await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
@@ -573,28 +553,15 @@ async fn another_users_file_is_404_to_list_download_and_delete_and_admins_see_al
         "not_found",
     )
     .await;
-    let list: Value = app
-        .get("/api/files", Some(&bob.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/files", &bob.token).await;
     assert!(list["items"].as_array().unwrap().is_empty());
     // Even asking for alice's files by user id shows bob only his own.
     let list: Value = app
-        .get(&format!("/api/files?userId={}", alice.id), Some(&bob.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/files?userId={}", alice.id), &bob.token)
+        .await;
     assert!(list["items"].as_array().unwrap().is_empty());
 
-    let list: Value = app
-        .get("/api/files", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/files", &admin.token).await;
     assert_eq!(list["items"][0]["id"], file["id"]);
     assert_eq!(
         app.get(url, Some(&admin.token)).await.status(),
@@ -636,12 +603,7 @@ async fn the_file_list_pages_with_a_cursor() {
             Some(c) => format!("/api/files?limit=2&cursor={c}"),
             None => "/api/files?limit=2".to_string(),
         };
-        let page: Value = app
-            .get(&path, Some(&user.token))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json(&path, &user.token).await;
         for f in page["items"].as_array().unwrap() {
             seen.push(f["fileName"].as_str().unwrap().to_string());
         }

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{assert_problem, spawn_app_with_jobs};
+use crate::helpers::{assert_problem, spawn_app_with_jobs, wait_until};
 
 #[tokio::test]
 async fn higher_priority_jobs_run_first_then_oldest() {
@@ -47,13 +47,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
         .await
         .unwrap();
     // Wait until the blocker holds the only slot.
-    loop {
-        let j = app.state.jobs.get(&blocker.id).await.unwrap().unwrap();
-        if j.status.as_str() == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_job_status(&blocker.id, "running").await;
     let mut ids = Vec::new();
     for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
         let job = app
@@ -191,18 +185,7 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
         .enqueue(NewJob::new("test.count", json!({})).owner(&user.id))
         .await
         .unwrap();
-    loop {
-        let j: Value = app
-            .get_job(&running.id, &user.token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if j["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_job_status(&running.id, "running").await;
     let res = app
         .post(
             &format!("/api/jobs/{}/cancel", queued.id),
@@ -288,12 +271,7 @@ async fn the_same_idempotency_key_returns_the_same_job() {
         .idempotency_key(Some("order-17".into()));
     let err = app.state.jobs.enqueue(other).await.unwrap_err();
     assert_eq!(err.code(), "conflict");
-    let list: Value = app
-        .get("/api/jobs", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/jobs", &user.token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
@@ -324,26 +302,15 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let list: Value = app
-        .get("/api/jobs", Some(&bob.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/jobs", &bob.token).await;
     assert!(list["items"].as_array().unwrap().is_empty());
     assert_eq!(
         app.get_job(&job.id, &admin.token).await.status(),
         StatusCode::OK
     );
     let list: Value = app
-        .get(
-            "/api/jobs?status=succeeded&kind=jobs.noop",
-            Some(&admin.token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/jobs?status=succeeded&kind=jobs.noop", &admin.token)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let res = app.get("/api/jobs?status=bogus", Some(&ann.token)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -382,21 +349,7 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
         .enqueue(NewJob::new("test.work", json!({})).owner(&user.id))
         .await
         .unwrap();
-    loop {
-        if a.state
-            .jobs
-            .get(&job.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_str()
-            == "running"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    a.wait_job_status(&job.id, "running").await;
     let settings: Vec<(String, String)> =
         a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let settings: Vec<(&str, &str)> = settings
@@ -441,6 +394,19 @@ fn start_binary(
         cmd.env(k, v);
     }
     cmd.spawn().expect("the hs-platform binary starts")
+}
+
+/// `GET /api/jobs/{id}` on a service started with `start_binary`.
+async fn fetch_job(client: &reqwest::Client, base: &str, id: &str, token: &str) -> Value {
+    client
+        .get(format!("{base}/api/jobs/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
@@ -504,21 +470,12 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
         .unwrap()
         .to_string();
     // Wait until the job is running and its upstream call is in flight.
-    for _ in 0..200 {
-        let job: Value = client
-            .get(format!("{base}/api/jobs/{job_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] == "running" && fake.message_calls() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let every = Duration::from_millis(25);
+    let _ = wait_until(Duration::from_secs(5), every, async || {
+        let job = fetch_job(&client, &base, &job_id, &token).await;
+        job["status"] == "running" && fake.message_calls() == 1
+    })
+    .await;
     assert_eq!(fake.message_calls(), 1);
     first.kill().expect("kill -9 the service");
     first.wait().unwrap();
@@ -526,21 +483,11 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     let mut second = start_binary(dir.path(), port, &settings);
     wait_healthy(&client, &base).await;
     let mut job = Value::Null;
-    for _ in 0..400 {
-        job = client
-            .get(format!("{base}/api/jobs/{job_id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] == "succeeded" || job["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let _ = wait_until(Duration::from_secs(10), every, async || {
+        job = fetch_job(&client, &base, &job_id, &token).await;
+        job["status"] == "succeeded" || job["status"] == "failed"
+    })
+    .await;
     second.kill().unwrap();
     second.wait().unwrap();
     assert!(dir.path().join("data/hs-platform.db").is_file());

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
@@ -30,11 +30,8 @@ impl TestApp {
     pub async fn wait_for_error_group(&self, token: &str, kind: &str, location: &str) -> Value {
         for _ in 0..100 {
             let body: Value = self
-                .get(&format!("/api/monitoring/errors?kind={kind}"), Some(token))
-                .await
-                .json()
-                .await
-                .unwrap();
+                .get_json(&format!("/api/monitoring/errors?kind={kind}"), token)
+                .await;
             if let Some(g) = body["items"]
                 .as_array()
                 .unwrap()
@@ -93,14 +90,11 @@ async fn requests_appear_in_the_log_with_their_route_template() {
     }
     // Filters: by user, by status class, by minimum duration.
     let by_user: Value = app
-        .get(
+        .get_json(
             &format!("/api/monitoring/logs?userId={}&statusClass=2xx", user.id),
-            Some(&admin.token),
+            &admin.token,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(
         by_user["items"]
             .as_array()
@@ -127,24 +121,15 @@ async fn the_log_pages_with_a_cursor() {
     }
     app.wait_for_logged(&admin.token, "/health", 5).await;
     let first: Value = app
-        .get(
-            "/api/monitoring/logs?route=%2Fhealth&limit=2",
-            Some(&admin.token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/monitoring/logs?route=%2Fhealth&limit=2", &admin.token)
+        .await;
     let cursor = first["nextCursor"].as_str().unwrap();
     let second: Value = app
-        .get(
+        .get_json(
             &format!("/api/monitoring/logs?route=%2Fhealth&limit=2&cursor={cursor}"),
-            Some(&admin.token),
+            &admin.token,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     let a = first["items"][1]["id"].as_i64().unwrap();
     let b = second["items"][0]["id"].as_i64().unwrap();
     assert!(b < a, "pages go from newest to oldest");
@@ -299,14 +284,11 @@ async fn an_injected_panic_is_answered_500_tracked_and_the_service_keeps_serving
     let mut detail = Value::Null;
     for _ in 0..100 {
         detail = app
-            .get(
+            .get_json(
                 &format!("/api/monitoring/errors?fingerprint={fp}"),
-                Some(&admin.token),
+                &admin.token,
             )
-            .await
-            .json()
-            .await
-            .unwrap();
+            .await;
         if detail["items"][0]["count"] == 2 {
             break;
         }
@@ -406,22 +388,16 @@ async fn retention_rolls_old_requests_up_and_deletes_them() {
     db.close().await;
 
     let logs: Value = app
-        .get(
+        .get_json(
             "/api/monitoring/logs?route=%2Fapi%2Fusers%2F%7BuserId%7D",
-            Some(&admin.token),
+            &admin.token,
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(logs["items"].as_array().unwrap().len(), 0);
     // The hourly roll-ups still hold them, exactly once.
     let perf: Value = app
-        .get("/api/monitoring/performance?window=1d", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/monitoring/performance?window=1d", &admin.token)
+        .await;
     assert_eq!(perf["source"], "database");
     let route = perf["routes"]
         .as_array()
@@ -488,12 +464,7 @@ async fn an_alert_fires_on_a_burst_of_500s_resolves_after_and_reaches_the_webhoo
     assert!(fired["alert"]["value"].as_f64().unwrap() > 0.5);
     assert_eq!(fired["alert"]["threshold"], 0.5);
     // While firing it shows in health-detailed and the alerts list.
-    let alerts: Value = app
-        .get("/api/monitoring/alerts", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
     assert!(
         alerts["recent"]
             .as_array()
@@ -505,12 +476,7 @@ async fn an_alert_fires_on_a_burst_of_500s_resolves_after_and_reaches_the_webhoo
     let resolved = wait_for_event(&seen, "error_rate", "resolved").await;
     assert_eq!(resolved["alert"]["id"], fired["alert"]["id"]);
     assert!(resolved["alert"]["resolvedAt"].is_string());
-    let alerts: Value = app
-        .get("/api/monitoring/alerts", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
     let stored = alerts["recent"]
         .as_array()
         .unwrap()
@@ -609,18 +575,8 @@ async fn non_admins_get_403_and_anonymous_401_on_every_admin_route() {
     let admin = app.new_admin().await;
     let user = app.new_user().await;
     for route in ADMIN_ROUTES {
-        assert_problem(
-            app.get(route, None).await,
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        )
-        .await;
-        assert_problem(
-            app.get(route, Some(&user.token)).await,
-            StatusCode::FORBIDDEN,
-            "forbidden",
-        )
-        .await;
+        app.assert_admin_only(Method::GET, route, &user.token, None)
+            .await;
         let res = app.get(route, Some(&admin.token)).await;
         assert_eq!(res.status(), StatusCode::OK, "{route}");
     }
@@ -677,12 +633,7 @@ async fn health_detailed_reports_each_check_and_an_overall_verdict() {
 async fn system_reports_process_database_and_queue_figures() {
     let app = spawn_app().await;
     let admin = app.new_admin().await;
-    let body: Value = app
-        .get("/api/monitoring/system", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json("/api/monitoring/system", &admin.token).await;
     assert!(body["rssBytes"].as_u64().unwrap() > 0, "{body}");
     assert!(body["databaseBytes"].as_u64().unwrap() > 0);
     assert!(body["threads"].as_u64().unwrap() > 0);
@@ -701,11 +652,8 @@ async fn performance_reports_live_route_statistics() {
         app.get_user(&user.id, &user.token).await;
     }
     let body: Value = app
-        .get("/api/monitoring/performance?window=5m", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/monitoring/performance?window=5m", &admin.token)
+        .await;
     assert_eq!(body["source"], "live");
     assert_eq!(body["windowSeconds"], 300);
     let route = body["routes"]
