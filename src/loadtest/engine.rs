@@ -287,32 +287,35 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ()> {
 
 /// Sends one request on the worker's connection (opening it when needed) and
 /// reads the whole answer.
+/// Replaces `conn` with a fresh connection; false (and `conn` emptied) when
+/// connecting fails.
+async fn reconnect(conn: &mut Option<SendRequest<Full<Bytes>>>, addr: SocketAddr) -> bool {
+    match connect(addr).await {
+        Ok(c) => {
+            *conn = Some(c);
+            true
+        }
+        Err(()) => {
+            *conn = None;
+            false
+        }
+    }
+}
+
 async fn send(
     conn: &mut Option<SendRequest<Full<Bytes>>>,
     s: &Shared,
     step: &super::model::Step,
 ) -> Outcome {
-    if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        match connect(s.target.addr).await {
-            Ok(c) => *conn = Some(c),
-            Err(()) => {
-                *conn = None;
-                return Outcome::Connect;
-            }
-        }
+    if conn.as_ref().is_none_or(|c| c.is_closed()) && !reconnect(conn, s.target.addr).await {
+        return Outcome::Connect;
     }
     let Some(sender) = conn.as_mut() else {
         return Outcome::Connect;
     };
-    if sender.ready().await.is_err() {
-        // The server closed the idle connection: one fresh attempt.
-        match connect(s.target.addr).await {
-            Ok(c) => *conn = Some(c),
-            Err(()) => {
-                *conn = None;
-                return Outcome::Connect;
-            }
-        }
+    // The server may have closed the idle connection: one fresh attempt.
+    if sender.ready().await.is_err() && !reconnect(conn, s.target.addr).await {
+        return Outcome::Connect;
     }
     let Some(sender) = conn.as_mut() else {
         return Outcome::Connect;
