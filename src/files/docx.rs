@@ -72,12 +72,12 @@ fn numbering_definitions(docx: Docx) -> Docx {
     let mut decimal = AbstractNumbering::new(DECIMAL_ABSTRACT);
     for lvl in 0..3usize {
         let indent = 720 * (lvl as i32 + 1);
-        bullet = bullet.add_level(
+        let level = |format: &str, text: &str| {
             Level::new(
                 lvl,
                 Start::new(1),
-                NumberFormat::new("bullet"),
-                LevelText::new(bullets[lvl]),
+                NumberFormat::new(format),
+                LevelText::new(text),
                 LevelJc::new("left"),
             )
             .indent(
@@ -85,23 +85,13 @@ fn numbering_definitions(docx: Docx) -> Docx {
                 Some(SpecialIndentType::Hanging(360)),
                 None,
                 None,
-            ),
-        );
-        decimal = decimal.add_level(
-            Level::new(
-                lvl,
-                Start::new(1),
-                NumberFormat::new(["decimal", "lowerLetter", "lowerRoman"][lvl]),
-                LevelText::new(format!("%{}.", lvl + 1)),
-                LevelJc::new("left"),
             )
-            .indent(
-                Some(indent),
-                Some(SpecialIndentType::Hanging(360)),
-                None,
-                None,
-            ),
-        );
+        };
+        bullet = bullet.add_level(level("bullet", bullets[lvl]));
+        decimal = decimal.add_level(level(
+            ["decimal", "lowerLetter", "lowerRoman"][lvl],
+            &format!("%{}.", lvl + 1),
+        ));
     }
     docx.add_abstract_numbering(bullet)
         .add_abstract_numbering(decimal)
