@@ -4,12 +4,23 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hs_platform::jobs::{JobError, NewJob};
+use hs_platform::jobs::{Job, JobError, NewJob};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{assert_problem, spawn_app_with_jobs, wait_until};
+use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app_with_jobs, wait_until};
+
+impl TestApp {
+    /// Enqueues a job of `kind` with an empty payload, owned by `owner`.
+    async fn enqueue_empty(&self, kind: &str, owner: &TestUser) -> Job {
+        self.state
+            .jobs
+            .enqueue(NewJob::new(kind, json!({})).owner(&owner.id))
+            .await
+            .unwrap()
+    }
+}
 
 #[tokio::test]
 async fn higher_priority_jobs_run_first_then_oldest() {
@@ -40,12 +51,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     })
     .await;
     let user = app.new_user().await;
-    let blocker = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.block", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let blocker = app.enqueue_empty("test.block", &user).await;
     // Wait until the blocker holds the only slot.
     app.wait_job_status(&blocker.id, "running").await;
     let mut ids = Vec::new();
@@ -130,22 +136,12 @@ async fn a_permanent_error_fails_at_once_and_success_after_a_retry_is_kept() {
     })
     .await;
     let user = app.new_user().await;
-    let bad = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.bad_input", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let bad = app.enqueue_empty("test.bad_input", &user).await;
     let done = app.wait_job(&bad.id, &user.token).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["attempts"], 1);
 
-    let ok = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.second_time", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let ok = app.enqueue_empty("test.second_time", &user).await;
     let done = app.wait_job(&ok.id, &user.token).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["attempts"], 2);
@@ -173,18 +169,8 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
     })
     .await;
     let user = app.new_user().await;
-    let running = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.until_cancelled", json!({})).owner(&user.id))
-        .await
-        .unwrap();
-    let queued = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.count", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let running = app.enqueue_empty("test.until_cancelled", &user).await;
+    let queued = app.enqueue_empty("test.count", &user).await;
     app.wait_job_status(&running.id, "running").await;
     let res = app
         .post(
@@ -237,12 +223,7 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
 async fn cancelling_a_finished_job_is_a_409() {
     let app = spawn_app_with_jobs(&[], |_| {}).await;
     let user = app.new_user().await;
-    let job = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let job = app.enqueue_empty("jobs.noop", &user).await;
     app.wait_job(&job.id, &user.token).await;
     let res = app
         .post(
@@ -281,12 +262,7 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
     let ann = app.new_user().await;
     let bob = app.new_user().await;
     let admin = app.new_admin().await;
-    let job = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&ann.id))
-        .await
-        .unwrap();
+    let job = app.enqueue_empty("jobs.noop", &ann).await;
     app.wait_job(&job.id, &ann.token).await;
     assert_problem(
         app.get_job(&job.id, &bob.token).await,
@@ -343,12 +319,7 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     })
     .await;
     let user = a.new_user().await;
-    let job = a
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.work", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let job = a.enqueue_empty("test.work", &user).await;
     a.wait_job_status(&job.id, "running").await;
     let settings: Vec<(String, String)> =
         a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
