@@ -4,12 +4,28 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hs_platform::jobs::{Job, JobError, NewJob};
+use hs_platform::jobs::{Job, JobError, NewJob, Registry};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app_with_jobs, wait_until};
+
+/// Registers `kind` as a job that waits for a permit of `gate` before it
+/// answers `result` (and fails once the gate is closed).
+fn register_gated(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>, result: Value) {
+    let gate = gate.clone();
+    r.register(kind, move |_ctx| {
+        let (gate, result) = (gate.clone(), result.clone());
+        async move {
+            let _p = gate
+                .acquire()
+                .await
+                .map_err(|e| JobError::fail("closed", e.to_string()))?;
+            Ok(result)
+        }
+    });
+}
 
 impl TestApp {
     /// Enqueues a job of `kind` with an empty payload, owned by `owner`.
@@ -28,17 +44,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let gate = Arc::new(Semaphore::new(0));
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
-        let g = g.clone();
-        r.register("test.block", move |_ctx| {
-            let g = g.clone();
-            async move {
-                let _p = g
-                    .acquire()
-                    .await
-                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
-                Ok(Value::Null)
-            }
-        });
+        register_gated(r, "test.block", &g, Value::Null);
         r.register("test.record", move |ctx| {
             let o = o.clone();
             async move {
@@ -305,17 +311,7 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
     let a = spawn_app_with_jobs(&[], move |r| {
-        let g = g.clone();
-        r.register("test.work", move |_ctx| {
-            let g = g.clone();
-            async move {
-                let _p = g
-                    .acquire()
-                    .await
-                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
-                Ok(json!({"by": "A"}))
-            }
-        });
+        register_gated(r, "test.work", &g, json!({"by": "A"}));
     })
     .await;
     let user = a.new_user().await;
