@@ -109,6 +109,11 @@ fn is_forbidden_v4(ip: Ipv4Addr) -> bool {
         || a >= 240 // 240/4 reserved and 255.255.255.255
 }
 
+/// The IPv4 address carried in two 16-bit IPv6 segments.
+fn v4_of(hi: u16, lo: u16) -> Ipv4Addr {
+    Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+}
+
 fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_forbidden_v4(v4); // ::ffff:a.b.c.d
@@ -120,23 +125,11 @@ fn is_forbidden_v6(ip: Ipv6Addr) -> bool {
     }
     // 64:ff9b::/96 NAT64: judge the embedded IPv4 address.
     if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let v4 = Ipv4Addr::new(
-            (seg[6] >> 8) as u8,
-            seg[6] as u8,
-            (seg[7] >> 8) as u8,
-            seg[7] as u8,
-        );
-        return is_forbidden_v4(v4);
+        return is_forbidden_v4(v4_of(seg[6], seg[7]));
     }
     // 2002::/16 6to4: the next 32 bits are an IPv4 address.
     if seg[0] == 0x2002 {
-        let v4 = Ipv4Addr::new(
-            (seg[1] >> 8) as u8,
-            seg[1] as u8,
-            (seg[2] >> 8) as u8,
-            seg[2] as u8,
-        );
-        return is_forbidden_v4(v4);
+        return is_forbidden_v4(v4_of(seg[1], seg[2]));
     }
     ip.is_unspecified()
         || ip.is_loopback()
