@@ -227,6 +227,16 @@ struct Layout<'a> {
     y: f32,
 }
 
+/// Sets the fill colour to a grey (`percent` 0 = black, 1 = white).
+fn grey_fill(percent: f32) -> Op {
+    Op::SetFillColor {
+        col: Color::Greyscale(Greyscale {
+            percent,
+            icc_profile: None,
+        }),
+    }
+}
+
 impl Layout<'_> {
     fn content_width(&self) -> f32 {
         self.page_w - 2.0 * MARGIN
@@ -397,24 +407,14 @@ impl Layout<'_> {
         for (c, lines) in cells.iter().enumerate() {
             let w = widths[c];
             if shaded {
-                ops.push(Op::SetFillColor {
-                    col: Color::Greyscale(Greyscale {
-                        percent: 0.9,
-                        icc_profile: None,
-                    }),
-                });
+                ops.push(grey_fill(0.9));
                 ops.push(Op::DrawRectangle {
                     rectangle: Rect {
                         mode: Some(PaintMode::Fill),
                         ..Rect::from_xywh(Pt(x), Pt(top - h), Pt(w), Pt(h))
                     },
                 });
-                ops.push(Op::SetFillColor {
-                    col: Color::Greyscale(Greyscale {
-                        percent: 0.0,
-                        icc_profile: None,
-                    }),
-                });
+                ops.push(grey_fill(0.0));
             }
             ops.push(Op::DrawRectangle {
                 rectangle: Rect {
