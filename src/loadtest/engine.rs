@@ -135,7 +135,44 @@ struct Shared {
 
 /// Runs the plan until its duration or request count is reached, or until
 /// `cancel` fires.
+///
+/// The load is generated on a runtime of its own (one thread per core, as
+/// `wrk -t<cores>` would use), not on the service's: the generator then
+/// neither steals the service's worker threads nor is starved by them, and
+/// the OS schedules it like the external tool it stands in for.
 pub async fn run(plan: Plan, target: Target, live: Arc<Live>, cancel: CancellationToken) -> Run {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("loadtest".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("loadtest-worker")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "failed to start the load test runtime");
+                    return;
+                }
+            };
+            let run = rt.block_on(run_here(plan, target, live, cancel));
+            let _ = tx.send(run);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "failed to start the load test thread");
+    }
+    rx.await.unwrap_or_else(|_| Run {
+        recorders: Vec::new(),
+        timeline: Timeline::default(),
+        elapsed: Duration::ZERO,
+        cancelled: true,
+    })
+}
+
+async fn run_here(plan: Plan, target: Target, live: Arc<Live>, cancel: CancellationToken) -> Run {
     let start = Instant::now();
     live.started_ms
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
