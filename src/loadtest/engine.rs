@@ -11,6 +11,7 @@
 //! charged for the requests it delayed (coordinated omission corrected).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -223,7 +224,7 @@ async fn run_here(plan: Plan, target: Target, live: Arc<Live>, cancel: Cancellat
 async fn worker(s: &Shared, index: u32) -> Recorder {
     let mut rec = Recorder::default();
     let mut picker = Picker::new(&s.plan, u64::from(index) + 1);
-    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    let mut conn: Option<Conn> = None;
     let mut last_done = s.start;
 
     if let Load::Concurrency(n) = s.plan.load
@@ -310,50 +311,34 @@ async fn worker(s: &Shared, index: u32) -> Recorder {
     rec.finish(&s.timeline)
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ()> {
-    let stream = TcpStream::connect(addr).await.map_err(|_| ())?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| ())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+/// One keep-alive connection. Its driver is polled by the worker itself while
+/// a request is in flight (not spawned as a task of its own), so a request
+/// costs no hand-off between tasks.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
 }
 
-/// Sends one request on the worker's connection (opening it when needed) and
-/// reads the whole answer.
-async fn send(
-    conn: &mut Option<SendRequest<Full<Bytes>>>,
-    s: &Shared,
-    step: &super::model::Step,
-) -> Outcome {
-    if conn.as_ref().is_none_or(|c| c.is_closed()) {
-        match connect(s.target.addr).await {
-            Ok(c) => *conn = Some(c),
-            Err(()) => {
-                *conn = None;
-                return Outcome::Connect;
-            }
-        }
-    }
-    let Some(sender) = conn.as_mut() else {
-        return Outcome::Connect;
-    };
-    if sender.ready().await.is_err() {
-        // The server closed the idle connection: one fresh attempt.
-        match connect(s.target.addr).await {
-            Ok(c) => *conn = Some(c),
-            Err(()) => {
-                *conn = None;
-                return Outcome::Connect;
-            }
-        }
-    }
-    let Some(sender) = conn.as_mut() else {
-        return Outcome::Connect;
-    };
+async fn connect(addr: SocketAddr) -> Option<Conn> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    Some(Conn {
+        sender,
+        driver: Box::pin(driver),
+    })
+}
+
+enum Failure {
+    /// The connection could not take the request (closed while idle): safe
+    /// to retry on a new one, nothing was sent.
+    NotSent,
+    Other,
+}
+
+fn request(s: &Shared, step: &super::model::Step) -> http::Request<Full<Bytes>> {
     let mut req = http::Request::new(Full::new(step.body.clone().unwrap_or_default()));
     *req.method_mut() = step.method.clone();
     *req.uri_mut() = http::Uri::from(step.path.clone());
@@ -364,22 +349,55 @@ async fn send(
     for (name, value) in &step.headers {
         headers.insert(name.clone(), value.clone());
     }
-    let res = match sender.send_request(req).await {
-        Ok(res) => res,
-        Err(_) => {
-            *conn = None;
-            return Outcome::Other;
+    req
+}
+
+/// Sends one request and reads the whole answer, driving the connection.
+async fn exchange(c: &mut Conn, req: http::Request<Full<Bytes>>) -> Result<u16, Failure> {
+    let Conn { sender, driver } = c;
+    let work = async {
+        sender.ready().await.map_err(|_| Failure::NotSent)?;
+        let res = sender.send_request(req).await.map_err(|e| {
+            if e.is_canceled() {
+                Failure::NotSent
+            } else {
+                Failure::Other
+            }
+        })?;
+        let status = res.status().as_u16();
+        let mut body = res.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|_| Failure::Other)?;
         }
+        Ok(status)
     };
-    let status = res.status().as_u16();
-    let mut body = res.into_body();
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            *conn = None;
-            return Outcome::Other;
+    tokio::select! {
+        biased;
+        r = work => r,
+        _ = driver.as_mut() => Err(Failure::NotSent),
+    }
+}
+
+/// Sends one request on the worker's connection (opening it when needed);
+/// a connection found closed is replaced once.
+async fn send(conn: &mut Option<Conn>, s: &Shared, step: &super::model::Step) -> Outcome {
+    for attempt in 0..2 {
+        if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
+            *conn = connect(s.target.addr).await;
+        }
+        let Some(c) = conn.as_mut() else {
+            return Outcome::Connect;
+        };
+        match exchange(c, request(s, step)).await {
+            Ok(status) => return Outcome::Status(status),
+            Err(Failure::NotSent) if attempt == 0 => *conn = None,
+            Err(_) => {
+                *conn = None;
+                return Outcome::Other;
+            }
         }
     }
-    Outcome::Status(status)
+    Outcome::Other
 }
 
 #[cfg(test)]
