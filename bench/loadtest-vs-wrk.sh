@@ -19,7 +19,7 @@ builtin_json() {
     -H 'content-type: application/json' \
     -d "{\"scenario\":[{\"method\":\"GET\",\"path\":\"/health\"}],\"concurrency\":$conns,\"durationSeconds\":$secs}" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-  for _ in $(seq 1 $(( secs * 10 + 300 ))); do
+  for _ in $(seq 1 $(( secs * 20 + 600 ))); do
     local body
     body="$(curl -fsS "$BASE/api/load-test/results/$id" -H "Authorization: Bearer $TOKEN")"
     if python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["status"] not in ("queued","running") else 1)' "$body"; then

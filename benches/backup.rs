@@ -60,8 +60,9 @@ async fn fill(db: &Db, mb: u64) {
 }
 
 /// Commits single-row transactions until `stop`; returns each commit's
-/// latency in microseconds.
-async fn write_loop(db: Db, stop: CancellationToken) -> Vec<u64> {
+/// latency in microseconds. Commits slower than 50 ms are printed with their
+/// time since `origin`.
+async fn write_loop(db: Db, stop: CancellationToken, origin: Instant) -> Vec<u64> {
     let mut lat = Vec::new();
     while !stop.is_cancelled() {
         let t = Instant::now();
@@ -71,7 +72,15 @@ async fn write_loop(db: Db, stop: CancellationToken) -> Vec<u64> {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        lat.push(t.elapsed().as_micros() as u64);
+        let took = t.elapsed();
+        if took > Duration::from_millis(50) {
+            eprintln!(
+                "slow commit: {:.0} ms, began {:.2} s after the phase started",
+                took.as_secs_f64() * 1000.0,
+                t.duration_since(origin).as_secs_f64()
+            );
+        }
+        lat.push(took.as_micros() as u64);
     }
     lat
 }
@@ -104,19 +113,22 @@ async fn main() {
 
     // Baseline: the same writes for 5 s without a backup.
     let stop = CancellationToken::new();
-    let w = tokio::spawn(write_loop(db.clone(), stop.clone()));
+    let w = tokio::spawn(write_loop(db.clone(), stop.clone(), Instant::now()));
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.cancel();
     let (n0, p99_0, max0) = summary(w.await.unwrap());
 
     // During the backup.
     let stop = CancellationToken::new();
-    let w = tokio::spawn(write_loop(db.clone(), stop.clone()));
+    let origin = Instant::now();
+    let w = tokio::spawn(write_loop(db.clone(), stop.clone(), origin));
     tokio::time::sleep(Duration::from_millis(200)).await;
+    eprintln!("backup starts at {:.2} s", origin.elapsed().as_secs_f64());
     let dest = dir.path().join("backup.db");
     let written = hs_platform::maintenance::backup::write_backup(&config, &dest)
         .await
         .unwrap();
+    eprintln!("backup ends at {:.2} s", origin.elapsed().as_secs_f64());
     stop.cancel();
     let (n1, p99_1, max1) = summary(w.await.unwrap());
     db.close().await;

@@ -11,6 +11,7 @@
 //! charged for the requests it delayed (coordinated omission corrected).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -135,7 +136,44 @@ struct Shared {
 
 /// Runs the plan until its duration or request count is reached, or until
 /// `cancel` fires.
+///
+/// The load is generated on a runtime of its own (one thread per core, as
+/// `wrk -t<cores>` would use), not on the service's: the generator then
+/// neither steals the service's worker threads nor is starved by them, and
+/// the OS schedules it like the external tool it stands in for.
 pub async fn run(plan: Plan, target: Target, live: Arc<Live>, cancel: CancellationToken) -> Run {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("loadtest".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("loadtest-worker")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "failed to start the load test runtime");
+                    return;
+                }
+            };
+            let run = rt.block_on(run_here(plan, target, live, cancel));
+            let _ = tx.send(run);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "failed to start the load test thread");
+    }
+    rx.await.unwrap_or_else(|_| Run {
+        recorders: Vec::new(),
+        timeline: Timeline::default(),
+        elapsed: Duration::ZERO,
+        cancelled: true,
+    })
+}
+
+async fn run_here(plan: Plan, target: Target, live: Arc<Live>, cancel: CancellationToken) -> Run {
     let start = Instant::now();
     live.started_ms
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
@@ -186,7 +224,7 @@ pub async fn run(plan: Plan, target: Target, live: Arc<Live>, cancel: Cancellati
 async fn worker(s: &Shared, index: u32) -> Recorder {
     let mut rec = Recorder::default();
     let mut picker = Picker::new(&s.plan, u64::from(index) + 1);
-    let mut conn: Option<SendRequest<Full<Bytes>>> = None;
+    let mut conn: Option<Conn> = None;
     let mut last_done = s.start;
 
     if let Load::Concurrency(n) = s.plan.load
@@ -273,53 +311,34 @@ async fn worker(s: &Shared, index: u32) -> Recorder {
     rec.finish(&s.timeline)
 }
 
-async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, ()> {
-    let stream = TcpStream::connect(addr).await.map_err(|_| ())?;
+/// One keep-alive connection. Its driver is polled by the worker itself while
+/// a request is in flight (not spawned as a task of its own), so a request
+/// costs no hand-off between tasks.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    driver: Pin<Box<Connection<TokioIo<TcpStream>, Full<Bytes>>>>,
+}
+
+async fn connect(addr: SocketAddr) -> Option<Conn> {
+    let stream = TcpStream::connect(addr).await.ok()?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|_| ())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+        .ok()?;
+    Some(Conn {
+        sender,
+        driver: Box::pin(driver),
+    })
 }
 
-/// Sends one request on the worker's connection (opening it when needed) and
-/// reads the whole answer.
-/// Replaces `conn` with a fresh connection; false (and `conn` emptied) when
-/// connecting fails.
-async fn reconnect(conn: &mut Option<SendRequest<Full<Bytes>>>, addr: SocketAddr) -> bool {
-    match connect(addr).await {
-        Ok(c) => {
-            *conn = Some(c);
-            true
-        }
-        Err(()) => {
-            *conn = None;
-            false
-        }
-    }
+enum Failure {
+    /// The connection could not take the request (closed while idle): safe
+    /// to retry on a new one, nothing was sent.
+    NotSent,
+    Other,
 }
 
-async fn send(
-    conn: &mut Option<SendRequest<Full<Bytes>>>,
-    s: &Shared,
-    step: &super::model::Step,
-) -> Outcome {
-    if conn.as_ref().is_none_or(|c| c.is_closed()) && !reconnect(conn, s.target.addr).await {
-        return Outcome::Connect;
-    }
-    let Some(sender) = conn.as_mut() else {
-        return Outcome::Connect;
-    };
-    // The server may have closed the idle connection: one fresh attempt.
-    if sender.ready().await.is_err() && !reconnect(conn, s.target.addr).await {
-        return Outcome::Connect;
-    }
-    let Some(sender) = conn.as_mut() else {
-        return Outcome::Connect;
-    };
+fn request(s: &Shared, step: &super::model::Step) -> http::Request<Full<Bytes>> {
     let mut req = http::Request::new(Full::new(step.body.clone().unwrap_or_default()));
     *req.method_mut() = step.method.clone();
     *req.uri_mut() = http::Uri::from(step.path.clone());
@@ -330,22 +349,55 @@ async fn send(
     for (name, value) in &step.headers {
         headers.insert(name.clone(), value.clone());
     }
-    let res = match sender.send_request(req).await {
-        Ok(res) => res,
-        Err(_) => {
-            *conn = None;
-            return Outcome::Other;
+    req
+}
+
+/// Sends one request and reads the whole answer, driving the connection.
+async fn exchange(c: &mut Conn, req: http::Request<Full<Bytes>>) -> Result<u16, Failure> {
+    let Conn { sender, driver } = c;
+    let work = async {
+        sender.ready().await.map_err(|_| Failure::NotSent)?;
+        let res = sender.send_request(req).await.map_err(|e| {
+            if e.is_canceled() {
+                Failure::NotSent
+            } else {
+                Failure::Other
+            }
+        })?;
+        let status = res.status().as_u16();
+        let mut body = res.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.map_err(|_| Failure::Other)?;
         }
+        Ok(status)
     };
-    let status = res.status().as_u16();
-    let mut body = res.into_body();
-    while let Some(frame) = body.frame().await {
-        if frame.is_err() {
-            *conn = None;
-            return Outcome::Other;
+    tokio::select! {
+        biased;
+        r = work => r,
+        _ = driver.as_mut() => Err(Failure::NotSent),
+    }
+}
+
+/// Sends one request on the worker's connection (opening it when needed);
+/// a connection found closed is replaced once.
+async fn send(conn: &mut Option<Conn>, s: &Shared, step: &super::model::Step) -> Outcome {
+    for attempt in 0..2 {
+        if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
+            *conn = connect(s.target.addr).await;
+        }
+        let Some(c) = conn.as_mut() else {
+            return Outcome::Connect;
+        };
+        match exchange(c, request(s, step)).await {
+            Ok(status) => return Outcome::Status(status),
+            Err(Failure::NotSent) if attempt == 0 => *conn = None,
+            Err(_) => {
+                *conn = None;
+                return Outcome::Other;
+            }
         }
     }
-    Outcome::Status(status)
+    Outcome::Other
 }
 
 #[cfg(test)]
