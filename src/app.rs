@@ -66,6 +66,8 @@ impl Application {
         crate::sessions::spawn_workers(&state, &tracker, shutdown.clone());
         let mut registry = Registry::default();
         crate::jobs::register_jobs(&mut registry);
+        crate::ai::register_jobs(&mut registry);
+        crate::files::register_jobs(&mut registry);
         crate::loadtest::register_jobs(&mut registry);
         crate::maintenance::register_jobs(&mut registry);
         extra_jobs(&mut registry);
@@ -135,6 +137,11 @@ impl Application {
 /// Its subdirectories are created when missing.
 pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     let dir = &config.data_dir;
+    if !config.data_dir_explicit {
+        // The default ./data is created so that `cargo run` needs no set-up.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("DATA_DIR: cannot create {}", dir.display()))?;
+    }
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => anyhow::bail!("DATA_DIR: {} is not a directory", dir.display()),

@@ -32,6 +32,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// `DATA_DIR` was set explicitly: then it must exist (a missing
+    /// persistent disk must not silently become an empty local folder).
+    pub data_dir_explicit: bool,
     pub database_url: Option<String>,
     pub sqlite_synchronous: Synchronous,
     pub db_readers: u32,
@@ -96,6 +99,9 @@ pub struct Config {
     pub alert_min_free_disk_bytes: u64,
     pub alert_log_drops: u64,
     pub metrics_token: Option<SecretString>,
+    /// Enables test-only routes (`/api/monitoring/debug/fail`); they exist
+    /// only in debug builds, never in release binaries.
+    pub debug_routes: bool,
 
     pub loadtest_max_concurrency: u32,
     pub loadtest_max_duration_seconds: u32,
@@ -123,6 +129,7 @@ impl Config {
     /// Builds the configuration from a lookup function.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env(&lookup);
+        let data_dir_explicit = env.opt_string("DATA_DIR").is_some();
         let data_dir = PathBuf::from(env.string("DATA_DIR", "./data"));
         let anthropic_model = env.string("ANTHROPIC_MODEL", DEFAULT_MODEL);
         let mut anthropic_allowed_models = env.list("ANTHROPIC_ALLOWED_MODELS");
@@ -144,6 +151,7 @@ impl Config {
             host: env.parse("HOST", "127.0.0.1".parse().unwrap())?,
             port: env.parse("PORT", 8080)?,
             data_dir,
+            data_dir_explicit,
             database_url: env.opt_string("DATABASE_URL"),
             sqlite_synchronous: match env
                 .string("SQLITE_SYNCHRONOUS", "FULL")
@@ -253,6 +261,7 @@ impl Config {
             alert_min_free_disk_bytes: env.parse("ALERT_MIN_FREE_DISK_BYTES", 1_073_741_824)?,
             alert_log_drops: env.parse("ALERT_LOG_DROPS", 1)?,
             metrics_token: env.opt_string("METRICS_TOKEN").map(SecretString::from),
+            debug_routes: env.bool("DEBUG_ROUTES", false)?,
 
             loadtest_max_concurrency: env.parse_range(
                 "LOADTEST_MAX_CONCURRENCY",

@@ -47,7 +47,7 @@ impl Db {
             .busy_timeout(Duration::from_secs(5))
             .pragma("journal_size_limit", "67108864")
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000")
+            .pragma("cache_size", "-4000")
             .statement_cache_capacity(256);
 
         if let Some(parent) = config.database_path().parent()

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::files::FileService;
 use crate::health::Probe;
 use crate::jobs::Queue;
 use crate::sessions::auth::AuthCache;
@@ -16,10 +17,17 @@ use crate::users::Users;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
+    /// The Claude API client, its circuit breaker and limits.
+    pub ai: crate::ai::AiService,
     pub auth: AuthCache,
     pub users: Users,
     pub jobs: Queue,
+    /// Storage, renderers and the shared browser of the files domain.
+    pub files: FileService,
     pub health: Probe,
+    /// Request log, error tracking, live statistics, rate limits, response
+    /// cache (see `monitoring`).
+    pub monitor: crate::monitoring::Monitor,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
     /// Random per process: the built-in load tester sends it in the
@@ -47,10 +55,15 @@ impl AppState {
             config.password_hash_concurrency,
         )?;
         let users = Users::new(db.clone(), hasher, auth.clone());
+        let monitor = crate::monitoring::Monitor::new(&config);
+        let ai = crate::ai::AiService::new(&config, monitor.clone())?;
         Ok(Self {
             jobs: Queue::new(db.clone(), config.clone()),
+            files: FileService::new(&config)?,
+            monitor,
             config,
             db,
+            ai,
             auth,
             users,
             health: Probe::new(),

@@ -1,11 +1,190 @@
-//! Analytics computed by SQL over the real tables, for admin dashboards.
+//! Analytics computed by SQL over the real tables, for admin dashboards:
+//! users, sessions, requests (from the hourly roll-ups, so months stay
+//! cheap), jobs, files and AI calls. Analysts get the same figures as SQL
+//! views (migration `20261127000019_analytics_views.sql`, docs/analytics.md).
 
+pub mod db;
+pub mod model;
 pub mod routes;
 
+use chrono::{DateTime, DurationRound, NaiveDate, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::model::{
+    AiFigures, FileFigures, JobFigures, RequestFigures, RouteLatency, SessionFigures, Summary,
+    UserFigures,
+};
+use crate::error::{AppError, Result};
+use crate::monitoring::model::rollup_quantile;
 use crate::state::AppState;
 
-/// Starts this domain's background work (none yet).
+/// Longest range a summary may cover.
+pub const MAX_RANGE_DAYS: i64 = 3660;
+/// Routes with fewer requests are left out of the slowest-routes list.
+pub const MIN_ROUTE_REQUESTS: i64 = 5;
+
+/// Starts this domain's background work (none: everything is computed on
+/// request and cached briefly).
 pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+
+/// Parses a range bound: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.
+pub fn parse_bound(field: &str, raw: &str) -> Result<DateTime<Utc>> {
+    if let Some(t) = crate::db::parse_ts(raw) {
+        return Ok(t);
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| AppError::validation(field, "must be RFC 3339 or YYYY-MM-DD"))
+}
+
+/// The validated range `[from, to)`.
+pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+    let to = match to {
+        Some(t) => parse_bound("to", t)?,
+        None => Utc::now(),
+    };
+    let from = match from {
+        Some(f) => parse_bound("from", f)?,
+        None => to - chrono::Duration::days(30),
+    };
+    if from >= to {
+        return Err(AppError::validation("from", "must be before to"));
+    }
+    if to - from > chrono::Duration::days(MAX_RANGE_DAYS) {
+        return Err(AppError::validation(
+            "from",
+            format!("the range may cover at most {MAX_RANGE_DAYS} days"),
+        ));
+    }
+    Ok((from, to))
+}
+
+/// Computes the summary for `[from, to)`.
+pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
+    let from_s = crate::db::ts(from);
+    let to_s = crate::db::ts(to);
+    let from_hour = crate::db::ts(
+        from.duration_trunc(chrono::Duration::hours(1))
+            .unwrap_or(from),
+    );
+    let from_day = from_s[..10].to_string();
+    let last_day = crate::db::ts(to - chrono::Duration::milliseconds(1))[..10].to_string();
+    let now = crate::db::now();
+    let mut conn = state.db.reader.acquire().await?;
+
+    let users = UserFigures {
+        total: db::users_total(&mut conn).await?,
+        new_per_day: db::users_new_per_day(&mut conn, &from_s, &to_s).await?,
+        new_in_range: 0,
+        active_per_day: db::active_per_day(&mut conn, &from_day, &last_day).await?,
+        active_in_range: db::active_in_range(&mut conn, &from_day, &last_day).await?,
+    };
+    let users = UserFigures {
+        new_in_range: users.new_per_day.iter().map(|d| d.count).sum(),
+        ..users
+    };
+
+    let (active, with_sessions, created) = db::sessions(&mut conn, &now, &from_s, &to_s).await?;
+    let sessions = SessionFigures {
+        active,
+        users_with_active_sessions: with_sessions,
+        created_in_range: created,
+    };
+
+    let per_day = db::requests_per_day(&mut conn, &from_hour, &to_s).await?;
+    let total: i64 = per_day.iter().map(|d| d.requests).sum();
+    let server_errors: i64 = per_day.iter().map(|d| d.server_errors).sum();
+    let mut slowest: Vec<RouteLatency> =
+        crate::monitoring::db::rollups_by_route(&mut conn, &from_hour, Some(&to_s))
+            .await?
+            .into_iter()
+            .filter(|r| r.requests >= MIN_ROUTE_REQUESTS)
+            .map(|r| RouteLatency {
+                p95_ms: rollup_quantile(&r.buckets, r.max_ms, 0.95),
+                mean_ms: r.total_ms / r.requests as f64,
+                method: r.method,
+                route: r.route,
+                requests: r.requests,
+                server_errors: r.server_errors,
+                max_ms: r.max_ms,
+            })
+            .collect();
+    slowest.sort_by(|a, b| {
+        b.p95_ms
+            .total_cmp(&a.p95_ms)
+            .then(b.mean_ms.total_cmp(&a.mean_ms))
+    });
+    slowest.truncate(10);
+    let requests = RequestFigures {
+        total,
+        client_errors: per_day.iter().map(|d| d.client_errors).sum(),
+        server_errors,
+        error_rate: if total == 0 {
+            0.0
+        } else {
+            server_errors as f64 / total as f64
+        },
+        loadtest_requests: db::loadtest_requests(&mut conn, &from_hour, &to_s).await?,
+        per_day,
+        slowest_routes: slowest,
+    };
+
+    let jobs = JobFigures {
+        by_kind_and_status: db::jobs_by_kind_and_status(&mut conn, &from_s, &to_s).await?,
+        stats: db::job_stats(&mut conn, &from_s, &to_s).await?,
+    };
+
+    let (stored_files, stored_bytes) = db::files_stored(&mut conn).await?;
+    let files = FileFigures {
+        by_kind: db::files_by_kind(&mut conn, &from_s, &to_s).await?,
+        stored_files,
+        stored_bytes,
+    };
+
+    let by_day = db::ai_by_day_and_model(&mut conn, &from_s, &to_s).await?;
+    let calls: i64 = by_day.iter().map(|d| d.calls).sum();
+    let failed: i64 = by_day.iter().map(|d| d.failed).sum();
+    let ai = AiFigures {
+        calls,
+        failed,
+        failure_rate: if calls == 0 {
+            0.0
+        } else {
+            failed as f64 / calls as f64
+        },
+        input_tokens: by_day.iter().map(|d| d.input_tokens).sum(),
+        output_tokens: by_day.iter().map(|d| d.output_tokens).sum(),
+        by_day_and_model: by_day,
+    };
+
+    Ok(Summary {
+        from: from_s,
+        to: to_s,
+        generated_at: now,
+        users,
+        sessions,
+        requests,
+        jobs,
+        files,
+        ai,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_accept_dates_and_timestamps() {
+        let (f, t) = range(Some("2026-11-01"), Some("2026-11-27T12:00:00Z")).unwrap();
+        assert_eq!(crate::db::ts(f), "2026-11-01T00:00:00.000Z");
+        assert_eq!(crate::db::ts(t), "2026-11-27T12:00:00.000Z");
+        assert!(range(Some("2026-11-27"), Some("2026-11-01")).is_err());
+        assert!(range(Some("yesterday"), None).is_err());
+        let (f, t) = range(None, None).unwrap();
+        assert_eq!((t - f).num_days(), 30);
+    }
+}

@@ -1,9 +1,56 @@
 //! HTTP handlers of the analytics domain.
 
-use utoipa_axum::router::OpenApiRouter;
+use std::time::Duration;
 
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::model::{Summary, SummaryQuery};
+use crate::error::{Problem, Result};
+use crate::http::extract::{AdminUser, Query};
 use crate::state::AppState;
 
+/// How long a computed summary is served from the response cache (per
+/// admin and query).
+pub const SUMMARY_TTL: Duration = Duration::from_secs(10);
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::new().routes(routes!(summary))
+}
+
+/// Platform analytics for `[from, to)` computed by SQL: users, sessions,
+/// requests (hourly roll-ups), jobs, files, AI. Cached for 10 s per admin and
+/// query; send `Cache-Control: no-cache` for a fresh computation.
+#[utoipa::path(get, path = "/api/analytics/summary", tag = "analytics",
+    params(SummaryQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Summary),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem),
+    ))]
+async fn summary(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(q): Query<SummaryQuery>,
+) -> Result<Response> {
+    let (from, to) = super::range(q.from.as_deref(), q.to.as_deref())?;
+    let st = state.clone();
+    state
+        .monitor
+        .cache()
+        .json(
+            "analytics_summary",
+            &admin.user_id,
+            raw.as_deref().unwrap_or(""),
+            &headers,
+            SUMMARY_TTL,
+            || async move { Ok((StatusCode::OK, super::summary(&st, from, to).await?)) },
+        )
+        .await
 }

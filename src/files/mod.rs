@@ -1,11 +1,356 @@
-//! Files: document generation (PDF, DOCX, CSV, screenshots), uploads, quota-bounded storage under DATA_DIR/files, and secure downloads.
+//! Files: document generation (PDF, DOCX, CSV, screenshots), uploads,
+//! quota-bounded storage under `DATA_DIR/files`, and secure downloads.
+//!
+//! - Renderers ([`pdf`], [`docx`], [`csv`]) are pure functions of a validated
+//!   model and run in `spawn_blocking` under `RENDER_CONCURRENCY`.
+//! - Screenshots ([`screenshot`]) share one lazily launched Chromium with at
+//!   most `SCREENSHOT_CONCURRENCY` pages; every request the page makes is
+//!   checked by [`ssrf`].
+//! - Bytes are stored by [`storage`] (temp file, fsync, rename) and then
+//!   recorded, with the quota checked inside the write transaction.
 
+pub mod csv;
+pub mod db;
+pub mod docx;
+pub mod jobs;
+pub mod model;
+pub mod pdf;
 pub mod routes;
+pub mod screenshot;
+pub mod ssrf;
+pub mod storage;
+pub mod upload;
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::jobs::register_jobs;
+use self::model::{CsvRequest, Document, File, FileKind};
+use self::storage::{Storage, Stored};
+use crate::config::Config;
+use crate::error::{AppError, Result};
 use crate::state::AppState;
 
-/// Starts this domain's background work (none yet).
-pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// The files domain's handle in `AppState`; clone freely.
+#[derive(Clone)]
+pub struct FileService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    render: Arc<Semaphore>,
+    fonts: OnceLock<Arc<pdf::Fonts>>,
+    font_path: Option<std::path::PathBuf>,
+    browser: screenshot::BrowserPool,
+}
+
+impl FileService {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let storage = Storage::new(config.files_dir())?;
+        if let Some(p) = &config.font_path
+            && !p.is_file()
+        {
+            anyhow::bail!("FONT_PATH: {} is not a file", p.display());
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                storage,
+                render: Arc::new(Semaphore::new(config.render_concurrency)),
+                fonts: OnceLock::new(),
+                font_path: config.font_path.clone(),
+                browser: screenshot::BrowserPool::new(config),
+            }),
+        })
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    pub fn browser(&self) -> &screenshot::BrowserPool {
+        &self.inner.browser
+    }
+
+    /// For monitoring: is a browser configured, running, how many pages are
+    /// in use, how often it was (re)launched.
+    pub fn browser_health(&self) -> serde_json::Value {
+        self.inner.browser.health()
+    }
+
+    fn fonts(&self) -> anyhow::Result<Arc<pdf::Fonts>> {
+        if let Some(f) = self.inner.fonts.get() {
+            return Ok(f.clone());
+        }
+        let fonts = Arc::new(pdf::Fonts::load(self.inner.font_path.as_deref())?);
+        Ok(self.inner.fonts.get_or_init(|| fonts).clone())
+    }
+
+    /// Runs a CPU-heavy render off the async threads, bounded by
+    /// `RENDER_CONCURRENCY`.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self
+            .inner
+            .render
+            .clone()
+            .acquire_owned()
+            .await
+            .context("render semaphore closed")?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .context("render task panicked")?
+    }
+
+    pub async fn render_pdf(&self, doc: Document) -> anyhow::Result<Vec<u8>> {
+        let this = self.clone();
+        self.blocking(move || {
+            let fonts = this.fonts()?;
+            pdf::render(&doc, &fonts)
+        })
+        .await
+    }
+
+    pub async fn render_docx(&self, doc: Document) -> anyhow::Result<Vec<u8>> {
+        self.blocking(move || docx::render(&doc)).await
+    }
+
+    pub async fn render_csv(&self, req: CsvRequest) -> anyhow::Result<Vec<u8>> {
+        self.blocking(move || csv::render(&req)).await
+    }
+}
+
+/// What to record for newly stored bytes.
+pub struct NewFile<'a> {
+    pub owner: &'a str,
+    pub kind: FileKind,
+    pub file_name: String,
+    pub mime_type: String,
+    pub job_id: Option<&'a str>,
+}
+
+fn quota_error(total: bool) -> AppError {
+    AppError::QuotaExceeded(if total {
+        "the storage quota is exhausted".into()
+    } else {
+        "your storage quota is exhausted".into()
+    })
+}
+
+/// 507 when `incoming` more bytes (at least one) would not fit.
+pub async fn check_quota(state: &AppState, user_id: &str, incoming: u64) -> Result<()> {
+    let mut conn = state.db.reader.acquire().await?;
+    let (total, mine) = db::usage(&mut conn, user_id).await?;
+    fits(&state.config, total, mine, incoming.max(1))
+}
+
+fn fits(config: &Config, total: i64, mine: i64, incoming: u64) -> Result<()> {
+    let incoming = i64::try_from(incoming).unwrap_or(i64::MAX);
+    if total.saturating_add(incoming)
+        > i64::try_from(config.storage_quota_bytes).unwrap_or(i64::MAX)
+    {
+        return Err(quota_error(true));
+    }
+    if let Some(q) = config.user_quota_bytes
+        && mine.saturating_add(incoming) > i64::try_from(q).unwrap_or(i64::MAX)
+    {
+        return Err(quota_error(false));
+    }
+    Ok(())
+}
+
+/// Records stored bytes, checking the quota inside the write transaction
+/// (so concurrent writers cannot overshoot it together). The stored file is
+/// removed again when it cannot be recorded.
+pub async fn record(state: &AppState, new: NewFile<'_>, stored: Stored) -> Result<File> {
+    let row = db::FileRow {
+        id: crate::db::new_id(),
+        user_id: new.owner.to_string(),
+        kind: new.kind.as_str().to_string(),
+        file_name: new.file_name,
+        mime_type: new.mime_type,
+        size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+        sha256: stored.sha256,
+        storage_name: stored.storage_name.clone(),
+        job_id: new.job_id.map(str::to_string),
+        created_at: crate::db::now(),
+    };
+    let result: Result<()> = async {
+        let mut tx = state.db.begin_write().await?;
+        let (total, mine) = db::usage(&mut tx, &row.user_id).await?;
+        fits(&state.config, total, mine, stored.size)?;
+        db::insert(&mut tx, &row).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        if let Err(rm) = state.files.storage().remove(&stored.storage_name).await {
+            tracing::warn!(error = %format!("{rm:#}"), "failed to remove an unrecorded file");
+        }
+        return Err(e);
+    }
+    state.users.invalidate_profile(&row.user_id);
+    Ok(row.to_file())
+}
+
+/// Stores generated bytes and records them.
+pub async fn store_bytes(state: &AppState, new: NewFile<'_>, bytes: Vec<u8>) -> Result<File> {
+    fits_before_write(state, new.owner, bytes.len() as u64).await?;
+    let stored = state.files.storage().write(bytes).await?;
+    record(state, new, stored).await
+}
+
+async fn fits_before_write(state: &AppState, owner: &str, size: u64) -> Result<()> {
+    check_quota(state, owner, size).await
+}
+
+/// A file the caller may see, or 404 (missing, not theirs, or not an id).
+pub async fn visible(
+    state: &AppState,
+    caller: &crate::sessions::auth::Principal,
+    id: &str,
+) -> Result<db::FileRow> {
+    if uuid::Uuid::parse_str(id).is_err() || id.len() != 36 {
+        return Err(AppError::NotFound);
+    }
+    let mut conn = state.db.reader.acquire().await?;
+    let row = db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?;
+    if !caller.can_see(&row.user_id) {
+        return Err(AppError::NotFound);
+    }
+    Ok(row)
+}
+
+/// Deletes the row and then the bytes (a crash in between leaves a file
+/// without a row, which maintenance removes).
+pub async fn delete(
+    state: &AppState,
+    caller: &crate::sessions::auth::Principal,
+    id: &str,
+) -> Result<()> {
+    let row = visible(state, caller, id).await?;
+    let mut tx = state.db.begin_write().await?;
+    let storage_name = db::delete(&mut tx, &row.id).await?;
+    tx.commit().await?;
+    if let Some(name) = storage_name {
+        state.files.storage().remove(&name).await?;
+    }
+    state.users.invalidate_profile(&row.user_id);
+    Ok(())
+}
+
+/// Orphaned paths with their sizes, and the stored names found on disk.
+type Scan = (Vec<(std::path::PathBuf, u64)>, Vec<String>);
+
+/// Files younger than this are never treated as orphans: they may be
+/// between their rename and their row.
+const ORPHAN_GRACE: Duration = Duration::from_secs(600);
+
+/// Reconciles disk and database: stored files without rows (older than a
+/// few minutes), stale temporary files, and rows whose files are gone.
+/// Counts them (dry run) or removes them (`apply`).
+pub async fn maintenance(
+    state: &AppState,
+    apply: bool,
+) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+    let storage = state.files.storage().clone();
+    let rows = {
+        let mut conn = state.db.reader.acquire().await?;
+        db::all_storage(&mut conn).await?
+    };
+    let known: std::collections::HashSet<String> =
+        rows.iter().map(|(_, name, _)| name.clone()).collect();
+
+    // Files on disk (stored and temporary) that nothing refers to.
+    let scan = {
+        let storage = storage.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Scan> {
+            let now = std::time::SystemTime::now();
+            let old = |m: &std::fs::Metadata| {
+                m.modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= ORPHAN_GRACE)
+            };
+            let mut orphans = Vec::new();
+            let mut present = Vec::new();
+            for dir in [storage.dir(), storage.tmp_dir()] {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).context("failed to list the files directory"),
+                };
+                for entry in entries.flatten() {
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if !meta.is_file() {
+                        continue;
+                    }
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if dir == storage.dir() && known.contains(&name) {
+                        present.push(name);
+                    } else if old(&meta) {
+                        orphans.push((entry.path(), meta.len()));
+                    }
+                }
+            }
+            Ok((orphans, present))
+        })
+        .await??
+    };
+    let (orphans, present) = scan;
+    let present: std::collections::HashSet<String> = present.into_iter().collect();
+    let missing: Vec<&(String, String, i64)> = rows
+        .iter()
+        .filter(|(_, name, _)| !present.contains(name))
+        .collect();
+
+    let orphan_bytes: u64 = orphans.iter().map(|(_, n)| n).sum();
+    let missing_bytes: u64 = missing.iter().map(|(_, _, n)| (*n).max(0) as u64).sum();
+    if apply {
+        for (path, _) in &orphans {
+            if let Err(e) = tokio::fs::remove_file(path).await {
+                tracing::warn!(error = %e, "failed to remove an orphaned file");
+            }
+        }
+        if !missing.is_empty() {
+            let mut tx = state.db.begin_write().await?;
+            for (id, _, _) in &missing {
+                db::delete(&mut tx, id).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(vec![
+        crate::maintenance::Action {
+            name: "files.orphans".into(),
+            description:
+                "delete stored or temporary files that no row refers to (older than 10 minutes)"
+                    .into(),
+            count: orphans.len() as u64,
+            bytes: orphan_bytes,
+        },
+        crate::maintenance::Action {
+            name: "files.missing".into(),
+            description: "delete file rows whose stored file is gone".into(),
+            count: missing.len() as u64,
+            bytes: missing_bytes,
+        },
+    ])
+}
+
+/// Background work: close the shared browser when the service stops.
+pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+    let pool = state.files.browser().clone();
+    tracker.spawn(async move {
+        shutdown.cancelled().await;
+        pool.shutdown().await;
+    });
+}

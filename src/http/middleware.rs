@@ -6,7 +6,7 @@ use std::any::Any;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,8 @@ use tracing::Instrument;
 
 use crate::error::{InternalCause, PROBLEM_JSON, Problem};
 use crate::http::request_id::RequestId;
+use crate::monitoring;
+use crate::state::AppState;
 
 /// The route template of a request (`/api/users/{userId}`), or a fixed
 /// placeholder for unmatched paths so label sets stay bounded.
@@ -24,8 +26,10 @@ pub fn route_of(req: &Request) -> String {
         .unwrap_or_else(|| "unmatched".to_string())
 }
 
-/// Opens the request span, logs the outcome, and logs the cause of any 500.
-pub async fn observe(req: Request, next: Next) -> Response {
+/// Opens the request span, identifies the caller, logs the outcome and the
+/// cause of any 500, and hands the request to monitoring (request log,
+/// metrics, live statistics, error tracking).
+pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let route = route_of(&req);
@@ -36,6 +40,10 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let span = tracing::info_span!("request", %method, %route, %request_id, status = tracing::field::Empty);
     async move {
+        let (mut parts, body) = req.into_parts();
+        let mut record = monitoring::observe::Started::new(&parts, route, request_id);
+        record.caller = monitoring::observe::identify(&state, &mut parts).await;
+        let req = Request::from_parts(parts, body);
         let res = next.run(req).await;
         let status = res.status();
         tracing::Span::current().record("status", status.as_u16());
@@ -47,6 +55,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         } else {
             tracing::debug!(elapsed_ms, "request finished");
         }
+        monitoring::observe::finish(&state, record, started.elapsed(), &res);
         res
     }
     .instrument(span)

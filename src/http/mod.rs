@@ -2,9 +2,10 @@
 //! table is visible here), the middleware stack in the order a request meets
 //! it, and the OpenAPI document.
 //!
-//! A request passes, outermost first: request id -> observe (span, logging
-//! of internal causes) -> problem normalisation -> panic catching ->
-//! security headers -> CORS -> timeout -> body limit -> the route's handler.
+//! A request passes, outermost first: request id -> observe (span, caller
+//! identification, logging of internal causes, request log, metrics, error
+//! tracking) -> problem normalisation -> panic catching -> security headers
+//! -> CORS -> rate limit -> timeout -> body limit -> the route's handler.
 
 pub mod client_ip;
 pub mod extract;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -76,11 +77,15 @@ pub fn router(state: AppState) -> Router {
         StatusCode::REQUEST_TIMEOUT,
         config.request_timeout,
     ))
+    .layer(from_fn_with_state(
+        state.clone(),
+        crate::monitoring::ratelimit::middleware,
+    ))
     .layer(cors(&config.cors_origins))
     .layer(from_fn(middleware::security_headers))
     .layer(CatchPanicLayer::custom(middleware::panic_response))
     .layer(from_fn(middleware::problem_errors))
-    .layer(from_fn(middleware::observe))
+    .layer(from_fn_with_state(state.clone(), middleware::observe))
     .layer(from_fn(request_id::middleware))
     .with_state(state)
 }

@@ -262,8 +262,26 @@ async fn execute(
         Outcome::Retry { .. } => "retrying",
     };
     if let Outcome::Failed { code, message } | Outcome::Retry { code, message, .. } = &outcome {
-        let _e = span.enter();
-        tracing::warn!(%code, %message, status, "job attempt failed");
+        {
+            let _e = span.enter();
+            tracing::warn!(%code, %message, status, "job attempt failed");
+        }
+        state.monitor.track_error(
+            if status == "failed" {
+                "job_failure"
+            } else {
+                "job_retry"
+            },
+            &format!("{}:{code}", job.kind),
+            message,
+            serde_json::json!({
+                "jobId": job.id,
+                "kind": job.kind,
+                "attempt": job.attempts,
+                "maxAttempts": job.max_attempts,
+            }),
+            None,
+        );
     }
     metrics::counter!("hs_jobs_finished_total", "kind" => job.kind.clone(), "status" => status)
         .increment(1);

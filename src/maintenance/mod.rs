@@ -50,6 +50,10 @@ pub async fn run(state: &AppState, apply: bool) -> Report {
         .await;
     run.step("jobs", crate::jobs::maintenance(state, apply))
         .await;
+    run.step("monitoring", crate::monitoring::maintenance(state, apply))
+        .await;
+    run.step("files", crate::files::maintenance(state, apply))
+        .await;
     run.step("caches", caches(state, apply)).await;
     let db_stats = run.step_with("database", database(state, apply)).await;
     run.finish(db_stats)

@@ -1,1 +1,312 @@
-//! Tests of the analytics domain.
+//! Tests of the analytics domain: the summary's figures equal what the test
+//! did, and the analysts' SQL views answer through the `sqlite3` command
+//! line tool against the live service's database file.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app};
+
+impl TestApp {
+    pub async fn analytics_summary(&self, token: &str, query: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/api/analytics/summary{query}")))
+            .bearer_auth(token)
+            .header("cache-control", "no-cache")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Runs SQL with the `sqlite3` command-line tool on the live database,
+    /// as an analyst would (waiting for the service's write lock like any
+    /// second writer must).
+    pub fn sqlite3(&self, sql: &str) -> String {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let out = Command::new("sqlite3")
+                .arg("-cmd")
+                .arg(".timeout 10000")
+                .arg(self.db_path())
+                .arg(sql)
+                .output()
+                .expect("sqlite3 is installed");
+            if out.status.success() {
+                return String::from_utf8(out.stdout).unwrap().trim().to_string();
+            }
+            last_error = String::from_utf8_lossy(&out.stderr).to_string();
+            if !last_error.contains("locked") {
+                break;
+            }
+        }
+        panic!("sqlite3 failed: {last_error}");
+    }
+}
+
+fn today() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+fn tomorrow() -> String {
+    (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Users, profile reads and rows in the jobs, files and AI tables whose
+/// figures the tests know exactly.
+async fn scenario(app: &TestApp) -> (TestUser, Vec<TestUser>) {
+    let admin = app.new_admin().await;
+    let mut users = Vec::new();
+    for reads in 1..=3 {
+        let u = app.new_user().await;
+        for _ in 0..reads {
+            assert_eq!(app.get_user(&u.id, &u.token).await.status(), StatusCode::OK);
+        }
+        users.push(u);
+    }
+    // Two 404s: a user reading someone else's profile.
+    for _ in 0..2 {
+        let res = app.get_user(&users[1].id, &users[0].token).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    app.wait_for_logged(&admin.token, "/api/users/{userId}", 8)
+        .await;
+    // The admin's own (authenticated) requests count as activity too: wait
+    // until one of them is written.
+    let mine = format!("/api/monitoring/logs?userId={}", admin.id);
+    for _ in 0..100 {
+        let body: Value = app.get_json(&mine, &admin.token).await;
+        if !body["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Jobs, files and AI calls written by an outside writer (these domains
+    // write them in production), while the service runs.
+    let u0 = &users[0].id;
+    app.sqlite3(&format!(
+        "BEGIN IMMEDIATE;
+         INSERT INTO jobs (id, kind, status, user_id, started_at, finished_at) VALUES
+           ('j1', 'files.pdf', 'succeeded', '{u0}', strftime('%Y-%m-%dT%H:%M:%fZ','now','-2 seconds'), strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+           ('j2', 'files.pdf', 'succeeded', '{u0}', strftime('%Y-%m-%dT%H:%M:%fZ','now','-4 seconds'), strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+           ('j3', 'files.pdf', 'failed', '{u0}', strftime('%Y-%m-%dT%H:%M:%fZ','now','-1 seconds'), strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+           ('j4', 'ai.chat', 'queued', '{u0}', NULL, NULL);
+         INSERT INTO files (id, user_id, kind, file_name, mime_type, size, sha256, storage_name) VALUES
+           ('f1', '{u0}', 'pdf', 'a.pdf', 'application/pdf', 1000, 'x', 's1'),
+           ('f2', '{u0}', 'pdf', 'b.pdf', 'application/pdf', 500, 'y', 's2'),
+           ('f3', '{u0}', 'csv', 'c.csv', 'text/csv', 20, 'z', 's3');
+         INSERT INTO ai_calls (id, user_id, model, input_tokens, output_tokens, outcome) VALUES
+           ('a1', '{u0}', 'claude-haiku-4-5', 10, 20, 'succeeded'),
+           ('a2', '{u0}', 'claude-haiku-4-5', 5, 7, 'succeeded'),
+           ('a3', '{u0}', 'claude-haiku-4-5', 0, 0, 'failed');
+         COMMIT;"
+    ));
+    (admin, users)
+}
+
+#[tokio::test]
+async fn analytics_figures_equal_the_counts_the_test_made() {
+    let app = spawn_app().await;
+    let (admin, _users) = scenario(&app).await;
+    let query = format!("?from={}&to={}", today(), tomorrow());
+    let res = app.analytics_summary(&admin.token, &query).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let s: Value = res.json().await.unwrap();
+
+    assert_eq!(s["users"]["total"], 4);
+    assert_eq!(s["users"]["newInRange"], 4);
+    assert_eq!(s["users"]["newPerDay"][0]["day"], today());
+    assert_eq!(s["users"]["newPerDay"][0]["count"], 4);
+    // The three users and the admin made authenticated requests today.
+    assert_eq!(s["users"]["activePerDay"][0]["count"], 4);
+    assert_eq!(s["users"]["activeInRange"], 4);
+    assert_eq!(s["sessions"]["active"], 4);
+    assert_eq!(s["sessions"]["createdInRange"], 4);
+
+    let route = s["requests"]["slowestRoutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/users/{userId}")
+        .expect("the profile route is listed")
+        .clone();
+    assert_eq!(route["requests"], 8);
+    assert_eq!(route["serverErrors"], 0);
+    assert!(route["p95Ms"].as_f64().unwrap() > 0.0);
+    assert!(s["requests"]["clientErrors"].as_i64().unwrap() >= 2);
+    assert!(s["requests"]["total"].as_i64().unwrap() >= 8);
+    assert_eq!(s["requests"]["serverErrors"], 0);
+
+    let jobs = s["jobs"]["byKindAndStatus"].as_array().unwrap();
+    let count = |kind: &str, status: &str| {
+        jobs.iter()
+            .find(|j| j["kind"] == kind && j["status"] == status)
+            .map(|j| j["count"].as_i64().unwrap())
+    };
+    assert_eq!(count("files.pdf", "succeeded"), Some(2));
+    assert_eq!(count("files.pdf", "failed"), Some(1));
+    assert_eq!(count("ai.chat", "queued"), Some(1));
+    let pdf = &s["jobs"]["stats"][0];
+    assert_eq!(pdf["kind"], "files.pdf");
+    assert_eq!(pdf["finished"], 3);
+    assert_eq!(pdf["succeeded"], 2);
+    let rate = pdf["successRate"].as_f64().unwrap();
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9);
+    let mean = pdf["meanMs"].as_f64().unwrap();
+    assert!((2900.0..=3100.0).contains(&mean), "mean {mean}");
+    let p95 = pdf["p95Ms"].as_f64().unwrap();
+    assert!((3900.0..=4100.0).contains(&p95), "p95 {p95}");
+
+    let files = s["files"]["byKind"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["kind"], "csv");
+    assert_eq!(files[1]["files"], 2);
+    assert_eq!(files[1]["bytes"], 1500);
+    assert_eq!(s["files"]["storedBytes"], 1520);
+
+    assert_eq!(s["ai"]["calls"], 3);
+    assert_eq!(s["ai"]["failed"], 1);
+    assert_eq!(s["ai"]["inputTokens"], 15);
+    assert_eq!(s["ai"]["outputTokens"], 27);
+    assert_eq!(s["ai"]["byDayAndModel"][0]["model"], "claude-haiku-4-5");
+
+    // A range before anything happened is empty.
+    let empty: Value = app
+        .analytics_summary(&admin.token, "?from=2020-01-01&to=2020-02-01")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["users"]["newInRange"], 0);
+    assert_eq!(empty["requests"]["total"], 0);
+    assert_eq!(empty["ai"]["calls"], 0);
+}
+
+#[tokio::test]
+async fn the_sql_views_answer_with_the_sqlite3_cli_while_the_service_serves() {
+    let app = spawn_app().await;
+    let (admin, users) = scenario(&app).await;
+    // Keep the service busy (and writing its log) while the analyst reads.
+    let busy_client = app.client.clone();
+    let busy_url = app.url(&format!("/api/users/{}", users[2].id));
+    let token = users[2].token.clone();
+    let busy = tokio::spawn(async move {
+        for _ in 0..200 {
+            let _ = busy_client.get(&busy_url).bearer_auth(&token).send().await;
+        }
+    });
+
+    let day = today();
+    assert_eq!(
+        app.sqlite3(&format!(
+            "SELECT new_users, active_users FROM v_users_daily WHERE day = '{day}'"
+        )),
+        "4|4"
+    );
+    assert_eq!(
+        app.sqlite3("SELECT active_sessions, users_with_sessions FROM v_active_sessions"),
+        "4|4"
+    );
+    assert_eq!(
+        app.sqlite3("SELECT kind, status, jobs FROM v_jobs_by_kind ORDER BY kind, status"),
+        "ai.chat|queued|1\nfiles.pdf|failed|1\nfiles.pdf|succeeded|2"
+    );
+    assert_eq!(
+        app.sqlite3("SELECT kind, finished, succeeded, failed, success_rate FROM v_job_stats"),
+        "files.pdf|3|2|1|0.6667"
+    );
+    assert_eq!(
+        app.sqlite3("SELECT kind, files, bytes FROM v_files_by_kind ORDER BY kind"),
+        "csv|1|20\npdf|2|1500"
+    );
+    assert_eq!(
+        app.sqlite3(&format!(
+            "SELECT calls, failed, input_tokens, output_tokens FROM v_ai_daily WHERE day = '{day}'"
+        )),
+        "3|1|15|27"
+    );
+    busy.await.unwrap();
+    // The request views agree with the summary once the log is written.
+    let mut view = 0i64;
+    for _ in 0..100 {
+        view = app
+            .sqlite3(&format!(
+                "SELECT coalesce(sum(requests), 0) FROM v_route_latency_daily
+                 WHERE day = '{day}' AND route = '/api/users/{{userId}}' AND method = 'GET'"
+            ))
+            .parse()
+            .unwrap();
+        if view >= 208 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view, 208);
+    let p95: f64 = app
+        .sqlite3(&format!(
+            "SELECT p95_ms FROM v_route_latency_daily
+             WHERE day = '{day}' AND route = '/api/users/{{userId}}'"
+        ))
+        .parse()
+        .unwrap();
+    let s: Value = app
+        .analytics_summary(&admin.token, &format!("?from={day}&to={}", tomorrow()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let route = s["requests"]["slowestRoutes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/api/users/{userId}")
+        .unwrap()
+        .clone();
+    assert_eq!(route["requests"], 208);
+    assert_eq!(route["p95Ms"].as_f64().unwrap(), p95);
+    let daily = app.sqlite3(&format!(
+        "SELECT requests, client_errors FROM v_requests_daily WHERE day = '{day}' AND source = 'api'"
+    ));
+    let (requests, client_errors) = daily.split_once('|').unwrap();
+    assert!(requests.parse::<i64>().unwrap() >= 208);
+    assert!(client_errors.parse::<i64>().unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn the_summary_rejects_bad_ranges() {
+    let app = spawn_app().await;
+    let admin = app.new_admin().await;
+    let res = app
+        .analytics_summary(&admin.token, "?from=2026-02-01&to=2026-01-01")
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.analytics_summary(&admin.token, "?from=yesterday").await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.analytics_summary(&admin.token, "?bogus=1").await;
+    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn the_summary_is_cached_per_admin_and_query_never_shared() {
+    let app = spawn_app().await;
+    let a = app.new_admin().await;
+    let b = app.new_admin().await;
+    let get = |token: String, q: &'static str| {
+        let req = app
+            .client
+            .get(app.url(&format!("/api/analytics/summary{q}")))
+            .bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    let first = get(a.token.clone(), "?from=2026-01-01").await;
+    assert_eq!(first.headers()["x-cache"], "miss");
+    let second = get(a.token.clone(), "?from=2026-01-01").await;
+    assert_eq!(second.headers()["x-cache"], "hit");
+    let other_query = get(a.token.clone(), "?from=2026-01-02").await;
+    assert_eq!(other_query.headers()["x-cache"], "miss");
+    let other_admin = get(b.token.clone(), "?from=2026-01-01").await;
+    assert_eq!(other_admin.headers()["x-cache"], "miss");
+}

@@ -255,6 +255,42 @@ impl TestApp {
         }
     }
 
+    /// Waits (up to 30 s) until the queue reports job `id` in `status`.
+    pub async fn wait_job_status(&self, id: &str, status: &str) {
+        let mut last = String::new();
+        let (timeout, every) = (
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_millis(10),
+        );
+        wait_until(timeout, every, async || {
+            let job = self.state.jobs.get(id).await.unwrap().unwrap();
+            last = job.status.as_str().to_string();
+            last == status
+        })
+        .await
+        .unwrap_or_else(|()| panic!("job {id} never became {status} (last: {last})"));
+    }
+
+    /// `GET path` with a token, its JSON body (whatever the status).
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.get(path, Some(token)).await.json().await.unwrap()
+    }
+
+    /// Asserts that `method path` answers 401 to the anonymous and 403 to
+    /// `user_token` (a signed-in non-admin).
+    pub async fn assert_admin_only(
+        &self,
+        method: Method,
+        path: &str,
+        user_token: &str,
+        body: Option<Value>,
+    ) {
+        let res = self.request(method.clone(), path, None, body.clone()).await;
+        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+        let res = self.request(method, path, Some(user_token), body).await;
+        assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+
     pub async fn logout(&self, session_id: &str, token: &str) -> Response {
         self.delete(&format!("/api/sessions/{session_id}"), Some(token))
             .await
@@ -335,4 +371,31 @@ pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Va
     assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
     assert!(body["requestId"].is_string(), "body: {body}");
     body
+}
+
+/// Polls `done` every `every` until it is true (`Ok`) or `timeout` passes
+/// (`Err`): the caller says what it was waiting for.
+pub async fn wait_until(
+    timeout: std::time::Duration,
+    every: std::time::Duration,
+    mut done: impl AsyncFnMut() -> bool,
+) -> Result<(), ()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done().await {
+        if std::time::Instant::now() >= deadline {
+            return Err(());
+        }
+        tokio::time::sleep(every).await;
+    }
+    Ok(())
+}
+
+/// The `field` of each entry of a validation problem's `errors`, in order.
+pub fn error_fields(body: &Value) -> Vec<&str> {
+    body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect()
 }

@@ -4,12 +4,39 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hs_platform::jobs::{JobError, NewJob};
+use hs_platform::jobs::{Job, JobError, NewJob, Registry};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{assert_problem, spawn_app_with_jobs};
+use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app_with_jobs, wait_until};
+
+/// Registers `kind` as a job that waits for a permit of `gate` before it
+/// answers `result` (and fails once the gate is closed).
+fn register_gated(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>, result: Value) {
+    let gate = gate.clone();
+    r.register(kind, move |_ctx| {
+        let (gate, result) = (gate.clone(), result.clone());
+        async move {
+            let _p = gate
+                .acquire()
+                .await
+                .map_err(|e| JobError::fail("closed", e.to_string()))?;
+            Ok(result)
+        }
+    });
+}
+
+impl TestApp {
+    /// Enqueues a job of `kind` with an empty payload, owned by `owner`.
+    async fn enqueue_empty(&self, kind: &str, owner: &TestUser) -> Job {
+        self.state
+            .jobs
+            .enqueue(NewJob::new(kind, json!({})).owner(&owner.id))
+            .await
+            .unwrap()
+    }
+}
 
 #[tokio::test]
 async fn higher_priority_jobs_run_first_then_oldest() {
@@ -17,17 +44,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let gate = Arc::new(Semaphore::new(0));
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
-        let g = g.clone();
-        r.register("test.block", move |_ctx| {
-            let g = g.clone();
-            async move {
-                let _p = g
-                    .acquire()
-                    .await
-                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
-                Ok(Value::Null)
-            }
-        });
+        register_gated(r, "test.block", &g, Value::Null);
         r.register("test.record", move |ctx| {
             let o = o.clone();
             async move {
@@ -40,20 +57,9 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     })
     .await;
     let user = app.new_user().await;
-    let blocker = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.block", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let blocker = app.enqueue_empty("test.block", &user).await;
     // Wait until the blocker holds the only slot.
-    loop {
-        let j = app.state.jobs.get(&blocker.id).await.unwrap().unwrap();
-        if j.status.as_str() == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_job_status(&blocker.id, "running").await;
     let mut ids = Vec::new();
     for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
         let job = app
@@ -136,22 +142,12 @@ async fn a_permanent_error_fails_at_once_and_success_after_a_retry_is_kept() {
     })
     .await;
     let user = app.new_user().await;
-    let bad = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.bad_input", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let bad = app.enqueue_empty("test.bad_input", &user).await;
     let done = app.wait_job(&bad.id, &user.token).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["attempts"], 1);
 
-    let ok = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.second_time", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let ok = app.enqueue_empty("test.second_time", &user).await;
     let done = app.wait_job(&ok.id, &user.token).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["attempts"], 2);
@@ -179,30 +175,9 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
     })
     .await;
     let user = app.new_user().await;
-    let running = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.until_cancelled", json!({})).owner(&user.id))
-        .await
-        .unwrap();
-    let queued = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.count", json!({})).owner(&user.id))
-        .await
-        .unwrap();
-    loop {
-        let j: Value = app
-            .get_job(&running.id, &user.token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        if j["status"] == "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let running = app.enqueue_empty("test.until_cancelled", &user).await;
+    let queued = app.enqueue_empty("test.count", &user).await;
+    app.wait_job_status(&running.id, "running").await;
     let res = app
         .post(
             &format!("/api/jobs/{}/cancel", queued.id),
@@ -254,12 +229,7 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
 async fn cancelling_a_finished_job_is_a_409() {
     let app = spawn_app_with_jobs(&[], |_| {}).await;
     let user = app.new_user().await;
-    let job = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&user.id))
-        .await
-        .unwrap();
+    let job = app.enqueue_empty("jobs.noop", &user).await;
     app.wait_job(&job.id, &user.token).await;
     let res = app
         .post(
@@ -288,12 +258,7 @@ async fn the_same_idempotency_key_returns_the_same_job() {
         .idempotency_key(Some("order-17".into()));
     let err = app.state.jobs.enqueue(other).await.unwrap_err();
     assert_eq!(err.code(), "conflict");
-    let list: Value = app
-        .get("/api/jobs", Some(&user.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/jobs", &user.token).await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
 
@@ -303,12 +268,7 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
     let ann = app.new_user().await;
     let bob = app.new_user().await;
     let admin = app.new_admin().await;
-    let job = app
-        .state
-        .jobs
-        .enqueue(NewJob::new("jobs.noop", json!({})).owner(&ann.id))
-        .await
-        .unwrap();
+    let job = app.enqueue_empty("jobs.noop", &ann).await;
     app.wait_job(&job.id, &ann.token).await;
     assert_problem(
         app.get_job(&job.id, &bob.token).await,
@@ -324,26 +284,15 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let list: Value = app
-        .get("/api/jobs", Some(&bob.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/jobs", &bob.token).await;
     assert!(list["items"].as_array().unwrap().is_empty());
     assert_eq!(
         app.get_job(&job.id, &admin.token).await.status(),
         StatusCode::OK
     );
     let list: Value = app
-        .get(
-            "/api/jobs?status=succeeded&kind=jobs.noop",
-            Some(&admin.token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/jobs?status=succeeded&kind=jobs.noop", &admin.token)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let res = app.get("/api/jobs?status=bogus", Some(&ann.token)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
@@ -362,41 +311,12 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
     let a = spawn_app_with_jobs(&[], move |r| {
-        let g = g.clone();
-        r.register("test.work", move |_ctx| {
-            let g = g.clone();
-            async move {
-                let _p = g
-                    .acquire()
-                    .await
-                    .map_err(|e| JobError::fail("closed", e.to_string()))?;
-                Ok(json!({"by": "A"}))
-            }
-        });
+        register_gated(r, "test.work", &g, json!({"by": "A"}));
     })
     .await;
     let user = a.new_user().await;
-    let job = a
-        .state
-        .jobs
-        .enqueue(NewJob::new("test.work", json!({})).owner(&user.id))
-        .await
-        .unwrap();
-    loop {
-        if a.state
-            .jobs
-            .get(&job.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-            .as_str()
-            == "running"
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let job = a.enqueue_empty("test.work", &user).await;
+    a.wait_job_status(&job.id, "running").await;
     let settings: Vec<(String, String)> =
         a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let settings: Vec<(&str, &str)> = settings
@@ -418,4 +338,128 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
         after["result"]["by"], "B",
         "the stale attempt must not overwrite the result"
     );
+}
+
+/// The real binary, started in `dir` on `port` with these settings and no
+/// DATA_DIR: it creates and uses `./data` there, as `cargo run` does.
+fn start_binary(
+    dir: &std::path::Path,
+    port: u16,
+    settings: &[(&str, String)],
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hs-platform"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RATE_LIMIT_PER_MINUTE", "0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in settings {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("the hs-platform binary starts")
+}
+
+/// `GET /api/jobs/{id}` on a service started with `start_binary`.
+async fn fetch_job(client: &reqwest::Client, base: &str, id: &str, token: &str) -> Value {
+    client
+        .get(format!("{base}/api/jobs/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if let Ok(res) = client.get(format!("{base}/health")).send().await
+            && res.status() == StatusCode::OK
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the service did not become healthy");
+}
+
+#[tokio::test]
+async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart() {
+    use crate::fake_claude::{FakeClaude, Reply};
+    let fake = FakeClaude::start().await;
+    fake.push(Reply::Hang);
+    fake.push(Reply::answer("answered after the restart"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let settings: Vec<(&str, String)> = fake.env().into_iter().collect();
+    let client = reqwest::Client::new();
+
+    let mut first = start_binary(dir.path(), port, &settings);
+    wait_healthy(&client, &base).await;
+    let email = crate::helpers::unique_email("crash");
+    let res = client
+        .post(format!("{base}/api/users"))
+        .json(&json!({"email": email, "password": "crash test password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let login: Value = client
+        .post(format!("{base}/api/sessions"))
+        .json(&json!({"email": email, "password": "crash test password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let res = client
+        .post(format!("{base}/api/claude-ai/chat"))
+        .bearer_auth(&token)
+        .json(&json!({"message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let job_id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Wait until the job is running and its upstream call is in flight.
+    let every = Duration::from_millis(25);
+    let _ = wait_until(Duration::from_secs(5), every, async || {
+        let job = fetch_job(&client, &base, &job_id, &token).await;
+        job["status"] == "running" && fake.message_calls() == 1
+    })
+    .await;
+    assert_eq!(fake.message_calls(), 1);
+    first.kill().expect("kill -9 the service");
+    first.wait().unwrap();
+
+    let mut second = start_binary(dir.path(), port, &settings);
+    wait_healthy(&client, &base).await;
+    let mut job = Value::Null;
+    let _ = wait_until(Duration::from_secs(10), every, async || {
+        job = fetch_job(&client, &base, &job_id, &token).await;
+        job["status"] == "succeeded" || job["status"] == "failed"
+    })
+    .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(dir.path().join("data/hs-platform.db").is_file());
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2);
+    assert_eq!(job["result"]["text"], "answered after the restart");
+    assert_eq!(fake.message_calls(), 2);
 }

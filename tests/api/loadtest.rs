@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, error_fields, spawn_app, spawn_app_with};
 
 impl TestApp {
     pub async fn start_load_test(&self, token: &str, body: Value) -> reqwest::Response {
@@ -144,14 +144,8 @@ async fn a_load_test_runs_end_to_end_with_a_consistent_report() {
 
     // The test's own session is revoked at the end.
     let sessions: Value = app
-        .get(
-            &format!("/api/users/{}/sessions", admin.id),
-            Some(&admin.token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/users/{}/sessions", admin.id), &admin.token)
+        .await;
     let internal: Vec<&Value> = sessions["items"]
         .as_array()
         .unwrap()
@@ -162,21 +156,11 @@ async fn a_load_test_runs_end_to_end_with_a_consistent_report() {
     assert_eq!(internal[0]["active"], false);
 
     // Listed among the recent tests, with nothing running.
-    let status: Value = app
-        .get("/api/load-test/status", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
     assert!(status["running"].is_null(), "{status}");
     assert_eq!(status["recent"][0]["id"], id);
     assert_eq!(u(&status["recent"][0]["requests"]), total);
-    let job: Value = app
-        .get(&format!("/api/jobs/{id}"), Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let job: Value = app.get_json(&format!("/api/jobs/{id}"), &admin.token).await;
     assert_eq!(job["status"], "succeeded");
     assert_eq!(job["result"]["testId"], id);
 }
@@ -243,23 +227,13 @@ async fn a_scenario_with_a_host_or_scheme_is_rejected() {
         )
         .await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert!(
         fields.contains(&"concurrency") && fields.contains(&"scenario[0].headers"),
         "{body}"
     );
     // Nothing was queued.
-    let status: Value = app
-        .get("/api/load-test/status", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
     assert!(status["recent"].as_array().unwrap().is_empty());
 }
 
@@ -274,10 +248,7 @@ async fn load_test_routes_need_an_admin() {
         (reqwest::Method::GET, "/api/load-test/results/some-id"),
     ] {
         let b = (method == reqwest::Method::POST).then(|| body.clone());
-        let res = app.request(method.clone(), path, None, b.clone()).await;
-        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
-        let res = app.request(method, path, Some(&user.token), b).await;
-        assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+        app.assert_admin_only(method, path, &user.token, b).await;
     }
 }
 
@@ -299,12 +270,7 @@ async fn a_second_concurrent_test_is_refused_and_cancelling_frees_the_slot() {
     // Live progress while it runs.
     let mut seen_running = false;
     for _ in 0..50 {
-        let status: Value = app
-            .get("/api/load-test/status", Some(&admin.token))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
         if status["running"]["status"] == "running" && u(&status["running"]["requests"]) > 0 {
             assert_eq!(status["running"]["id"], id.as_str());
             seen_running = true;

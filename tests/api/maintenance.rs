@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, unique_email};
 
 impl TestApp {
     pub async fn optimize(&self, token: &str, apply: bool) -> Value {
@@ -87,10 +87,7 @@ async fn maintenance_routes_need_an_admin() {
         (reqwest::Method::GET, "/api/maintenance/backups"),
         (reqwest::Method::POST, "/api/maintenance/backups"),
     ] {
-        let res = app.request(method.clone(), path, None, None).await;
-        assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
-        let res = app.request(method, path, Some(&user.token), None).await;
-        assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+        app.assert_admin_only(method, path, &user.token, None).await;
     }
 }
 
@@ -266,12 +263,7 @@ async fn a_backup_made_under_concurrent_writes_restores_with_every_acknowledged_
     // Listed, and rotation keeps BACKUP_KEEP=1.
     let second = app.backup_now(&admin.token).await;
     assert_eq!(second["status"], "succeeded");
-    let list: Value = app
-        .get("/api/maintenance/backups", Some(&admin.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/maintenance/backups", &admin.token).await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     assert_eq!(items[0]["status"], "succeeded");

@@ -105,11 +105,8 @@ async fn session_read_update_and_ownership() {
     );
 
     let list: Value = app
-        .get(&format!("/api/users/{}/sessions", ann.id), Some(&ann.token))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/users/{}/sessions", ann.id), &ann.token)
+        .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert!(list["nextCursor"].is_null());
 }
@@ -128,7 +125,7 @@ async fn session_lists_paginate_with_cursors() {
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = app.get(&path, Some(&ann.token)).await.json().await.unwrap();
+        let page: Value = app.get_json(&path, &ann.token).await;
         for s in page["items"].as_array().unwrap() {
             seen.push(s["id"].as_str().unwrap().to_string());
         }

@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{assert_problem, spawn_app, unique_email};
+use crate::helpers::{assert_problem, error_fields, spawn_app, unique_email};
 
 #[tokio::test]
 async fn sign_up_login_profile_update_logout_round_trip() {
@@ -92,12 +92,7 @@ async fn invalid_fields_are_a_422_with_field_errors() {
         .sign_up(json!({"email": "not-an-email", "password": "short", "metadata": [1, 2]}))
         .await;
     let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = error_fields(&body);
     assert_eq!(fields, ["email", "password", "metadata"]);
 }
 

@@ -1,0 +1,71 @@
+-- Benchmark data: __ROWS__ request-log rows spread over the last 7 days
+-- (mixed routes, methods, statuses, latencies, 1,000 users), then their
+-- hourly roll-ups and daily activity computed with the same statements the
+-- retention job uses (src/monitoring/db.rs: rebuild_rollups_before), as the
+-- writer would have maintained them.
+PRAGMA synchronous = OFF;
+BEGIN;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < __ROWS__)
+INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, bytes_out, user_id,
+                         client_ip, user_agent, request_id, source)
+SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', abs(random()) % (7 * 86400))),
+       CASE i % 5 WHEN 0 THEN 'POST' WHEN 1 THEN 'PUT' ELSE 'GET' END,
+       CASE i % 12
+           WHEN 0 THEN '/api/users/{userId}' WHEN 1 THEN '/api/users/{userId}'
+           WHEN 2 THEN '/api/sessions' WHEN 3 THEN '/api/sessions/{sessionId}'
+           WHEN 4 THEN '/api/jobs' WHEN 5 THEN '/api/jobs/{jobId}'
+           WHEN 6 THEN '/api/files' WHEN 7 THEN '/api/files/{fileId}'
+           WHEN 8 THEN '/api/claude-ai/chat' WHEN 9 THEN '/health'
+           WHEN 10 THEN '/api/files/generate/pdf' ELSE 'unmatched' END,
+       CASE WHEN i % 97 = 0 THEN 500 WHEN i % 13 = 0 THEN 404 WHEN i % 29 = 0 THEN 422 ELSE 200 END,
+       (abs(random()) % 200000) / 1000.0 * (CASE WHEN i % 100 = 0 THEN 20 ELSE 1 END),
+       CASE WHEN i % 5 = 0 THEN 200 END,
+       abs(random()) % 4000,
+       CASE WHEN i % 7 <> 0 THEN 'bench-user-' || (i % 1000) END,
+       '10.0.' || (i % 200) || '.' || (i % 250),
+       'wrk/4.2',
+       'req-' || i,
+       'api'
+FROM n;
+COMMIT;
+
+BEGIN;
+INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
+       max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
+       le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
+SELECT substr(at, 1, 13) || ':00:00.000Z', route, method, status, source, count(*),
+       sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
+       coalesce(sum(bytes_out), 0),
+       sum(duration_ms <= 1),
+       sum(duration_ms > 1 AND duration_ms <= 2.5),
+       sum(duration_ms > 2.5 AND duration_ms <= 5),
+       sum(duration_ms > 5 AND duration_ms <= 10),
+       sum(duration_ms > 10 AND duration_ms <= 25),
+       sum(duration_ms > 25 AND duration_ms <= 50),
+       sum(duration_ms > 50 AND duration_ms <= 100),
+       sum(duration_ms > 100 AND duration_ms <= 250),
+       sum(duration_ms > 250 AND duration_ms <= 500),
+       sum(duration_ms > 500 AND duration_ms <= 1000),
+       sum(duration_ms > 1000 AND duration_ms <= 2500),
+       sum(duration_ms > 2500 AND duration_ms <= 5000),
+       sum(duration_ms > 5000 AND duration_ms <= 10000),
+       sum(duration_ms > 10000)
+FROM request_log
+WHERE at < '9999'
+GROUP BY 1, route, method, status, source
+ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
+    requests = excluded.requests, total_ms = excluded.total_ms,
+    max_ms = excluded.max_ms, bytes_in = excluded.bytes_in,
+    bytes_out = excluded.bytes_out, le_1 = excluded.le_1, le_2_5 = excluded.le_2_5,
+    le_5 = excluded.le_5, le_10 = excluded.le_10, le_25 = excluded.le_25,
+    le_50 = excluded.le_50, le_100 = excluded.le_100, le_250 = excluded.le_250,
+    le_500 = excluded.le_500, le_1000 = excluded.le_1000,
+    le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
+    le_10000 = excluded.le_10000, le_inf = excluded.le_inf;
+INSERT INTO user_activity (day, user_id, requests)
+SELECT substr(at, 1, 10), user_id, count(*)
+FROM request_log
+WHERE at < '9999' AND user_id IS NOT NULL
+GROUP BY 1, user_id
+ON CONFLICT (day, user_id) DO UPDATE SET requests = max(requests, excluded.requests);
+COMMIT;

@@ -1,0 +1,71 @@
+//! All SQL of the ai domain: the `ai_calls` ledger.
+
+use sqlx::{SqliteConnection, SqliteExecutor};
+
+/// One upstream call (after its retries), as recorded.
+#[derive(Debug, Clone)]
+pub struct NewCall<'a> {
+    pub user_id: Option<&'a str>,
+    pub job_id: Option<&'a str>,
+    pub model: &'a str,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub latency_ms: i64,
+    /// `succeeded` or `failed`.
+    pub outcome: &'a str,
+    pub error_code: Option<&'a str>,
+    pub http_status: Option<i64>,
+    pub upstream_request_id: Option<&'a str>,
+    pub stop_reason: Option<&'a str>,
+    pub streamed: bool,
+    pub attempts: i64,
+}
+
+#[tracing::instrument(skip_all, fields(model = call.model, outcome = call.outcome))]
+pub async fn insert_call(conn: &mut SqliteConnection, call: &NewCall<'_>) -> sqlx::Result<String> {
+    let id = crate::db::new_id();
+    let now = crate::db::now();
+    sqlx::query!(
+        "INSERT INTO ai_calls (id, user_id, job_id, model, input_tokens, output_tokens,
+             latency_ms, outcome, error_code, http_status, upstream_request_id,
+             stop_reason, streamed, attempts, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        id,
+        call.user_id,
+        call.job_id,
+        call.model,
+        call.input_tokens,
+        call.output_tokens,
+        call.latency_ms,
+        call.outcome,
+        call.error_code,
+        call.http_status,
+        call.upstream_request_id,
+        call.stop_reason,
+        call.streamed,
+        call.attempts,
+        now,
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Input plus output tokens a user's calls used since `since` (a stored
+/// timestamp, e.g. today's UTC midnight).
+#[tracing::instrument(skip_all)]
+pub async fn tokens_since(
+    exec: impl SqliteExecutor<'_>,
+    user_id: &str,
+    since: &str,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query!(
+        r#"SELECT coalesce(sum(input_tokens + output_tokens), 0) AS "tokens!: i64"
+           FROM ai_calls WHERE user_id = ?1 AND created_at >= ?2"#,
+        user_id,
+        since,
+    )
+    .fetch_one(exec)
+    .await?;
+    Ok(row.tokens)
+}

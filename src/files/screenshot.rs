@@ -1,0 +1,560 @@
+//! Screenshots with one shared Chromium (chromiumoxide), launched lazily,
+//! relaunched when it has died, and driving at most
+//! `SCREENSHOT_CONCURRENCY` pages at once.
+//!
+//! Every request a page makes (the navigation, each redirect hop, every
+//! sub-resource) is paused by the Fetch domain and continued only if
+//! [`ssrf::check`] allows it after DNS resolution; refused ones fail with
+//! `BlockedByClient` and the page renders without them. Pages are closed
+//! whatever happens; a page that times out or a browser that stops
+//! answering gets the whole browser killed and relaunched on the next job.
+//!
+//! Residual risks, stated plainly: Chromium resolves names again after the
+//! check (a DNS-rebinding host could answer differently the second time),
+//! and WebSocket/WebRTC traffic is not seen by the Fetch domain (page
+//! scripts get those constructors removed). Production deployments should
+//! also block private egress at the network level.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
+};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
+    NavigateParams, Viewport as ClipViewport,
+};
+use chromiumoxide::error::CdpError;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures::StreamExt;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::model::{ImageFormat, ScreenshotRequest, WaitUntil};
+use super::ssrf;
+use crate::config::Config;
+
+/// Why a screenshot failed, so that the job can say whether to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ShotError {
+    /// The URL (or where it redirected) is not allowed.
+    #[error("{0}")]
+    Refused(String),
+    /// The page could not be loaded or the selector matched nothing.
+    #[error("{0}")]
+    Page(String),
+    #[error("the page did not finish within the timeout")]
+    Timeout,
+    /// No browser is configured or it cannot start.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The browser failed underneath us (crashed, killed): worth a retry.
+    #[error("{0}")]
+    Browser(String),
+}
+
+/// One running browser.
+struct Live {
+    browser: Arc<Mutex<Browser>>,
+    dead: Arc<AtomicBool>,
+    user_data: PathBuf,
+    pid: Option<u32>,
+}
+
+struct PoolInner {
+    executable: Option<PathBuf>,
+    /// Fresh profiles are created under here (`DATA_DIR/chromium`).
+    profiles: PathBuf,
+    allowed_hosts: Vec<String>,
+    pages: Arc<Semaphore>,
+    concurrency: usize,
+    live: Mutex<Option<Live>>,
+    in_use: AtomicUsize,
+    launches: AtomicU64,
+    pid: AtomicU32,
+    running: AtomicBool,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// The shared browser; clone freely.
+#[derive(Clone)]
+pub struct BrowserPool {
+    inner: Arc<PoolInner>,
+}
+
+/// `CHROMIUM_PATH`, else the usual names on `PATH`.
+fn find_executable(config: &Config) -> Option<PathBuf> {
+    if let Some(p) = &config.chromium_path {
+        return Some(p.clone());
+    }
+    let path = std::env::var_os("PATH")?;
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return Some(candidate);
+            }
+        }
+    }
+    None
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Script run in every frame before the page's own: removes the network
+/// APIs the Fetch domain cannot see.
+const HARDEN_JS: &str = "(() => { for (const k of ['WebSocket','WebSocketStream','RTCPeerConnection','webkitRTCPeerConnection','RTCDataChannel','WebTransport']) { try { Object.defineProperty(window, k, {value: undefined, configurable: false, writable: false}); } catch (e) {} } })();";
+
+impl BrowserPool {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            inner: Arc::new(PoolInner {
+                executable: find_executable(config),
+                profiles: config.data_dir.join("chromium"),
+                allowed_hosts: config.screenshot_allowed_hosts.clone(),
+                pages: Arc::new(Semaphore::new(config.screenshot_concurrency)),
+                concurrency: config.screenshot_concurrency,
+                live: Mutex::new(None),
+                in_use: AtomicUsize::new(0),
+                launches: AtomicU64::new(0),
+                pid: AtomicU32::new(0),
+                running: AtomicBool::new(false),
+                last_error: std::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.inner.allowed_hosts
+    }
+
+    /// For monitoring.
+    pub fn health(&self) -> serde_json::Value {
+        let i = &self.inner;
+        let pid = i.pid.load(Ordering::Relaxed);
+        serde_json::json!({
+            "available": i.executable.is_some(),
+            "executable": i.executable.as_ref().map(|p| p.display().to_string()),
+            "running": i.running.load(Ordering::Relaxed),
+            "pid": (pid != 0).then_some(pid),
+            "pagesInUse": i.in_use.load(Ordering::Relaxed),
+            "maxPages": i.concurrency,
+            "launches": i.launches.load(Ordering::Relaxed),
+            "lastError": i.last_error.lock().ok().and_then(|e| e.clone()),
+        })
+    }
+
+    /// The running browser, launching one if there is none or it died.
+    async fn browser(&self) -> Result<Arc<Mutex<Browser>>, ShotError> {
+        let mut slot = self.inner.live.lock().await;
+        if let Some(live) = slot.as_ref()
+            && !live.dead.load(Ordering::Relaxed)
+        {
+            return Ok(live.browser.clone());
+        }
+        if let Some(old) = slot.take() {
+            self.dispose(old).await;
+        }
+        let live = self.launch().await.map_err(|e| {
+            let msg = format!("{e:#}");
+            if let Ok(mut last) = self.inner.last_error.lock() {
+                *last = Some(msg.clone());
+            }
+            ShotError::Unavailable(format!("the browser could not be started: {msg}"))
+        })?;
+        let browser = live.browser.clone();
+        *slot = Some(live);
+        Ok(browser)
+    }
+
+    async fn launch(&self) -> anyhow::Result<Live> {
+        let exe = self
+            .inner
+            .executable
+            .clone()
+            .context("no browser: set CHROMIUM_PATH or install chromium")?;
+        let user_data = self
+            .inner
+            .profiles
+            .join(uuid::Uuid::new_v4().simple().to_string());
+        std::fs::create_dir_all(&user_data).context("failed to create the browser profile")?;
+        let mut builder = BrowserConfig::builder()
+            .chrome_executable(&exe)
+            .user_data_dir(&user_data)
+            .launch_timeout(Duration::from_secs(20))
+            .request_timeout(Duration::from_secs(30))
+            .args([
+                "--disable-gpu",
+                "--disable-quic",
+                "--disable-component-update",
+                "--disable-dev-shm-usage",
+                "--disable-domain-reliability",
+                "--disable-breakpad",
+                "--dns-prefetch-disable",
+                "--no-pings",
+                "--no-default-browser-check",
+                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                "--proxy-bypass-list=<-loopback>",
+                "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
+            ]);
+        if running_as_root() {
+            builder = builder.no_sandbox();
+        }
+        let config = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("invalid browser configuration: {e}"))?;
+        let (mut browser, mut handler) = match Browser::launch(config).await {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&user_data);
+                return Err(anyhow::Error::new(e).context("failed to launch the browser"));
+            }
+        };
+        let dead = Arc::new(AtomicBool::new(false));
+        let flag = dead.clone();
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(event) = handler.next().await {
+                match event {
+                    Ok(()) | Err(CdpError::InvalidMessage(..)) => {}
+                    Err(CdpError::Serde(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "browser connection failed");
+                        break;
+                    }
+                }
+            }
+            flag.store(true, Ordering::Relaxed);
+            inner.running.store(false, Ordering::Relaxed);
+        });
+        let pid = browser.get_mut_child().and_then(|c| c.inner.id());
+        self.inner.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
+        self.inner.running.store(true, Ordering::Relaxed);
+        self.inner.launches.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(pid, "browser launched");
+        Ok(Live {
+            browser: Arc::new(Mutex::new(browser)),
+            dead,
+            user_data,
+            pid,
+        })
+    }
+
+    /// Kills a browser, reaps it, and removes its profile.
+    async fn dispose(&self, live: Live) {
+        {
+            let mut b = live.browser.lock().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), b.kill()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), b.wait()).await;
+        }
+        live.dead.store(true, Ordering::Relaxed);
+        self.inner.running.store(false, Ordering::Relaxed);
+        if self.inner.pid.load(Ordering::Relaxed) == live.pid.unwrap_or(0) {
+            self.inner.pid.store(0, Ordering::Relaxed);
+        }
+        let dir = live.user_data.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    }
+
+    /// Kills the browser (it is relaunched by the next screenshot).
+    pub async fn restart(&self) {
+        let old = self.inner.live.lock().await.take();
+        if let Some(old) = old {
+            self.dispose(old).await;
+        }
+    }
+
+    /// Closes the browser for good (service shutdown).
+    pub async fn shutdown(&self) {
+        self.inner.pages.close();
+        self.restart().await;
+    }
+
+    /// Takes a screenshot: validated request in, image bytes out.
+    pub async fn capture(&self, req: &ScreenshotRequest) -> Result<Vec<u8>, ShotError> {
+        ssrf::check(&req.url, &self.inner.allowed_hosts)
+            .await
+            .map_err(|m| ShotError::Refused(format!("url: {m}")))?;
+        let _permit = self
+            .inner
+            .pages
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ShotError::Unavailable("the service is stopping".into()))?;
+        self.inner.in_use.fetch_add(1, Ordering::Relaxed);
+        let _in_use = InUse(self.inner.clone());
+
+        let browser = self.browser().await?;
+        let page = {
+            let b = browser.lock().await;
+            tokio::time::timeout(Duration::from_secs(20), b.new_page("about:blank"))
+                .await
+                .map_err(|_| ShotError::Browser("the browser did not open a page".into()))?
+                .map_err(|e| ShotError::Browser(format!("the browser did not open a page: {e}")))?
+        };
+        let blocked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let outcome =
+            tokio::time::timeout(req.timeout(), self.shoot(&page, req, blocked.clone())).await;
+        let result = match outcome {
+            Ok(r) => r,
+            Err(_) => Err(ShotError::Timeout),
+        };
+        // Always close the page; a browser that cannot even do that is
+        // killed and relaunched by the next job.
+        let closed = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
+        if !matches!(closed, Ok(Ok(()))) {
+            tracing::warn!("a page did not close; restarting the browser");
+            self.restart().await;
+        }
+        match result {
+            Err(ShotError::Page(m)) | Err(ShotError::Browser(m)) if self.is_dead().await => {
+                Err(ShotError::Browser(format!("the browser stopped: {m}")))
+            }
+            Err(ShotError::Page(m)) => {
+                let blocked = blocked.lock().map(|b| b.clone()).unwrap_or_default();
+                if blocked.iter().any(|u| u == req.url.as_str())
+                    || (!blocked.is_empty() && m.contains("ERR_BLOCKED_BY_CLIENT"))
+                {
+                    Err(ShotError::Refused(format!(
+                        "url: the page redirected to a refused address ({})",
+                        blocked.first().cloned().unwrap_or_default()
+                    )))
+                } else {
+                    Err(ShotError::Page(m))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn is_dead(&self) -> bool {
+        match self.inner.live.lock().await.as_ref() {
+            Some(l) => l.dead.load(Ordering::Relaxed),
+            None => true,
+        }
+    }
+
+    async fn shoot(
+        &self,
+        page: &Page,
+        req: &ScreenshotRequest,
+        blocked: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Result<Vec<u8>, ShotError> {
+        let cdp = |e: CdpError| ShotError::Page(e.to_string());
+
+        // The request guard: every paused request is checked, then continued
+        // or failed. It ends when the page closes (the stream ends).
+        let mut paused = page
+            .event_listener::<EventRequestPaused>()
+            .await
+            .map_err(cdp)?;
+        let guard_page = page.clone();
+        let allowed = self.inner.allowed_hosts.clone();
+        let blocked_log = blocked.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = paused.next().await {
+                let page = guard_page.clone();
+                let allowed = allowed.clone();
+                let blocked_log = blocked_log.clone();
+                tokio::spawn(async move {
+                    let url = ev.request.url.clone();
+                    match ssrf::check(&url, &allowed).await {
+                        Ok(()) => {
+                            let _ = page
+                                .execute(ContinueRequestParams::new(ev.request_id.clone()))
+                                .await;
+                        }
+                        Err(reason) => {
+                            tracing::info!(%reason, "screenshot sub-request refused");
+                            if let Ok(mut b) = blocked_log.lock() {
+                                b.push(url);
+                            }
+                            let _ = page
+                                .execute(FailRequestParams::new(
+                                    ev.request_id.clone(),
+                                    ErrorReason::BlockedByClient,
+                                ))
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        page.execute(
+            fetch::EnableParams::builder()
+                .pattern(RequestPattern::builder().url_pattern("*").build())
+                .build(),
+        )
+        .await
+        .map_err(cdp)?;
+
+        // In-flight request tracking for `networkidle`.
+        let tracker = Arc::new(Inflight::default());
+        if req.wait_until == WaitUntil::Networkidle {
+            let mut sent = page
+                .event_listener::<EventRequestWillBeSent>()
+                .await
+                .map_err(cdp)?;
+            let mut done = page
+                .event_listener::<EventLoadingFinished>()
+                .await
+                .map_err(cdp)?;
+            let mut failed = page
+                .event_listener::<EventLoadingFailed>()
+                .await
+                .map_err(cdp)?;
+            let t = tracker.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        Some(_) = sent.next() => t.change(1),
+                        Some(_) = done.next() => t.change(-1),
+                        Some(_) = failed.next() => t.change(-1),
+                        else => break,
+                    }
+                }
+            });
+        }
+
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(HARDEN_JS))
+            .await
+            .map_err(cdp)?;
+        page.execute(SetDeviceMetricsOverrideParams::new(
+            i64::from(req.viewport.width),
+            i64::from(req.viewport.height),
+            1.0,
+            false,
+        ))
+        .await
+        .map_err(cdp)?;
+
+        page.goto(NavigateParams::new(req.url.clone()))
+            .await
+            .map_err(cdp)?;
+        if req.wait_until == WaitUntil::Networkidle {
+            tracker.wait_idle(Duration::from_millis(500)).await;
+        }
+
+        let format = match req.format {
+            ImageFormat::Png => CaptureScreenshotFormat::Png,
+            ImageFormat::Jpeg => CaptureScreenshotFormat::Jpeg,
+        };
+        let quality = match req.format {
+            ImageFormat::Jpeg => Some(i64::from(req.quality.unwrap_or(80))),
+            ImageFormat::Png => None,
+        };
+        if let Some(selector) = &req.selector {
+            let selector_json = serde_json::to_string(selector).unwrap_or_default();
+            let js = format!(
+                "(() => {{ let e; try {{ e = document.querySelector({selector_json}); }} catch (err) {{ return {{error: 'invalid'}}; }} if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect(); return {{x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height}}; }})()"
+            );
+            let value: Option<serde_json::Value> =
+                page.evaluate(js).await.map_err(cdp)?.into_value().ok();
+            let rect = match value {
+                Some(v) if v.get("error").is_some() => {
+                    return Err(ShotError::Page("selector: not a valid CSS selector".into()));
+                }
+                Some(v) if v.is_object() => v,
+                _ => return Err(ShotError::Page("selector: no element matches".into())),
+            };
+            let num = |k: &str| {
+                rect.get(k)
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(0.0)
+            };
+            let (w, h) = (num("w"), num("h"));
+            if w < 1.0 || h < 1.0 {
+                return Err(ShotError::Page("selector: the element has no size".into()));
+            }
+            let params = CaptureScreenshotParams {
+                format: Some(format),
+                quality,
+                clip: Some(ClipViewport {
+                    x: num("x"),
+                    y: num("y"),
+                    width: w,
+                    height: h,
+                    scale: 1.0,
+                }),
+                from_surface: Some(true),
+                capture_beyond_viewport: Some(true),
+                optimize_for_speed: None,
+            };
+            return self.capture_raw(page, params).await;
+        }
+        let mut builder = chromiumoxide::page::ScreenshotParams::builder()
+            .format(format)
+            .full_page(req.full_page);
+        if let Some(q) = quality {
+            builder = builder.quality(q);
+        }
+        page.screenshot(builder.build()).await.map_err(cdp)
+    }
+
+    async fn capture_raw(
+        &self,
+        page: &Page,
+        params: CaptureScreenshotParams,
+    ) -> Result<Vec<u8>, ShotError> {
+        let res = page
+            .execute(params)
+            .await
+            .map_err(|e| ShotError::Page(e.to_string()))?;
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(AsRef::<[u8]>::as_ref(&res.result.data))
+            .map_err(|e| ShotError::Page(format!("bad screenshot data: {e}")))
+    }
+}
+
+struct InUse(Arc<PoolInner>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Requests in flight and when that number last changed.
+#[derive(Default)]
+struct Inflight {
+    count: std::sync::Mutex<(i64, Option<Instant>)>,
+}
+
+impl Inflight {
+    fn change(&self, delta: i64) {
+        if let Ok(mut c) = self.count.lock() {
+            c.0 = (c.0 + delta).max(0);
+            c.1 = Some(Instant::now());
+        }
+    }
+
+    /// Returns once no request has been in flight for `quiet`.
+    async fn wait_idle(&self, quiet: Duration) {
+        loop {
+            let (n, last) = self.count.lock().map(|c| *c).unwrap_or((0, None));
+            let idle_for = last.map(|t| t.elapsed()).unwrap_or(quiet);
+            if n == 0 && idle_for >= quiet {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

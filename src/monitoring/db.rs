@@ -1,0 +1,722 @@
+//! Every SQL statement of the monitoring domain.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::model::{
+    Alert, ErrorEvent, ErrorGroup, ErrorRecord, LogEntry, ROLLUP_BUCKETS, RequestRecord,
+};
+
+/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
+const CHUNK: usize = 500;
+
+/// Inserts request records with multi-row INSERT statements.
+pub async fn insert_requests(
+    conn: &mut SqliteConnection,
+    records: &[&RequestRecord],
+) -> sqlx::Result<()> {
+    for chunk in records.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, \
+             bytes_out, user_id, client_ip, user_agent, request_id, source, loadtest_id) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.at)
+                .push_bind(r.method)
+                .push_bind(&r.route)
+                .push_bind(i64::from(r.status))
+                .push_bind(r.duration_ms)
+                .push_bind(r.bytes_in)
+                .push_bind(r.bytes_out)
+                .push_bind(&r.user_id)
+                .push_bind(&r.client_ip)
+                .push_bind(&r.user_agent)
+                .push_bind(&r.request_id)
+                .push_bind(r.source())
+                .push_bind(&r.loadtest_id);
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One hourly aggregate to add to `request_rollups`.
+#[derive(Debug, Default, Clone)]
+pub struct RollupDelta {
+    pub requests: i64,
+    pub total_ms: f64,
+    pub max_ms: f64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub buckets: [i64; ROLLUP_BUCKETS],
+}
+
+/// (hour, route, method, status, source)
+pub type RollupKey = (String, String, &'static str, u16, &'static str);
+
+/// Adds aggregates to the hourly roll-ups.
+pub async fn add_rollups(
+    conn: &mut SqliteConnection,
+    rows: &[(RollupKey, RollupDelta)],
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(100) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO request_rollups (hour, route, method, status, source, requests, \
+             total_ms, max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, \
+             le_100, le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf) ",
+        );
+        qb.push_values(
+            chunk,
+            |mut b, ((hour, route, method, status, source), d)| {
+                b.push_bind(hour)
+                    .push_bind(route)
+                    .push_bind(*method)
+                    .push_bind(i64::from(*status))
+                    .push_bind(*source)
+                    .push_bind(d.requests)
+                    .push_bind(d.total_ms)
+                    .push_bind(d.max_ms)
+                    .push_bind(d.bytes_in)
+                    .push_bind(d.bytes_out);
+                for c in d.buckets {
+                    b.push_bind(c);
+                }
+            },
+        );
+        qb.push(
+            " ON CONFLICT (hour, route, method, status, source) DO UPDATE SET \
+             requests = requests + excluded.requests, total_ms = total_ms + excluded.total_ms, \
+             max_ms = max(max_ms, excluded.max_ms), bytes_in = bytes_in + excluded.bytes_in, \
+             bytes_out = bytes_out + excluded.bytes_out, \
+             le_1 = le_1 + excluded.le_1, le_2_5 = le_2_5 + excluded.le_2_5, \
+             le_5 = le_5 + excluded.le_5, le_10 = le_10 + excluded.le_10, \
+             le_25 = le_25 + excluded.le_25, le_50 = le_50 + excluded.le_50, \
+             le_100 = le_100 + excluded.le_100, le_250 = le_250 + excluded.le_250, \
+             le_500 = le_500 + excluded.le_500, le_1000 = le_1000 + excluded.le_1000, \
+             le_2500 = le_2500 + excluded.le_2500, le_5000 = le_5000 + excluded.le_5000, \
+             le_10000 = le_10000 + excluded.le_10000, le_inf = le_inf + excluded.le_inf",
+        );
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Adds authenticated requests per (day, user).
+pub async fn add_activity(
+    conn: &mut SqliteConnection,
+    rows: &[((String, String), i64)],
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO user_activity (day, user_id, requests) ");
+        qb.push_values(chunk, |mut b, ((day, user), n)| {
+            b.push_bind(day).push_bind(user).push_bind(*n);
+        });
+        qb.push(
+            " ON CONFLICT (day, user_id) DO UPDATE SET requests = requests + excluded.requests",
+        );
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Records one occurrence of an error in its group.
+pub async fn add_error(conn: &mut SqliteConnection, e: &ErrorRecord) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO error_groups (fingerprint, kind, location, message, count, first_seen,
+                                     last_seen, last_request_id, last_context)
+           VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6, ?7)
+           ON CONFLICT (fingerprint) DO UPDATE SET
+               message = excluded.message, count = count + 1, last_seen = excluded.last_seen,
+               last_request_id = excluded.last_request_id, last_context = excluded.last_context"#,
+        e.fingerprint,
+        e.kind,
+        e.location,
+        e.message,
+        e.at,
+        e.request_id,
+        e.context
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO error_events (fingerprint, at, message, context, request_id)
+         VALUES (?, ?, ?, ?, ?)",
+        e.fingerprint,
+        e.at,
+        e.message,
+        e.context,
+        e.request_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Filters of the request log, already parsed.
+#[derive(Debug, Default)]
+pub struct LogFilter {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub status: Option<i64>,
+    /// Inclusive status range of a class (400..=499).
+    pub status_range: Option<(i64, i64)>,
+    pub route: Option<String>,
+    pub method: Option<String>,
+    pub user_id: Option<String>,
+    pub min_duration_ms: Option<f64>,
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+/// The request log, newest first, with dynamic filters.
+pub async fn list_logs(conn: &mut SqliteConnection, f: &LogFilter) -> sqlx::Result<Vec<LogEntry>> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT id, at, method, route, status, duration_ms, bytes_in, bytes_out, user_id, \
+         client_ip, user_agent, request_id, source, loadtest_id FROM request_log WHERE 1 = 1",
+    );
+    if let Some(v) = &f.from {
+        qb.push(" AND at >= ").push_bind(v);
+    }
+    if let Some(v) = &f.to {
+        qb.push(" AND at < ").push_bind(v);
+    }
+    if let Some(v) = f.status {
+        qb.push(" AND status = ").push_bind(v);
+    }
+    if let Some((lo, hi)) = f.status_range {
+        qb.push(" AND status BETWEEN ")
+            .push_bind(lo)
+            .push(" AND ")
+            .push_bind(hi);
+    }
+    if let Some(v) = &f.route {
+        qb.push(" AND route = ").push_bind(v);
+    }
+    if let Some(v) = &f.method {
+        qb.push(" AND method = ").push_bind(v);
+    }
+    if let Some(v) = &f.user_id {
+        qb.push(" AND user_id = ").push_bind(v);
+    }
+    if let Some(v) = f.min_duration_ms {
+        qb.push(" AND duration_ms >= ").push_bind(v);
+    }
+    if let Some(v) = &f.source {
+        qb.push(" AND source = ").push_bind(v);
+    }
+    if let Some(v) = &f.request_id {
+        qb.push(" AND request_id = ").push_bind(v);
+    }
+    if let Some(v) = f.before_id {
+        qb.push(" AND id < ").push_bind(v);
+    }
+    qb.push(" ORDER BY id DESC LIMIT ").push_bind(f.limit + 1);
+    qb.build_query_as::<LogRow>()
+        .fetch_all(conn)
+        .await
+        .map(|rows| rows.into_iter().map(Into::into).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    id: i64,
+    at: String,
+    method: String,
+    route: String,
+    status: i64,
+    duration_ms: f64,
+    bytes_in: Option<i64>,
+    bytes_out: Option<i64>,
+    user_id: Option<String>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    source: String,
+    loadtest_id: Option<String>,
+}
+
+impl From<LogRow> for LogEntry {
+    fn from(r: LogRow) -> Self {
+        LogEntry {
+            id: r.id,
+            at: r.at,
+            method: r.method,
+            route: r.route,
+            status: r.status,
+            duration_ms: r.duration_ms,
+            bytes_in: r.bytes_in,
+            bytes_out: r.bytes_out,
+            user_id: r.user_id,
+            client_ip: r.client_ip,
+            user_agent: r.user_agent,
+            request_id: r.request_id,
+            source: r.source,
+            loadtest_id: r.loadtest_id,
+        }
+    }
+}
+
+struct GroupRow {
+    fingerprint: String,
+    kind: String,
+    location: String,
+    message: String,
+    count: i64,
+    first_seen: String,
+    last_seen: String,
+    last_request_id: Option<String>,
+    last_context: String,
+}
+
+impl From<GroupRow> for ErrorGroup {
+    fn from(r: GroupRow) -> Self {
+        ErrorGroup {
+            fingerprint: r.fingerprint,
+            kind: r.kind,
+            location: r.location,
+            message: r.message,
+            count: r.count,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            last_request_id: r.last_request_id,
+            last_context: serde_json::from_str(&r.last_context).unwrap_or_default(),
+            events: None,
+        }
+    }
+}
+
+/// Error groups, most recently seen first. The cursor is
+/// (last_seen, fingerprint) of the previous page's last item.
+#[allow(clippy::too_many_arguments)]
+pub async fn list_error_groups(
+    conn: &mut SqliteConnection,
+    kind: Option<&str>,
+    since: Option<&str>,
+    fingerprint: Option<&str>,
+    cursor: Option<(&str, &str)>,
+    limit: i64,
+) -> sqlx::Result<Vec<ErrorGroup>> {
+    let (c_seen, c_fp) = match cursor {
+        Some((s, f)) => (Some(s), Some(f)),
+        None => (None, None),
+    };
+    let limit = limit + 1;
+    let rows = sqlx::query_as!(
+        GroupRow,
+        r#"SELECT fingerprint AS "fingerprint!", kind, location, message, count, first_seen,
+                  last_seen, last_request_id, last_context
+           FROM error_groups
+           WHERE (?1 IS NULL OR kind = ?1)
+             AND (?2 IS NULL OR last_seen >= ?2)
+             AND (?3 IS NULL OR fingerprint = ?3)
+             AND (?4 IS NULL OR last_seen < ?4 OR (last_seen = ?4 AND fingerprint > ?5))
+           ORDER BY last_seen DESC, fingerprint
+           LIMIT ?6"#,
+        kind,
+        since,
+        fingerprint,
+        c_seen,
+        c_fp,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+pub async fn recent_error_events(
+    conn: &mut SqliteConnection,
+    fingerprint: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<ErrorEvent>> {
+    let rows = sqlx::query!(
+        r#"SELECT at, message, context, request_id FROM error_events
+           WHERE fingerprint = ? ORDER BY id DESC LIMIT ?"#,
+        fingerprint,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ErrorEvent {
+            at: r.at,
+            message: r.message,
+            context: serde_json::from_str(&r.context).unwrap_or_default(),
+            request_id: r.request_id,
+        })
+        .collect())
+}
+
+/// Per-route aggregates of the roll-ups from `from_hour` (inclusive).
+pub struct RouteRollup {
+    pub route: String,
+    pub method: String,
+    pub requests: i64,
+    pub server_errors: i64,
+    pub total_ms: f64,
+    pub max_ms: f64,
+    pub buckets: [i64; ROLLUP_BUCKETS],
+}
+
+/// API request roll-ups per route from `from_hour` (inclusive) to `to`
+/// (exclusive; open-ended when `None`).
+pub async fn rollups_by_route(
+    conn: &mut SqliteConnection,
+    from_hour: &str,
+    to: Option<&str>,
+) -> sqlx::Result<Vec<RouteRollup>> {
+    let rows = sqlx::query!(
+        r#"SELECT route AS "route!: String", method AS "method!: String",
+                  sum(requests) AS "requests!: i64",
+                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
+                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64",
+                  sum(le_1) AS "le_1!: i64", sum(le_2_5) AS "le_2_5!: i64",
+                  sum(le_5) AS "le_5!: i64", sum(le_10) AS "le_10!: i64",
+                  sum(le_25) AS "le_25!: i64", sum(le_50) AS "le_50!: i64",
+                  sum(le_100) AS "le_100!: i64", sum(le_250) AS "le_250!: i64",
+                  sum(le_500) AS "le_500!: i64", sum(le_1000) AS "le_1000!: i64",
+                  sum(le_2500) AS "le_2500!: i64", sum(le_5000) AS "le_5000!: i64",
+                  sum(le_10000) AS "le_10000!: i64", sum(le_inf) AS "le_inf!: i64"
+           FROM request_rollups
+           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
+           GROUP BY route, method"#,
+        from_hour,
+        to
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| RouteRollup {
+            route: r.route,
+            method: r.method,
+            requests: r.requests,
+            server_errors: r.server_errors,
+            total_ms: r.total_ms,
+            max_ms: r.max_ms,
+            buckets: [
+                r.le_1, r.le_2_5, r.le_5, r.le_10, r.le_25, r.le_50, r.le_100, r.le_250, r.le_500,
+                r.le_1000, r.le_2500, r.le_5000, r.le_10000, r.le_inf,
+            ],
+        })
+        .collect())
+}
+
+// --- retention ---------------------------------------------------------------
+
+/// Recomputes the roll-ups of every hour before `before_hour` from the raw
+/// rows still present (all rows of an hour are deleted together, so the
+/// recomputed values are complete), and the per-day user activity.
+pub async fn rebuild_rollups_before(
+    conn: &mut SqliteConnection,
+    before_hour: &str,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        r#"INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
+               max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
+               le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
+           SELECT substr(at, 1, 13) || ':00:00.000Z', route, method, status, source, count(*),
+                  sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
+                  coalesce(sum(bytes_out), 0),
+                  sum(duration_ms <= 1),
+                  sum(duration_ms > 1 AND duration_ms <= 2.5),
+                  sum(duration_ms > 2.5 AND duration_ms <= 5),
+                  sum(duration_ms > 5 AND duration_ms <= 10),
+                  sum(duration_ms > 10 AND duration_ms <= 25),
+                  sum(duration_ms > 25 AND duration_ms <= 50),
+                  sum(duration_ms > 50 AND duration_ms <= 100),
+                  sum(duration_ms > 100 AND duration_ms <= 250),
+                  sum(duration_ms > 250 AND duration_ms <= 500),
+                  sum(duration_ms > 500 AND duration_ms <= 1000),
+                  sum(duration_ms > 1000 AND duration_ms <= 2500),
+                  sum(duration_ms > 2500 AND duration_ms <= 5000),
+                  sum(duration_ms > 5000 AND duration_ms <= 10000),
+                  sum(duration_ms > 10000)
+           FROM request_log
+           WHERE at < ?1
+           GROUP BY 1, route, method, status, source
+           ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
+               requests = excluded.requests, total_ms = excluded.total_ms,
+               max_ms = excluded.max_ms, bytes_in = excluded.bytes_in,
+               bytes_out = excluded.bytes_out, le_1 = excluded.le_1, le_2_5 = excluded.le_2_5,
+               le_5 = excluded.le_5, le_10 = excluded.le_10, le_25 = excluded.le_25,
+               le_50 = excluded.le_50, le_100 = excluded.le_100, le_250 = excluded.le_250,
+               le_500 = excluded.le_500, le_1000 = excluded.le_1000,
+               le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
+               le_10000 = excluded.le_10000, le_inf = excluded.le_inf"#,
+        before_hour
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    sqlx::query!(
+        r#"INSERT INTO user_activity (day, user_id, requests)
+           SELECT substr(at, 1, 10), user_id, count(*)
+           FROM request_log
+           WHERE at < ?1 AND user_id IS NOT NULL
+           GROUP BY 1, user_id
+           ON CONFLICT (day, user_id) DO UPDATE SET
+               requests = max(requests, excluded.requests)"#,
+        before_hour
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(done)
+}
+
+pub async fn count_requests_before(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!: i64" FROM request_log WHERE at < ?"#,
+        before
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Deletes up to `limit` raw rows older than `before`; returns how many.
+pub async fn delete_requests_before(
+    conn: &mut SqliteConnection,
+    before: &str,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "DELETE FROM request_log WHERE id IN
+             (SELECT id FROM request_log WHERE at < ? ORDER BY at LIMIT ?)",
+        before,
+        limit
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+pub async fn count_error_events_before(
+    conn: &mut SqliteConnection,
+    before: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!: i64" FROM error_events WHERE at < ?"#,
+        before
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn delete_error_events_before(
+    conn: &mut SqliteConnection,
+    before: &str,
+) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query!("DELETE FROM error_events WHERE at < ?", before)
+            .execute(conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
+pub async fn count_rollups_before(
+    conn: &mut SqliteConnection,
+    before_hour: &str,
+    before_day: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT (SELECT count(*) FROM request_rollups WHERE hour < ?1)
+                + (SELECT count(*) FROM user_activity WHERE day < ?2)
+                + (SELECT count(*) FROM alerts WHERE status = 'resolved' AND fired_at < ?1)
+                + (SELECT count(*) FROM error_groups WHERE last_seen < ?1) AS "n!: i64""#,
+        before_hour,
+        before_day
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Deletes roll-ups, activity days, resolved alerts and error groups older
+/// than the roll-up retention.
+pub async fn delete_rollups_before(
+    conn: &mut SqliteConnection,
+    before_hour: &str,
+    before_day: &str,
+) -> sqlx::Result<u64> {
+    let mut n = sqlx::query!("DELETE FROM request_rollups WHERE hour < ?", before_hour)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    n += sqlx::query!("DELETE FROM user_activity WHERE day < ?", before_day)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    n += sqlx::query!(
+        "DELETE FROM alerts WHERE status = 'resolved' AND fired_at < ?",
+        before_hour
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    n += sqlx::query!("DELETE FROM error_groups WHERE last_seen < ?", before_hour)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n)
+}
+
+/// (page_size, page_count, freelist_count)
+pub async fn page_stats(conn: &mut SqliteConnection) -> sqlx::Result<(i64, i64, i64)> {
+    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *conn)
+        .await?;
+    let count: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&mut *conn)
+        .await?;
+    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((size, count, free))
+}
+
+/// Returns free pages to the file system (the database is created with
+/// auto_vacuum = INCREMENTAL).
+pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()> {
+    sqlx::query("PRAGMA incremental_vacuum")
+        .fetch_all(conn)
+        .await
+        .map(|_| ())
+}
+
+// --- jobs (read-only) --------------------------------------------------------
+
+pub struct QueueStats {
+    pub queued: i64,
+    pub running: i64,
+    pub oldest_queued_run_at: Option<String>,
+}
+
+/// Depth of the queue: jobs waiting to run now, running, and the oldest due.
+pub async fn queue_stats(conn: &mut SqliteConnection, now: &str) -> sqlx::Result<QueueStats> {
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "queued!: i64",
+                  (SELECT count(*) FROM jobs WHERE status = 'running') AS "running!: i64",
+                  (SELECT min(run_at) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "oldest: String""#,
+        now
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(QueueStats {
+        queued: r.queued,
+        running: r.running,
+        oldest_queued_run_at: r.oldest,
+    })
+}
+
+/// Queued and running jobs per kind, for gauges.
+pub async fn active_jobs_by_kind(
+    conn: &mut SqliteConnection,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT kind, status, count(*) AS "n!: i64" FROM jobs
+           WHERE status IN ('queued', 'running') GROUP BY kind, status"#
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.kind, r.status, r.n)).collect())
+}
+
+/// (succeeded, failed) jobs finished since `since`.
+pub async fn job_outcomes_since(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> sqlx::Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT coalesce(sum(status = 'succeeded'), 0) AS "ok!: i64",
+                  coalesce(sum(status = 'failed'), 0) AS "failed!: i64"
+           FROM jobs WHERE finished_at >= ? AND status IN ('succeeded', 'failed')"#,
+        since
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((r.ok, r.failed))
+}
+
+// --- alerts ------------------------------------------------------------------
+
+pub async fn insert_alert(conn: &mut SqliteConnection, a: &Alert) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO alerts (id, rule, status, value, last_value, threshold, message, fired_at)
+         VALUES (?, ?, 'firing', ?, ?, ?, ?, ?)",
+        a.id,
+        a.rule,
+        a.value,
+        a.last_value,
+        a.threshold,
+        a.message,
+        a.fired_at
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn resolve_alert(
+    conn: &mut SqliteConnection,
+    id: &str,
+    last_value: f64,
+    at: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE alerts SET status = 'resolved', last_value = ?, resolved_at = ? WHERE id = ?",
+        last_value,
+        at,
+        id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn update_alert_value(
+    conn: &mut SqliteConnection,
+    id: &str,
+    last_value: f64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE alerts SET last_value = ? WHERE id = ?",
+        last_value,
+        id
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+pub async fn firing_alerts(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Alert>> {
+    sqlx::query_as!(
+        Alert,
+        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message, fired_at,
+                  resolved_at
+           FROM alerts WHERE status = 'firing' ORDER BY fired_at DESC"#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn recent_alerts(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<Alert>> {
+    sqlx::query_as!(
+        Alert,
+        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message, fired_at,
+                  resolved_at
+           FROM alerts ORDER BY fired_at DESC, id DESC LIMIT ?"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A read that touches a real table (health check).
+pub async fn read_probe(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(*) AS "n!: i64" FROM (SELECT 1 FROM users LIMIT 1)"#)
+        .fetch_one(conn)
+        .await
+}

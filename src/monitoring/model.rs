@@ -1,0 +1,354 @@
+//! Monitoring types: the records the writer stores and the bodies of the
+//! monitoring endpoints.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+/// Upper bounds (ms) of the request_rollups latency buckets (`le_1` ..
+/// `le_10000`); a last bucket (`le_inf`) counts everything slower.
+pub const ROLLUP_BOUNDS_MS: [f64; 13] = [
+    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+];
+pub const ROLLUP_BUCKETS: usize = ROLLUP_BOUNDS_MS.len() + 1;
+
+pub fn rollup_bucket(ms: f64) -> usize {
+    ROLLUP_BOUNDS_MS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap_or(ROLLUP_BOUNDS_MS.len())
+}
+
+/// The `q` quantile from rollup bucket counts: the upper bound of the bucket
+/// where the cumulative count reaches `q` of the total (the maximum for the
+/// last bucket), never above the maximum, as the `v_route_latency_daily`
+/// view computes it.
+pub fn rollup_quantile(buckets: &[i64; ROLLUP_BUCKETS], max_ms: f64, q: f64) -> f64 {
+    let total: i64 = buckets.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let mut seen = 0i64;
+    for (i, c) in buckets.iter().enumerate() {
+        seen += c;
+        if seen as f64 >= q * total as f64 {
+            return ROLLUP_BOUNDS_MS
+                .get(i)
+                .copied()
+                .unwrap_or(max_ms)
+                .min(max_ms);
+        }
+    }
+    max_ms
+}
+
+/// One request, as the writer stores it in `request_log`.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: String,
+    pub method: &'static str,
+    pub route: String,
+    pub status: u16,
+    pub duration_ms: f64,
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    pub user_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub loadtest_id: Option<String>,
+}
+
+impl RequestRecord {
+    pub fn source(&self) -> &'static str {
+        if self.loadtest_id.is_some() {
+            "loadtest"
+        } else {
+            "api"
+        }
+    }
+}
+
+/// One occurrence of a tracked error.
+#[derive(Debug, Clone)]
+pub struct ErrorRecord {
+    pub at: String,
+    pub fingerprint: String,
+    pub kind: String,
+    pub location: String,
+    pub message: String,
+    pub context: String,
+    pub request_id: Option<String>,
+}
+
+/// What the writer receives.
+#[derive(Debug)]
+pub enum Record {
+    Request(RequestRecord),
+    Error(ErrorRecord),
+}
+
+/// `GET /api/monitoring/logs` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Requests at or after this time (RFC 3339).
+    pub from: Option<String>,
+    /// Requests before this time (RFC 3339).
+    pub to: Option<String>,
+    /// Exact status code, e.g. 404.
+    pub status: Option<u16>,
+    /// Status class: `2xx`, `3xx`, `4xx` or `5xx`.
+    pub status_class: Option<String>,
+    /// Route template, e.g. `/api/users/{userId}`.
+    pub route: Option<String>,
+    pub method: Option<String>,
+    pub user_id: Option<String>,
+    /// Only requests that took at least this long.
+    pub min_duration_ms: Option<f64>,
+    /// `api` or `loadtest`.
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+    /// Items per page, 1-200 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    pub id: i64,
+    pub at: String,
+    pub method: String,
+    pub route: String,
+    pub status: i64,
+    pub duration_ms: f64,
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    pub user_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub source: String,
+    pub loadtest_id: Option<String>,
+}
+
+/// `GET /api/monitoring/errors` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ErrorQuery {
+    /// `http_500`, `panic`, `job`, `upstream`, ...
+    pub kind: Option<String>,
+    /// Groups seen at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only this group, with its recent occurrences.
+    pub fingerprint: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorGroup {
+    pub fingerprint: String,
+    pub kind: String,
+    pub location: String,
+    /// Latest message.
+    pub message: String,
+    pub count: i64,
+    pub first_seen: String,
+    pub last_seen: String,
+    pub last_request_id: Option<String>,
+    #[schema(value_type = Object)]
+    pub last_context: Value,
+    /// Recent occurrences (only when filtering by `fingerprint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<ErrorEvent>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorEvent {
+    pub at: String,
+    pub message: String,
+    #[schema(value_type = Object)]
+    pub context: Value,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WindowQuery {
+    /// `30s`, `5m`, `1h`, `24h`, `7d` or seconds (default `5m`, at most
+    /// 400 days). Up to one hour is answered from live in-process
+    /// histograms, longer windows from the hourly roll-ups.
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Performance {
+    pub window: String,
+    pub window_seconds: u64,
+    /// `live` (in-process histograms) or `database` (hourly roll-ups).
+    pub source: &'static str,
+    pub totals: RouteStats,
+    pub routes: Vec<RouteStats>,
+}
+
+#[derive(Debug, Serialize, ToSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStats {
+    pub method: String,
+    pub route: String,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub server_errors: u64,
+    /// Server errors (5xx) / requests.
+    pub error_rate: f64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SystemInfo {
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub pid: u32,
+    pub rss_bytes: u64,
+    /// Percent of one core since the previous reading.
+    pub cpu_percent: f32,
+    pub threads: Option<u64>,
+    pub open_fds: Option<u64>,
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+    pub data_dir_free_bytes: Option<u64>,
+    pub data_dir_total_bytes: Option<u64>,
+    pub queue_depth: i64,
+    pub oldest_queued_age_seconds: Option<f64>,
+    pub running_jobs: i64,
+    /// Chromium processes that are children of this service.
+    pub browser_processes: u64,
+    pub request_log_dropped: u64,
+    pub request_log_written: u64,
+    pub rate_limiter_keys: u64,
+    pub db_reader_connections: u32,
+    pub db_reader_idle: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Ok,
+    Degraded,
+    Down,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    pub name: String,
+    pub status: CheckStatus,
+    pub detail: String,
+    /// A failing critical check makes the service `down` (503); others only
+    /// `degraded`.
+    pub critical: bool,
+    pub duration_ms: f64,
+}
+
+impl Check {
+    pub fn new(name: &str, status: CheckStatus, detail: impl Into<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            status,
+            detail: detail.into(),
+            critical: false,
+            duration_ms: 0.0,
+        }
+    }
+
+    pub fn critical(mut self) -> Self {
+        self.critical = true;
+        self
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthDetailed {
+    /// `ok`, `degraded` or `down` (answered with 503).
+    pub status: CheckStatus,
+    pub checked_at: String,
+    pub checks: Vec<Check>,
+    pub firing_alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub id: String,
+    /// `error_rate`, `p95_latency`, `job_failure_rate`, `queue_age`,
+    /// `free_disk`, `log_drops`.
+    pub rule: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub value: f64,
+    pub last_value: f64,
+    pub threshold: f64,
+    pub message: String,
+    pub fired_at: String,
+    pub resolved_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Thresholds {
+    pub error_rate: f64,
+    pub p95_ms: f64,
+    pub job_failure_rate: f64,
+    pub queue_age_seconds: u64,
+    pub min_free_disk_bytes: u64,
+    pub log_drops: u64,
+    pub interval_seconds: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Alerts {
+    pub firing: Vec<Alert>,
+    /// The most recent alerts (firing and resolved), newest first.
+    pub recent: Vec<Alert>,
+    pub thresholds: Thresholds,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_buckets_put_bounds_in_their_own_bucket() {
+        assert_eq!(rollup_bucket(0.2), 0);
+        assert_eq!(rollup_bucket(1.0), 0);
+        assert_eq!(rollup_bucket(1.5), 1);
+        assert_eq!(rollup_bucket(10_000.0), 12);
+        assert_eq!(rollup_bucket(20_000.0), 13);
+    }
+
+    #[test]
+    fn rollup_quantile_is_the_bound_reaching_the_share() {
+        let mut b = [0i64; ROLLUP_BUCKETS];
+        b[2] = 90; // <= 5 ms
+        b[6] = 10; // <= 100 ms
+        assert_eq!(rollup_quantile(&b, 80.0, 0.5), 5.0);
+        assert_eq!(rollup_quantile(&b, 80.0, 0.95), 80.0);
+        assert_eq!(rollup_quantile(&b, 120.0, 0.95), 100.0);
+    }
+}

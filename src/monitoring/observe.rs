@@ -1,0 +1,231 @@
+//! What the `observe` middleware asks of monitoring: who is calling
+//! (before the handler) and what to record (after it).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::body::HttpBody;
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+use super::model::RequestRecord;
+use crate::error::InternalCause;
+use crate::http::client_ip::client_ip;
+use crate::http::extract::request_token;
+use crate::http::middleware::Panicked;
+use crate::state::AppState;
+
+/// Header by which the built-in load tester marks its requests:
+/// `<loadtest secret>:<test id>`.
+pub const LOADTEST_HEADER: &str = "x-hs-loadtest";
+
+/// The caller of a request, known before the handler runs. Inserted in the
+/// request extensions for the rate limiter.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub user_id: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    /// Set for the built-in load tester's requests (secret verified).
+    pub loadtest_id: Option<String>,
+}
+
+impl Caller {
+    /// The rate-limit key: the user when authenticated, else the client IP.
+    pub fn limit_key(&self) -> String {
+        match (&self.user_id, &self.client_ip) {
+            (Some(u), _) => format!("user:{u}"),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "ip:unknown".to_string(),
+        }
+    }
+}
+
+/// Identifies the caller: authenticates the bearer token or session cookie
+/// (answered from the in-memory cache on the hot path) and leaves the
+/// `Principal` in the extensions, so `AuthUser` does not repeat the work.
+pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
+    let mut caller = Caller {
+        client_ip: client_ip(
+            &parts.headers,
+            &parts.extensions,
+            state.config.trust_proxy_hops,
+        ),
+        loadtest_id: loadtest_id(state, parts),
+        user_id: None,
+    };
+    if let Some(token) = request_token(parts)
+        && let Ok(Some(principal)) = state.auth.authenticate(token).await
+    {
+        caller.user_id = Some(principal.user_id.clone());
+        parts.extensions.insert(principal);
+    }
+    parts.extensions.insert(caller.clone());
+    caller
+}
+
+fn loadtest_id(state: &AppState, parts: &Parts) -> Option<String> {
+    let value = parts.headers.get(LOADTEST_HEADER)?.to_str().ok()?;
+    parse_loadtest_header(&state.loadtest_secret, value)
+}
+
+/// The test id of a `<secret>:<testId>` header value when the secret matches
+/// (compared in constant time) and the id is sane.
+pub fn parse_loadtest_header(expected_secret: &str, value: &str) -> Option<String> {
+    let (secret, id) = value.split_once(':')?;
+    let ok: bool = secret.as_bytes().ct_eq(expected_secret.as_bytes()).into();
+    let id_ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (ok && id_ok).then(|| id.to_string())
+}
+
+/// A method label from a bounded set.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// What the middleware knew when the request arrived.
+pub struct Started {
+    pub at: String,
+    pub method: &'static str,
+    pub route: String,
+    pub request_id: String,
+    pub user_agent: Option<String>,
+    pub bytes_in: Option<i64>,
+    pub caller: Caller,
+}
+
+impl Started {
+    pub fn new(parts: &Parts, route: String, request_id: String) -> Self {
+        Self {
+            at: crate::db::now(),
+            method: method_label(&parts.method),
+            route,
+            request_id,
+            user_agent: parts
+                .headers
+                .get(header::USER_AGENT)
+                .map(|v| escape_user_agent(v.as_bytes())),
+            bytes_in: parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            caller: Caller::default(),
+        }
+    }
+}
+
+/// At most 256 characters, with control and non-ASCII bytes escaped, so
+/// that a user agent cannot forge log lines or break a terminal.
+pub fn escape_user_agent(raw: &[u8]) -> String {
+    let mut out = String::new();
+    for b in raw.iter().take(256) {
+        if b.is_ascii_graphic() || *b == b' ' {
+            out.push(*b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Records a finished request: live histogram, metrics, request log, and
+/// error tracking for 500s and panics.
+pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Response) {
+    let status = res.status().as_u16();
+    let monitor = &state.monitor;
+    let server_error = status >= 500;
+    monitor.live().record(
+        started.method,
+        &started.route,
+        elapsed.as_micros() as u64,
+        server_error,
+    );
+    super::metrics::record_request(started.method, &started.route, status, elapsed);
+    if server_error && let Some(cause) = res.extensions().get::<InternalCause>() {
+        let panicked = res.extensions().get::<Panicked>().is_some();
+        let kind = if panicked { "panic" } else { "http_500" };
+        let location = format!("{} {}", started.method, started.route);
+        monitor.track_error(
+            kind,
+            &location,
+            &cause.0,
+            serde_json::json!({
+                "method": started.method,
+                "route": started.route,
+                "status": status,
+                "userId": started.caller.user_id,
+            }),
+            Some(&started.request_id),
+        );
+    }
+    let bytes_out = res
+        .body()
+        .size_hint()
+        .exact()
+        .and_then(|n| i64::try_from(n).ok());
+    monitor.record_request(RequestRecord {
+        at: started.at,
+        method: started.method,
+        route: started.route,
+        status,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        bytes_in: started.bytes_in,
+        bytes_out,
+        user_id: started.caller.user_id,
+        client_ip: started.caller.client_ip.map(|ip| ip.to_string()),
+        user_agent: started.user_agent,
+        request_id: Some(started.request_id).filter(|r| !r.is_empty()),
+        loadtest_id: started.caller.loadtest_id,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_are_escaped_and_truncated() {
+        assert_eq!(escape_user_agent(b"curl/8.0"), "curl/8.0");
+        assert_eq!(escape_user_agent(b"a\nb\x1b"), "a\\x0ab\\x1b");
+        assert_eq!(escape_user_agent(&[b'x'; 400]).len(), 256);
+    }
+
+    #[test]
+    fn load_test_headers_need_the_secret_and_a_sane_id() {
+        assert_eq!(
+            parse_loadtest_header("s3cret", "s3cret:test-1"),
+            Some("test-1".to_string())
+        );
+        assert_eq!(parse_loadtest_header("s3cret", "guess:test-1"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret:"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret:a b"), None);
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret"), None);
+    }
+
+    #[test]
+    fn limit_keys_prefer_the_user() {
+        let mut c = Caller {
+            user_id: Some("u1".into()),
+            client_ip: Some("1.2.3.4".parse().unwrap()),
+            loadtest_id: None,
+        };
+        assert_eq!(c.limit_key(), "user:u1");
+        c.user_id = None;
+        assert_eq!(c.limit_key(), "ip:1.2.3.4");
+    }
+}

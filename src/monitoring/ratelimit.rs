@@ -1,0 +1,154 @@
+//! Rate limiting (governor, GCRA): `RATE_LIMIT_PER_MINUTE` per client for
+//! the whole API and `AI_RATE_LIMIT_PER_MINUTE` per client for
+//! `POST /api/claude-ai/chat`, each with a burst of the full minute's
+//! allowance. Clients are users when authenticated, else client IPs (see
+//! `http::client_ip`: only the trusted proxies' X-Forwarded-For entries
+//! count). `/health`, `/metrics` and the load tester's requests are exempt.
+//! Idle keys are dropped every minute so memory stays bounded.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::observe::Caller;
+use crate::error::AppError;
+use crate::http::middleware::route_of;
+use crate::state::AppState;
+
+/// The AI chat route, limited separately.
+pub const AI_CHAT_ROUTE: &str = "/api/claude-ai/chat";
+/// Routes never limited.
+pub const EXEMPT_ROUTES: [&str; 2] = ["/health", "/metrics"];
+
+pub struct Limit {
+    per_minute: u32,
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+impl Limit {
+    fn new(per_minute: u32) -> Option<Self> {
+        let n = NonZeroU32::new(per_minute)?;
+        Some(Self {
+            per_minute,
+            limiter: RateLimiter::keyed(Quota::per_minute(n).allow_burst(n)),
+        })
+    }
+
+    /// `Err(wait)` when the key is over its limit.
+    fn check(&self, key: &String) -> Result<(), Duration> {
+        self.limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+pub struct RateLimits {
+    general: Option<Limit>,
+    ai: Option<Limit>,
+}
+
+impl RateLimits {
+    /// 0 turns a limit off.
+    pub fn new(per_minute: u32, ai_per_minute: u32) -> Self {
+        Self {
+            general: Limit::new(per_minute),
+            ai: Limit::new(ai_per_minute),
+        }
+    }
+
+    /// Forgets clients whose allowance is full again and frees the memory.
+    pub fn clean_up(&self) {
+        for l in [&self.general, &self.ai].into_iter().flatten() {
+            l.limiter.retain_recent();
+            l.limiter.shrink_to_fit();
+        }
+    }
+
+    pub fn keys(&self) -> usize {
+        [&self.general, &self.ai]
+            .into_iter()
+            .flatten()
+            .map(|l| l.limiter.len())
+            .sum()
+    }
+}
+
+/// The middleware: runs after `observe` identified the caller.
+pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limits = state.monitor.limits();
+    if limits.general.is_none() && limits.ai.is_none() {
+        return next.run(req).await;
+    }
+    let route = route_of(&req);
+    if EXEMPT_ROUTES.contains(&route.as_str()) {
+        return next.run(req).await;
+    }
+    let Some(caller) = req.extensions().get::<Caller>() else {
+        return next.run(req).await;
+    };
+    if caller.loadtest_id.is_some() {
+        return next.run(req).await;
+    }
+    let key = caller.limit_key();
+    if let Some(limit) = &limits.general
+        && let Err(wait) = limit.check(&key)
+    {
+        return limited("general", limit, wait);
+    }
+    if req.method() == Method::POST
+        && req.uri().path().trim_end_matches('/') == AI_CHAT_ROUTE
+        && let Some(limit) = &limits.ai
+        && let Err(wait) = limit.check(&key)
+    {
+        return limited("ai", limit, wait);
+    }
+    next.run(req).await
+}
+
+/// 429 problem+json with `Retry-After` and the IETF draft `RateLimit` /
+/// `RateLimit-Policy` headers.
+fn limited(name: &'static str, limit: &Limit, wait: Duration) -> Response {
+    metrics::counter!("hs_rate_limited_total", "limit" => name).increment(1);
+    let reset = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut res = AppError::RateLimited { retry_after: wait }.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "limit={}, remaining=0, reset={}",
+        limit.per_minute,
+        reset.max(1)
+    )) {
+        h.insert("ratelimit", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{};w=60;burst={};comment=\"{name}\"",
+        limit.per_minute, limit.per_minute
+    )) {
+        h.insert("ratelimit-policy", v);
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_the_minute_allowance_passes_then_limits() {
+        let limits = RateLimits::new(3, 0);
+        let general = limits.general.as_ref().unwrap();
+        let key = "ip:1.2.3.4".to_string();
+        for _ in 0..3 {
+            assert!(general.check(&key).is_ok());
+        }
+        let wait = general.check(&key).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20));
+        assert!(general.check(&"ip:5.6.7.8".to_string()).is_ok());
+        assert!(limits.ai.is_none());
+    }
+}

@@ -1,0 +1,177 @@
+//! The writer: drains the bounded channel of request and error records and
+//! stores them in batches (multi-row INSERTs, one transaction per batch),
+//! maintaining the hourly roll-ups and daily user activity as it goes.
+//! Requests never wait for it: when the channel is full, records are dropped
+//! and counted (see [`super::Monitor::record_request`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::db::{self, RollupDelta, RollupKey};
+use super::model::{Record, RequestRecord, rollup_bucket};
+use crate::db::Db;
+
+/// Records per batch (one transaction).
+pub const BATCH: usize = 2000;
+/// How long the writer gathers records before writing a partial batch: a
+/// few large transactions cost far less than many small ones.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
+pub async fn run(
+    db: Db,
+    monitor: super::Monitor,
+    mut rx: mpsc::Receiver<Record>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    'run: loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
+                }
+            }
+            () = shutdown.cancelled() => break,
+        }
+        let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
+        while batch.len() < BATCH {
+            let room = BATCH - batch.len();
+            tokio::select! {
+                n = rx.recv_many(&mut batch, room) => {
+                    if n == 0 {
+                        write(&db, &monitor, &mut batch).await;
+                        break 'run;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.cancelled() => break,
+            }
+        }
+        write(&db, &monitor, &mut batch).await;
+    }
+    // Requests still in flight during the graceful shutdown keep sending for
+    // a moment: drain until the channel has been quiet for a short while.
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), rx.recv_many(&mut batch, BATCH))
+            .await
+        {
+            Ok(n) if n > 0 => write(&db, &monitor, &mut batch).await,
+            _ => break,
+        }
+    }
+}
+
+async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
+    let records = std::mem::take(batch);
+    let count = records.len();
+    if let Err(err) = write_batch(db, &records).await {
+        tracing::error!(error = %format!("{err:#}"), count, "failed to write monitoring records");
+        monitor.note_write_failure(count as u64);
+    } else {
+        monitor.note_written(
+            records
+                .iter()
+                .filter(|r| matches!(r, Record::Request(_)))
+                .count() as u64,
+        );
+    }
+    *batch = records;
+    batch.clear();
+}
+
+async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
+    let mut requests: Vec<&RequestRecord> = Vec::new();
+    let mut errors = Vec::new();
+    for r in records {
+        match r {
+            Record::Request(r) => requests.push(r),
+            Record::Error(e) => errors.push(e),
+        }
+    }
+    let (rollups, activity) = aggregate(&requests);
+    let mut tx = db.begin_write().await?;
+    if !requests.is_empty() {
+        db::insert_requests(&mut tx, &requests).await?;
+        db::add_rollups(&mut tx, &rollups).await?;
+        db::add_activity(&mut tx, &activity).await?;
+    }
+    for e in errors {
+        db::add_error(&mut tx, e).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The roll-up and activity increments of a batch.
+#[allow(clippy::type_complexity)]
+pub fn aggregate(
+    requests: &[&RequestRecord],
+) -> (Vec<(RollupKey, RollupDelta)>, Vec<((String, String), i64)>) {
+    let mut rollups: HashMap<RollupKey, RollupDelta> = HashMap::new();
+    let mut activity: HashMap<(String, String), i64> = HashMap::new();
+    for r in requests {
+        let hour = format!("{}:00:00.000Z", r.at.get(..13).unwrap_or(&r.at));
+        let key = (hour, r.route.clone(), r.method, r.status, r.source());
+        let d = rollups.entry(key).or_default();
+        d.requests += 1;
+        d.total_ms += r.duration_ms;
+        d.max_ms = d.max_ms.max(r.duration_ms);
+        d.bytes_in += r.bytes_in.unwrap_or(0);
+        d.bytes_out += r.bytes_out.unwrap_or(0);
+        d.buckets[rollup_bucket(r.duration_ms)] += 1;
+        if let Some(user) = &r.user_id {
+            let day = r.at.get(..10).unwrap_or(&r.at).to_string();
+            *activity.entry((day, user.clone())).or_default() += 1;
+        }
+    }
+    (
+        rollups.into_iter().collect(),
+        activity.into_iter().collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(at: &str, status: u16, ms: f64, user: Option<&str>) -> RequestRecord {
+        RequestRecord {
+            at: at.into(),
+            method: "GET",
+            route: "/x".into(),
+            status,
+            duration_ms: ms,
+            bytes_in: None,
+            bytes_out: Some(10),
+            user_id: user.map(Into::into),
+            client_ip: None,
+            user_agent: None,
+            request_id: None,
+            loadtest_id: None,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_aggregated_per_hour_route_and_status() {
+        let a = rec("2026-11-27T18:01:00.000Z", 200, 3.0, Some("u1"));
+        let b = rec("2026-11-27T18:59:00.000Z", 200, 30.0, Some("u1"));
+        let c = rec("2026-11-27T19:00:00.000Z", 200, 3.0, None);
+        let (rollups, activity) = aggregate(&[&a, &b, &c]);
+        assert_eq!(rollups.len(), 2);
+        let h18 = rollups
+            .iter()
+            .find(|(k, _)| k.0 == "2026-11-27T18:00:00.000Z")
+            .unwrap();
+        assert_eq!(h18.1.requests, 2);
+        assert_eq!(h18.1.max_ms, 30.0);
+        assert_eq!(h18.1.bytes_out, 20);
+        assert_eq!(h18.1.buckets[2] + h18.1.buckets[5], 2);
+        assert_eq!(
+            activity,
+            vec![(("2026-11-27".to_string(), "u1".to_string()), 2)]
+        );
+    }
+}
