@@ -141,15 +141,16 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 /// glibc raises its mmap threshold after the first large free, so the 19 MiB
 /// blocks of argon2id hashing would then stay in the heap and RSS would grow
 /// by one block per hashing thread. A fixed threshold keeps large blocks
-/// mmapped (returned to the OS when freed), and two arenas bound
-/// fragmentation across threads.
+/// mmapped (returned to the OS when freed), and a 4 MiB trim threshold
+/// avoids trimming churn after bursts of small frees. (mimalloc was tried:
+/// ~25% more requests/s, but twice the RSS, since it keeps freed pages.)
 #[allow(unsafe_code)]
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before
-    // any other thread exists.
+    // SAFETY: mallopt only sets allocator parameters; it is called first
+    // thing in main, before any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     }
 }
