@@ -178,6 +178,7 @@ struct Run {
 
 #[tokio::main]
 async fn main() {
+    hs_platform::telemetry::init(hs_platform::config::LogFormat::Pretty);
     let n: u64 = std::env::var("JOBS")
         .ok()
         .and_then(|s| s.parse().ok())
