@@ -57,10 +57,10 @@ impl Probe {
     }
 
     pub async fn check(&self, db: &Db) {
+        // The same read probe as health-detailed's database check.
         let ok = tokio::time::timeout(Duration::from_secs(3), async {
-            sqlx::query_scalar::<_, i64>("SELECT 1")
-                .fetch_one(&db.reader)
-                .await
+            let mut conn = db.reader.acquire().await?;
+            crate::monitoring::db::read_probe(&mut conn).await
         })
         .await
         .is_ok_and(|r| r.is_ok());

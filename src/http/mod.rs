@@ -20,7 +20,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -117,9 +116,4 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
     base.allow_origin(AllowOrigin::list(list))
         .allow_credentials(true)
-}
-
-/// Convenience for handlers that answer `204 No Content`.
-pub fn no_content() -> impl IntoResponse {
-    StatusCode::NO_CONTENT
 }

@@ -164,7 +164,7 @@ impl Queue {
             owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
         });
         let full = inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
-        tokio::spawn(writer::run(db, full, rx, finished, Arc::downgrade(&inner)));
+        tokio::spawn(writer::run(db, full, rx, finished));
         Self { inner }
     }
 

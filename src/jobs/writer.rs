@@ -3,8 +3,6 @@
 //! transaction, then acknowledges. Durability per job is unchanged (nothing
 //! is acknowledged before its commit), while one fsync serves many jobs.
 
-use std::sync::Weak;
-
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::db::{self, InsertJob};
@@ -75,7 +73,6 @@ pub(super) async fn run(
     synchronous_full: bool,
     mut rx: mpsc::Receiver<WriteOp>,
     finished: broadcast::Sender<String>,
-    _queue: Weak<super::Inner>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::with_capacity(64);

@@ -519,12 +519,7 @@ async fn metrics(
     headers: HeaderMap,
     principal: Option<Extension<Principal>>,
 ) -> Result<Response> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
+    let presented = crate::http::extract::bearer_token(&headers);
     let token_ok = match (&state.config.metrics_token, presented) {
         (Some(expected), Some(given)) => {
             bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))

@@ -423,7 +423,7 @@ async fn a_spend_limit_429_fails_at_once() {
 #[tokio::test]
 async fn an_upstream_401_fails_the_job_at_once_without_leaking_the_key() {
     let fake = FakeClaude::start().await;
-    let wrong_key = "sk-ant-api03-WRONG-secret-value-7d1e";
+    let wrong_key = "test-only-wrong-claude-key-7d1e";
     let mut settings: Vec<(&str, &str)> = vec![
         ("ANTHROPIC_API_KEY", wrong_key),
         ("ANTHROPIC_BASE_URL", fake.url.as_str()),

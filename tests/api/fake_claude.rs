@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// The key the fake accepts.
-pub const FAKE_KEY: &str = "sk-ant-api03-fake-test-key-do-not-leak-4f9c";
+pub const FAKE_KEY: &str = "test-only-fake-claude-key-do-not-leak-4f9c";
 
 /// Model IDs the fake's Models API lists; their aliases resolve too.
 pub const MODELS: &[(&str, &str)] = &[
