@@ -1,6 +1,10 @@
-//! What happens to every request around its handler: a tracing span, the
-//! logging of internal causes (once, here), error responses normalised to
-//! problem+json, security headers, and panics turned into 500s.
+//! What happens to every request around its handler, in one middleware so
+//! that the stack stays short (each `from_fn` layer costs a clone of the
+//! inner service and a boxed future per request): the request id, a tracing
+//! span, caller identification, the logging of internal causes (once,
+//! here), error responses normalised to problem+json, security headers, and
+//! the hand-over to monitoring. Panics are turned into 500s by the
+//! `CatchPanicLayer` inside it.
 
 use std::any::Any;
 use std::time::Instant;
@@ -13,59 +17,73 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{InternalCause, PROBLEM_JSON, Problem};
-use crate::http::request_id::RequestId;
+use crate::http::request_id;
 use crate::monitoring;
+use crate::monitoring::observe::method_label;
 use crate::state::AppState;
 
 /// The route template of a request (`/api/users/{userId}`), or a fixed
 /// placeholder for unmatched paths so label sets stay bounded.
-pub fn route_of(req: &Request) -> String {
+pub fn route_of(req: &Request) -> &str {
     req.extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string())
+        .map_or("unmatched", MatchedPath::as_str)
 }
 
-/// Opens the request span, identifies the caller, logs the outcome and the
-/// cause of any 500, and hands the request to monitoring (request log,
-/// metrics, live statistics, error tracking).
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The outermost middleware. Assigns the request id (returned in
+/// `x-request-id` and visible to error bodies), opens the request span,
+/// identifies the caller, runs the rest of the stack, normalises error
+/// responses, adds the security headers, logs the cause of any 500 and hands
+/// the request to monitoring (request log, metrics, live statistics, error
+/// tracking).
+pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
-    let route = route_of(&req);
-    let request_id = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let span = tracing::info_span!("request", %method, %route, %request_id, status = tracing::field::Empty);
-    async move {
-        let (mut parts, body) = req.into_parts();
-        let mut record = monitoring::observe::Started::new(&parts, route, request_id);
-        record.caller = monitoring::observe::identify(&state, &mut parts).await;
-        let req = Request::from_parts(parts, body);
-        let res = next.run(req).await;
-        let status = res.status();
-        tracing::Span::current().record("status", status.as_u16());
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if let Some(cause) = res.extensions().get::<InternalCause>() {
-            tracing::error!(cause = %cause.0, elapsed_ms, "request failed");
-        } else if status.is_server_error() {
-            tracing::warn!(elapsed_ms, "request answered with a server error");
-        } else {
-            tracing::debug!(elapsed_ms, "request finished");
+    let (request_id, id_header) = request_id::assign(req.headers());
+    let is_docs = req.uri().path() == "/docs";
+    let route = state
+        .monitor
+        .live()
+        .route(method_label(req.method()), route_of(&req));
+    let span = tracing::info_span!(
+        "request",
+        method = route.method,
+        route = %route.route,
+        request_id = %request_id,
+        status = tracing::field::Empty
+    );
+    let handled = {
+        let request_id = request_id.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            let mut record = monitoring::observe::Started::new(&state, &parts, route, request_id);
+            record.caller = monitoring::observe::identify(&state, &mut parts).await;
+            let res = next.run(Request::from_parts(parts, body)).await;
+            let mut res = problem_errors(res);
+            security_headers(&mut res, is_docs);
+            let status = res.status();
+            tracing::Span::current().record("status", status.as_u16());
+            let elapsed = started.elapsed();
+            let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+            if let Some(cause) = res.extensions().get::<InternalCause>() {
+                tracing::error!(cause = %cause.0, elapsed_ms, "request failed");
+            } else if status.is_server_error() {
+                tracing::warn!(elapsed_ms, "request answered with a server error");
+            } else {
+                tracing::debug!(elapsed_ms, "request finished");
+            }
+            monitoring::observe::finish(&state, record, elapsed, &res);
+            res
         }
-        monitoring::observe::finish(&state, record, started.elapsed(), &res);
-        res
-    }
-    .instrument(span)
-    .await
+        .instrument(span)
+    };
+    let mut res = request_id::scope(request_id, handled).await;
+    res.headers_mut().insert(request_id::HEADER, id_header);
+    res
 }
 
 /// Error responses that did not come from `AppError` (axum's 404 and 405,
 /// timeouts, limits) are rewritten as problem+json with a stable code.
-pub async fn problem_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+fn problem_errors(res: Response) -> Response {
     let status = res.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
@@ -116,10 +134,9 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
-/// Security headers on every response. Downloads set their own stricter CSP.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let is_docs = req.uri().path() == "/docs";
-    let mut res = next.run(req).await;
+/// Security headers on every response. Downloads set their own stricter
+/// CSP; the API reference page (`/docs`) needs scripts, so gets none.
+fn security_headers(res: &mut Response, is_docs: bool) {
     let h = res.headers_mut();
     h.insert(
         "x-content-type-options",
@@ -140,7 +157,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    res
 }
 
 /// Turns a panic into a 500 problem whose cause is logged like any other.

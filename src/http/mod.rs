@@ -2,10 +2,11 @@
 //! table is visible here), the middleware stack in the order a request meets
 //! it, and the OpenAPI document.
 //!
-//! A request passes, outermost first: request id -> observe (span, caller
-//! identification, logging of internal causes, request log, metrics, error
-//! tracking) -> problem normalisation -> panic catching -> security headers
-//! -> CORS -> rate limit -> timeout -> body limit -> the route's handler.
+//! A request passes, outermost first: the edge middleware (request id,
+//! span, caller identification, logging of internal causes, problem
+//! normalisation, security headers, request log, metrics, error tracking)
+//! -> panic catching -> CORS (when `CORS_ORIGINS` is set) -> rate limit ->
+//! timeout -> body limit -> the route's handler.
 
 pub mod client_ip;
 pub mod extract;
@@ -19,8 +20,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
+use tower::util::option_layer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -80,16 +82,15 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         crate::monitoring::ratelimit::middleware,
     ))
-    .layer(cors(&config.cors_origins))
-    .layer(from_fn(middleware::security_headers))
+    .layer(option_layer(cors(&config.cors_origins)))
     .layer(CatchPanicLayer::custom(middleware::panic_response))
-    .layer(from_fn(middleware::problem_errors))
-    .layer(from_fn_with_state(state.clone(), middleware::observe))
-    .layer(from_fn(request_id::middleware))
+    .layer(from_fn_with_state(state.clone(), middleware::edge))
     .with_state(state)
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
+/// CORS for the configured origins; none at all (same-origin only) when
+/// `CORS_ORIGINS` is empty, so that requests do not pay for the layer.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
     let base = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([
@@ -107,13 +108,14 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .max_age(std::time::Duration::from_secs(600));
     if origins.iter().any(|o| o == "*") {
-        return base.allow_origin(AllowOrigin::any());
+        return Some(base.allow_origin(AllowOrigin::any()));
     }
     let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
     if list.is_empty() {
-        // No cross-origin access unless configured.
-        return base.allow_origin(AllowOrigin::list(Vec::<HeaderValue>::new()));
+        return None;
     }
-    base.allow_origin(AllowOrigin::list(list))
-        .allow_credentials(true)
+    Some(
+        base.allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true),
+    )
 }

@@ -58,43 +58,46 @@ impl From<JobRow> for Job {
     }
 }
 
+/// A job to insert, as one element of [`insert_many`]'s JSON array.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InsertJob<'a> {
-    pub id: &'a str,
+    pub id: String,
     pub kind: &'a str,
     pub priority: i64,
-    pub payload: &'a str,
+    /// The payload as JSON text.
+    pub payload: String,
     pub user_id: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub max_attempts: i64,
-    pub run_at: &'a str,
-    pub now: &'a str,
+    pub run_at: String,
 }
 
-/// Inserts a job; `None` when its idempotency key already exists.
-pub async fn insert(
+/// Inserts many jobs in one statement. `jobs` is a JSON array of objects
+/// with the fields of [`InsertJob`] (camelCase, `payload` as JSON text);
+/// returns the rows inserted: a job whose idempotency key exists already is
+/// left out (see [`find_by_idempotency_key`]).
+pub async fn insert_many(
     conn: &mut SqliteConnection,
-    j: &InsertJob<'_>,
-) -> sqlx::Result<Option<JobRow>> {
+    jobs: &str,
+    now: &str,
+) -> sqlx::Result<Vec<JobRow>> {
     sqlx::query_as!(
         JobRow,
         r#"INSERT INTO jobs (id, kind, priority, payload, user_id, idempotency_key, max_attempts,
                              run_at, created_at, updated_at)
-           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+           SELECT j.value ->> 'id', j.value ->> 'kind', j.value ->> 'priority',
+                  j.value ->> 'payload', j.value ->> 'userId', j.value ->> 'idempotencyKey',
+                  j.value ->> 'maxAttempts', j.value ->> 'runAt', ?2, ?2
+           FROM json_each(?1) AS j WHERE true
            ON CONFLICT (user_id, kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
            RETURNING id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
                      run_at, progress_percent, progress_message, result, error_code, error_message,
                      cancel_requested, created_at, started_at, finished_at, updated_at"#,
-        j.id,
-        j.kind,
-        j.priority,
-        j.payload,
-        j.user_id,
-        j.idempotency_key,
-        j.max_attempts,
-        j.run_at,
-        j.now
+        jobs,
+        now
     )
-    .fetch_optional(conn)
+    .fetch_all(conn)
     .await
 }
 

@@ -299,12 +299,14 @@ async fn execute(
             ack,
         })
         .await;
+    // The handler is done: its slot goes to the next job while the outcome
+    // is committed (this task, tracked until shutdown, still waits for it).
+    drop(permit);
+    queue.wake();
     let accepted = sent.is_ok() && rx.await.unwrap_or(false);
     if !accepted {
         tracing::warn!(job_id = %job.id, "outcome not recorded: the lease was no longer current");
     }
-    drop(permit);
-    queue.wake();
 }
 
 fn joined(

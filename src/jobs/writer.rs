@@ -3,6 +3,8 @@
 //! transaction, then acknowledges. Durability per job is unchanged (nothing
 //! is acknowledged before its commit), while one fsync serves many jobs.
 
+use std::collections::HashMap;
+
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::db::{self, InsertJob};
@@ -142,12 +144,27 @@ async fn apply_on(
         }
     };
     let mut pending = Vec::with_capacity(batch.len());
-    for op in batch {
+    // New jobs first, in one statement; then everything else in order (so
+    // that a claim of this batch already sees them).
+    let (inserts, others): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|op| matches!(op, WriteOp::Insert { .. }));
+    let (jobs, acks): (Vec<_>, Vec<_>) = inserts
+        .into_iter()
+        .filter_map(|op| match op {
+            WriteOp::Insert { job, ack } => Some((job, ack)),
+            _ => None,
+        })
+        .unzip();
+    if !jobs.is_empty() {
+        let results = insert_all(&mut tx, &jobs, now).await;
+        for (ack, r) in acks.into_iter().zip(results) {
+            pending.push(Pending::Insert(ack, Box::new(r)));
+        }
+    }
+    for op in others {
         match op {
-            WriteOp::Insert { job, ack } => {
-                let r = insert_one(&mut tx, &job, now).await;
-                pending.push(Pending::Insert(ack, Box::new(r)));
-            }
+            WriteOp::Insert { .. } => {}
             WriteOp::Finish {
                 id,
                 token,
@@ -237,33 +254,57 @@ fn fail_op(op: WriteOp) {
     }
 }
 
-async fn insert_one(
+/// Inserts new jobs with one statement; the outcome of each, in order.
+async fn insert_all(
     conn: &mut sqlx::SqliteConnection,
-    job: &NewJob,
+    jobs: &[Box<NewJob>],
     now: &str,
-) -> Result<Job, AppError> {
-    let id = store::new_id();
-    let payload = job.payload.to_string();
-    let run_at = job.run_at.map(ts).unwrap_or_else(|| now.to_string());
-    let row = db::insert(
-        conn,
-        &InsertJob {
-            id: &id,
+) -> Vec<Result<Job, AppError>> {
+    let rows: Vec<InsertJob> = jobs
+        .iter()
+        .map(|job| InsertJob {
+            id: store::new_id(),
             kind: &job.kind,
             priority: job.priority,
-            payload: &payload,
+            payload: job.payload.to_string(),
             user_id: job.user_id.as_deref(),
             idempotency_key: job.idempotency_key.as_deref(),
             max_attempts: job.max_attempts,
-            run_at: &run_at,
-            now,
-        },
-    )
-    .await?;
-    if let Some(row) = row {
-        return Ok(row.into());
+            run_at: job.run_at.map(ts).unwrap_or_else(|| now.to_string()),
+        })
+        .collect();
+    let inserted = match serde_json::to_string(&rows) {
+        Ok(json) => db::insert_many(conn, &json, now)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    let mut inserted: HashMap<String, db::JobRow> = match inserted {
+        Ok(list) => list.into_iter().map(|r| (r.id.clone(), r)).collect(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), count = jobs.len(), "failed to insert jobs");
+            return jobs
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("failed to insert the job").into()))
+                .collect();
+        }
+    };
+    let mut out = Vec::with_capacity(jobs.len());
+    for (row, job) in rows.iter().zip(jobs) {
+        out.push(match inserted.remove(&row.id) {
+            Some(r) => Ok(r.into()),
+            None => existing_for_key(conn, job).await,
+        });
     }
-    // The idempotency key exists: the same request gets the same job.
+    out
+}
+
+/// The job already holding a new job's idempotency key: the same request
+/// gets the same job; a different request with that key is a conflict.
+async fn existing_for_key(
+    conn: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+) -> Result<Job, AppError> {
     let key = job.idempotency_key.as_deref().unwrap_or_default();
     let existing = db::find_by_idempotency_key(conn, job.user_id.as_deref(), &job.kind, key)
         .await?

@@ -12,29 +12,35 @@ const CHUNK: usize = 500;
 /// Inserts request records with multi-row INSERT statements.
 pub async fn insert_requests(
     conn: &mut SqliteConnection,
-    records: &[&RequestRecord],
+    records: &[(&str, &RequestRecord)],
 ) -> sqlx::Result<()> {
     for chunk in records.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, \
              bytes_out, user_id, client_ip, user_agent, request_id, source, loadtest_id) ",
         );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(&r.at)
+        qb.push_values(chunk, |mut b, (at, r)| {
+            b.push_bind(*at)
                 .push_bind(r.method)
-                .push_bind(&r.route)
+                .push_bind(&*r.route)
                 .push_bind(i64::from(r.status))
                 .push_bind(r.duration_ms)
                 .push_bind(r.bytes_in)
                 .push_bind(r.bytes_out)
-                .push_bind(&r.user_id)
-                .push_bind(&r.client_ip)
-                .push_bind(&r.user_agent)
-                .push_bind(&r.request_id)
+                .push_bind(r.user_id.as_deref())
+                .push_bind(r.client_ip.map(|ip| ip.to_string()))
+                .push_bind(r.user_agent.as_deref())
+                .push_bind(r.request_id.as_deref())
                 .push_bind(r.source())
-                .push_bind(&r.loadtest_id);
+                .push_bind(r.loadtest_id.as_deref());
         });
-        qb.build().execute(&mut *conn).await?;
+        // Only the full-size statement is worth keeping prepared: a cached
+        // statement per remainder size would hold megabytes of bytecode.
+        let persistent = chunk.len() == CHUNK;
+        qb.build()
+            .persistent(persistent)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -95,7 +101,8 @@ pub async fn add_rollups(
              le_2500 = le_2500 + excluded.le_2500, le_5000 = le_5000 + excluded.le_5000, \
              le_10000 = le_10000 + excluded.le_10000, le_inf = le_inf + excluded.le_inf",
         );
-        qb.build().execute(&mut *conn).await?;
+        // Sizes vary from batch to batch: not worth caching.
+        qb.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -114,7 +121,7 @@ pub async fn add_activity(
         qb.push(
             " ON CONFLICT (day, user_id) DO UPDATE SET requests = requests + excluded.requests",
         );
-        qb.build().execute(&mut *conn).await?;
+        qb.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }

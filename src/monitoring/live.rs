@@ -5,7 +5,9 @@
 //! route templates, and merging is adding arrays.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use super::metrics::{STATUS_CLASSES, status_class};
 
 /// Buckets of 10% width from 1 microsecond: bucket `i` holds durations in
 /// `[1.1^i, 1.1^(i+1))` microseconds; the last one everything above ~3 min.
@@ -103,47 +105,33 @@ struct RouteLive {
     pending: LatencyHist,
 }
 
-/// Statistics of one route over a window.
-pub struct RouteWindow {
-    pub method: String,
-    pub route: String,
-    pub hist: LatencyHist,
+/// Everything kept per (method, route template): the live histograms and
+/// the route's Prometheus handles (one pair per status class), looked up
+/// once per request without allocating.
+pub struct RouteStats {
+    pub method: &'static str,
+    pub route: Arc<str>,
+    live: Mutex<RouteLive>,
+    metrics: [OnceLock<(metrics::Counter, metrics::Histogram)>; STATUS_CLASSES.len()],
 }
 
-/// (method, route)
-type RouteKey = (String, String);
+impl RouteStats {
+    fn new(method: &'static str, route: &str) -> Self {
+        Self {
+            method,
+            route: Arc::from(route),
+            live: Mutex::new(RouteLive {
+                slots: (0..LIVE_MINUTES).map(|_| None).collect(),
+                pending: LatencyHist::default(),
+            }),
+            metrics: Default::default(),
+        }
+    }
 
-#[derive(Default)]
-pub struct LiveStats {
-    routes: RwLock<HashMap<RouteKey, Arc<Mutex<RouteLive>>>>,
-}
-
-fn minute_now() -> i64 {
-    chrono::Utc::now().timestamp() / 60
-}
-
-impl LiveStats {
-    pub fn record(&self, method: &str, route: &str, us: u64, server_error: bool) {
-        let entry = {
-            let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
-            map.get(&(method.to_string(), route.to_string())).cloned()
-        };
-        let entry = match entry {
-            Some(e) => e,
-            None => {
-                let mut map = self.routes.write().unwrap_or_else(|e| e.into_inner());
-                map.entry((method.to_string(), route.to_string()))
-                    .or_insert_with(|| {
-                        Arc::new(Mutex::new(RouteLive {
-                            slots: (0..LIVE_MINUTES).map(|_| None).collect(),
-                            pending: LatencyHist::default(),
-                        }))
-                    })
-                    .clone()
-            }
-        };
+    /// Adds one request to the current minute and the pending histogram.
+    pub fn record(&self, us: u64, server_error: bool) {
         let minute = minute_now();
-        let mut live = entry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let idx = minute.rem_euclid(LIVE_MINUTES as i64) as usize;
         let slot = &mut live.slots[idx];
         match slot {
@@ -157,15 +145,89 @@ impl LiveStats {
         live.pending.record(us, server_error);
     }
 
+    /// The request counter and duration histogram of this route for a
+    /// status code (by class, so label sets stay bounded).
+    pub fn metrics(&self, status: u16) -> &(metrics::Counter, metrics::Histogram) {
+        let class = status_class(status);
+        let i = STATUS_CLASSES.iter().position(|c| *c == class).unwrap_or(0);
+        self.metrics[i].get_or_init(|| {
+            let labels = [
+                ("route", self.route.to_string()),
+                ("method", self.method.to_string()),
+                ("status", class.to_string()),
+            ];
+            (
+                metrics::counter!("hs_http_requests_total", &labels),
+                metrics::histogram!("hs_http_request_duration_seconds", &labels),
+            )
+        })
+    }
+}
+
+/// Statistics of one route over a window.
+pub struct RouteWindow {
+    pub method: String,
+    pub route: String,
+    pub hist: LatencyHist,
+}
+
+/// The methods with their own statistics; any other counts as `OTHER`.
+const METHODS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER",
+];
+
+/// Per-route statistics, one map per method so that a lookup borrows the
+/// route template instead of building a key.
+#[derive(Default)]
+pub struct LiveStats {
+    routes: [RwLock<HashMap<Box<str>, Arc<RouteStats>>>; METHODS.len()],
+}
+
+fn minute_now() -> i64 {
+    chrono::Utc::now().timestamp() / 60
+}
+
+impl LiveStats {
+    /// The statistics of a (method label, route template), created on first
+    /// use. Route templates are bounded (unmatched paths share one), so the
+    /// map is too.
+    pub fn route(&self, method: &'static str, route: &str) -> Arc<RouteStats> {
+        let i = METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len() - 1);
+        let map = &self.routes[i];
+        if let Some(entry) = map.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+            return entry.clone();
+        }
+        map.write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(Box::from(route))
+            .or_insert_with(|| Arc::new(RouteStats::new(METHODS[i], route)))
+            .clone()
+    }
+
+    /// Records one request of a route.
+    pub fn record(&self, method: &'static str, route: &str, us: u64, server_error: bool) {
+        self.route(method, route).record(us, server_error);
+    }
+
+    fn each(&self, mut f: impl FnMut(&RouteStats)) {
+        for map in &self.routes {
+            for entry in map.read().unwrap_or_else(|e| e.into_inner()).values() {
+                f(entry);
+            }
+        }
+    }
+
     /// Per-route statistics of the last `minutes` minutes (the current,
     /// partial minute included).
     pub fn window(&self, minutes: usize) -> Vec<RouteWindow> {
         let minutes = minutes.clamp(1, LIVE_MINUTES) as i64;
         let now = minute_now();
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
-        for ((method, route), entry) in map.iter() {
-            let live = entry.lock().unwrap_or_else(|e| e.into_inner());
+        self.each(|entry| {
+            let live = entry.live.lock().unwrap_or_else(|e| e.into_inner());
             let mut hist = LatencyHist::default();
             for s in live.slots.iter().flatten() {
                 if s.minute > now - minutes && s.minute <= now {
@@ -174,26 +236,25 @@ impl LiveStats {
             }
             if hist.count > 0 {
                 out.push(RouteWindow {
-                    method: method.clone(),
-                    route: route.clone(),
+                    method: entry.method.to_string(),
+                    route: entry.route.to_string(),
                     hist,
                 });
             }
-        }
+        });
         out
     }
 
     /// Everything recorded since the previous call, over all routes.
     pub fn take_pending(&self) -> LatencyHist {
-        let map = self.routes.read().unwrap_or_else(|e| e.into_inner());
         let mut total = LatencyHist::default();
-        for entry in map.values() {
-            let mut live = entry.lock().unwrap_or_else(|e| e.into_inner());
+        self.each(|entry| {
+            let mut live = entry.live.lock().unwrap_or_else(|e| e.into_inner());
             if live.pending.count > 0 {
                 total.merge(&live.pending);
                 live.pending = LatencyHist::default();
             }
-        }
+        });
         total
     }
 }

@@ -89,6 +89,9 @@ fn describe() {
     );
 }
 
+/// The status class labels, in order.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 pub fn status_class(status: u16) -> &'static str {
     match status {
         100..=199 => "1xx",
@@ -100,15 +103,11 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// Request count and duration, labelled by route template (bounded),
-/// method (bounded) and status class.
-pub fn record_request(method: &'static str, route: &str, status: u16, elapsed: Duration) {
-    let labels = [
-        ("route", route.to_string()),
-        ("method", method.to_string()),
-        ("status", status_class(status).to_string()),
-    ];
-    metrics::counter!("hs_http_requests_total", &labels).increment(1);
-    metrics::histogram!("hs_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+/// method (bounded) and status class, through the route's cached handles.
+pub fn record_request(route: &super::live::RouteStats, status: u16, elapsed: Duration) {
+    let (count, duration) = route.metrics(status);
+    count.increment(1);
+    duration.record(elapsed.as_secs_f64());
 }
 
 /// Renders the Prometheus text exposition.

@@ -56,6 +56,8 @@ pub struct Monitor {
 struct Inner {
     tx: mpsc::Sender<Record>,
     rx: Mutex<Option<mpsc::Receiver<Record>>>,
+    /// Wakes the writer early when a batch's worth of records is waiting.
+    flush: tokio::sync::Notify,
     request_log: bool,
     dropped: AtomicU64,
     written: AtomicU64,
@@ -74,6 +76,7 @@ impl Monitor {
             inner: Arc::new(Inner {
                 tx,
                 rx: Mutex::new(Some(rx)),
+                flush: tokio::sync::Notify::new(),
                 request_log: config.request_log,
                 dropped: AtomicU64::new(0),
                 written: AtomicU64::new(0),
@@ -91,6 +94,11 @@ impl Monitor {
 
     /// Hands a request record to the writer without waiting: when the
     /// channel is full the record is dropped and counted.
+    /// Whether requests are logged (`REQUEST_LOG`).
+    pub fn request_log_enabled(&self) -> bool {
+        self.inner.request_log
+    }
+
     pub fn record_request(&self, record: RequestRecord) {
         if !self.inner.request_log {
             return;
@@ -128,10 +136,18 @@ impl Monitor {
     }
 
     fn send(&self, record: Record) {
-        if self.inner.tx.try_send(record).is_err() {
+        let tx = &self.inner.tx;
+        if tx.try_send(record).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
             ::metrics::counter!("hs_request_log_dropped_total").increment(1);
+        } else if tx.max_capacity() - tx.capacity() >= writer::FLUSH_AT {
+            self.inner.flush.notify_one();
         }
+    }
+
+    /// Resolves when the writer should not wait for its flush interval.
+    async fn flush_requested(&self) {
+        self.inner.flush.notified().await;
     }
 
     /// Records dropped because the writer could not keep up (or failed).

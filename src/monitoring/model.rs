@@ -42,20 +42,22 @@ pub fn rollup_quantile(buckets: &[i64; ROLLUP_BUCKETS], max_ms: f64, q: f64) -> 
     max_ms
 }
 
-/// One request, as the writer stores it in `request_log`.
+/// One request, as the writer stores it in `request_log`. Built on the
+/// request path, so it holds cheap forms (a time, shared strings, an address)
+/// that the writer turns into text off that path.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub at: String,
+    pub at: chrono::DateTime<chrono::Utc>,
     pub method: &'static str,
-    pub route: String,
+    pub route: std::sync::Arc<str>,
     pub status: u16,
     pub duration_ms: f64,
     pub bytes_in: Option<i64>,
     pub bytes_out: Option<i64>,
     pub user_id: Option<String>,
-    pub client_ip: Option<String>,
+    pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
-    pub request_id: Option<String>,
+    pub request_id: Option<std::sync::Arc<str>>,
     pub loadtest_id: Option<String>,
 }
 

@@ -2,6 +2,7 @@
 //! (before the handler) and what to record (after it).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::HttpBody;
@@ -10,6 +11,7 @@ use axum::http::{Method, header};
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
+use super::live::RouteStats;
 use super::model::RequestRecord;
 use crate::error::InternalCause;
 use crate::http::client_ip::client_ip;
@@ -61,7 +63,10 @@ pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
         caller.user_id = Some(principal.user_id.clone());
         parts.extensions.insert(principal);
     }
-    parts.extensions.insert(caller.clone());
+    if state.monitor.limits().any() {
+        // For the rate limiter, which runs later.
+        parts.extensions.insert(caller.clone());
+    }
     caller
 }
 
@@ -99,26 +104,35 @@ pub fn method_label(method: &Method) -> &'static str {
 
 /// What the middleware knew when the request arrived.
 pub struct Started {
-    pub at: String,
-    pub method: &'static str,
-    pub route: String,
-    pub request_id: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub route: Arc<RouteStats>,
+    pub request_id: Arc<str>,
     pub user_agent: Option<String>,
     pub bytes_in: Option<i64>,
     pub caller: Caller,
 }
 
 impl Started {
-    pub fn new(parts: &Parts, route: String, request_id: String) -> Self {
-        Self {
-            at: crate::db::now(),
-            method: method_label(&parts.method),
-            route,
-            request_id,
-            user_agent: parts
+    pub fn new(
+        state: &AppState,
+        parts: &Parts,
+        route: Arc<RouteStats>,
+        request_id: Arc<str>,
+    ) -> Self {
+        // The user agent is only kept for the request log.
+        let user_agent = if state.monitor.request_log_enabled() {
+            parts
                 .headers
                 .get(header::USER_AGENT)
-                .map(|v| escape_user_agent(v.as_bytes())),
+                .map(|v| escape_user_agent(v.as_bytes()))
+        } else {
+            None
+        };
+        Self {
+            at: chrono::Utc::now(),
+            route,
+            request_id,
+            user_agent,
             bytes_in: parts
                 .headers
                 .get(header::CONTENT_LENGTH)
@@ -149,29 +163,28 @@ pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Respo
     let status = res.status().as_u16();
     let monitor = &state.monitor;
     let server_error = status >= 500;
-    monitor.live().record(
-        started.method,
-        &started.route,
-        elapsed.as_micros() as u64,
-        server_error,
-    );
-    super::metrics::record_request(started.method, &started.route, status, elapsed);
+    let route = &started.route;
+    route.record(elapsed.as_micros() as u64, server_error);
+    super::metrics::record_request(route, status, elapsed);
     if server_error && let Some(cause) = res.extensions().get::<InternalCause>() {
         let panicked = res.extensions().get::<Panicked>().is_some();
         let kind = if panicked { "panic" } else { "http_500" };
-        let location = format!("{} {}", started.method, started.route);
+        let location = format!("{} {}", route.method, route.route);
         monitor.track_error(
             kind,
             &location,
             &cause.0,
             serde_json::json!({
-                "method": started.method,
-                "route": started.route,
+                "method": route.method,
+                "route": &*route.route,
                 "status": status,
                 "userId": started.caller.user_id,
             }),
             Some(&started.request_id),
         );
+    }
+    if !monitor.request_log_enabled() {
+        return;
     }
     let bytes_out = res
         .body()
@@ -180,16 +193,16 @@ pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Respo
         .and_then(|n| i64::try_from(n).ok());
     monitor.record_request(RequestRecord {
         at: started.at,
-        method: started.method,
-        route: started.route,
+        method: route.method,
+        route: route.route.clone(),
         status,
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         bytes_in: started.bytes_in,
         bytes_out,
         user_id: started.caller.user_id,
-        client_ip: started.caller.client_ip.map(|ip| ip.to_string()),
+        client_ip: started.caller.client_ip,
         user_agent: started.user_agent,
-        request_id: Some(started.request_id).filter(|r| !r.is_empty()),
+        request_id: Some(started.request_id),
         loadtest_id: started.caller.loadtest_id,
     });
 }

@@ -70,6 +70,11 @@ impl RateLimits {
         }
     }
 
+    /// Whether any limit is on.
+    pub fn any(&self) -> bool {
+        self.general.is_some() || self.ai.is_some()
+    }
+
     pub fn keys(&self) -> usize {
         [&self.general, &self.ai]
             .into_iter()
@@ -82,11 +87,10 @@ impl RateLimits {
 /// The middleware: runs after `observe` identified the caller.
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limits = state.monitor.limits();
-    if limits.general.is_none() && limits.ai.is_none() {
+    if !limits.any() {
         return next.run(req).await;
     }
-    let route = route_of(&req);
-    if EXEMPT_ROUTES.contains(&route.as_str()) {
+    if EXEMPT_ROUTES.contains(&route_of(&req)) {
         return next.run(req).await;
     }
     let Some(caller) = req.extensions().get::<Caller>() else {

@@ -14,10 +14,14 @@ use super::db::{self, RollupDelta, RollupKey};
 use super::model::{Record, RequestRecord, rollup_bucket};
 use crate::db::Db;
 
-/// Records per batch (one transaction).
-pub const BATCH: usize = 2000;
-/// How long the writer gathers records before writing a partial batch: a
-/// few large transactions cost far less than many small ones.
+/// Most records written in one transaction.
+pub const BATCH: usize = 4096;
+/// Records waiting that wake the writer before its interval is over, so that
+/// batches (and the memory they hold) stay small under heavy load.
+pub const FLUSH_AT: usize = 2048;
+/// How long the writer gathers records before writing them: a few large
+/// transactions cost far less than many small ones, and a writer that sleeps
+/// is not woken by every request.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 pub async fn run(
@@ -27,7 +31,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    'run: loop {
+    loop {
+        // Wait for the first record, then let the others gather without
+        // waking this task for each of them.
         tokio::select! {
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
@@ -36,21 +42,19 @@ pub async fn run(
             }
             () = shutdown.cancelled() => break,
         }
-        let deadline = tokio::time::Instant::now() + FLUSH_INTERVAL;
-        while batch.len() < BATCH {
+        tokio::select! {
+            () = tokio::time::sleep(FLUSH_INTERVAL) => {}
+            () = monitor.flush_requested() => {}
+            () = shutdown.cancelled() => {}
+        }
+        while batch.len() < BATCH && !rx.is_empty() {
             let room = BATCH - batch.len();
-            tokio::select! {
-                n = rx.recv_many(&mut batch, room) => {
-                    if n == 0 {
-                        write(&db, &monitor, &mut batch).await;
-                        break 'run;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => break,
-                () = shutdown.cancelled() => break,
-            }
+            rx.recv_many(&mut batch, room).await;
         }
         write(&db, &monitor, &mut batch).await;
+        if shutdown.is_cancelled() {
+            break;
+        }
     }
     // Requests still in flight during the graceful shutdown keep sending for
     // a moment: drain until the channel has been quiet for a short while.
@@ -65,25 +69,26 @@ pub async fn run(
 }
 
 async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
-    let records = std::mem::take(batch);
-    let count = records.len();
-    if let Err(err) = write_batch(db, &records).await {
+    if batch.is_empty() {
+        return;
+    }
+    let count = batch.len();
+    if let Err(err) = write_batch(db, batch).await {
         tracing::error!(error = %format!("{err:#}"), count, "failed to write monitoring records");
         monitor.note_write_failure(count as u64);
     } else {
         monitor.note_written(
-            records
+            batch
                 .iter()
                 .filter(|r| matches!(r, Record::Request(_)))
                 .count() as u64,
         );
     }
-    *batch = records;
     batch.clear();
 }
 
 async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
-    let mut requests: Vec<&RequestRecord> = Vec::new();
+    let mut requests = Vec::new();
     let mut errors = Vec::new();
     for r in records {
         match r {
@@ -91,10 +96,13 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
             Record::Error(e) => errors.push(e),
         }
     }
-    let (rollups, activity) = aggregate(&requests);
+    // The stored timestamps, formatted here rather than on the request path.
+    let ats: Vec<String> = requests.iter().map(|r| crate::db::ts(r.at)).collect();
+    let rows: Vec<(&str, &RequestRecord)> = ats.iter().map(String::as_str).zip(requests).collect();
+    let (rollups, activity) = aggregate(&rows);
     let mut tx = db.begin_write().await?;
-    if !requests.is_empty() {
-        db::insert_requests(&mut tx, &requests).await?;
+    if !rows.is_empty() {
+        db::insert_requests(&mut tx, &rows).await?;
         db::add_rollups(&mut tx, &rollups).await?;
         db::add_activity(&mut tx, &activity).await?;
     }
@@ -105,16 +113,18 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The roll-up and activity increments of a batch.
+/// The roll-up and activity increments of a batch of (stored timestamp,
+/// record) pairs.
 #[allow(clippy::type_complexity)]
 pub fn aggregate(
-    requests: &[&RequestRecord],
+    requests: &[(&str, &RequestRecord)],
 ) -> (Vec<(RollupKey, RollupDelta)>, Vec<((String, String), i64)>) {
-    let mut rollups: HashMap<RollupKey, RollupDelta> = HashMap::new();
-    let mut activity: HashMap<(String, String), i64> = HashMap::new();
-    for r in requests {
-        let hour = format!("{}:00:00.000Z", r.at.get(..13).unwrap_or(&r.at));
-        let key = (hour, r.route.clone(), r.method, r.status, r.source());
+    let mut rollups: HashMap<(&str, &str, &'static str, u16, &'static str), RollupDelta> =
+        HashMap::new();
+    let mut activity: HashMap<(&str, &str), i64> = HashMap::new();
+    for (at, r) in requests {
+        let hour = at.get(..13).unwrap_or(at);
+        let key = (hour, &*r.route, r.method, r.status, r.source());
         let d = rollups.entry(key).or_default();
         d.requests += 1;
         d.total_ms += r.duration_ms;
@@ -123,13 +133,23 @@ pub fn aggregate(
         d.bytes_out += r.bytes_out.unwrap_or(0);
         d.buckets[rollup_bucket(r.duration_ms)] += 1;
         if let Some(user) = &r.user_id {
-            let day = r.at.get(..10).unwrap_or(&r.at).to_string();
-            *activity.entry((day, user.clone())).or_default() += 1;
+            *activity
+                .entry((at.get(..10).unwrap_or(at), user.as_str()))
+                .or_default() += 1;
         }
     }
     (
-        rollups.into_iter().collect(),
-        activity.into_iter().collect(),
+        rollups
+            .into_iter()
+            .map(|((hour, route, method, status, source), d)| {
+                let hour = format!("{hour}:00:00.000Z");
+                ((hour, route.to_string(), method, status, source), d)
+            })
+            .collect(),
+        activity
+            .into_iter()
+            .map(|((day, user), n)| ((day.to_string(), user.to_string()), n))
+            .collect(),
     )
 }
 
@@ -139,7 +159,7 @@ mod tests {
 
     fn rec(at: &str, status: u16, ms: f64, user: Option<&str>) -> RequestRecord {
         RequestRecord {
-            at: at.into(),
+            at: crate::db::parse_ts(at).unwrap(),
             method: "GET",
             route: "/x".into(),
             status,
@@ -159,7 +179,12 @@ mod tests {
         let a = rec("2026-11-27T18:01:00.000Z", 200, 3.0, Some("u1"));
         let b = rec("2026-11-27T18:59:00.000Z", 200, 30.0, Some("u1"));
         let c = rec("2026-11-27T19:00:00.000Z", 200, 3.0, None);
-        let (rollups, activity) = aggregate(&[&a, &b, &c]);
+        let ats = [a.at, b.at, c.at].map(crate::db::ts);
+        let (rollups, activity) = aggregate(&[
+            (ats[0].as_str(), &a),
+            (ats[1].as_str(), &b),
+            (ats[2].as_str(), &c),
+        ]);
         assert_eq!(rollups.len(), 2);
         let h18 = rollups
             .iter()

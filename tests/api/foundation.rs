@@ -110,6 +110,78 @@ async fn responses_carry_security_headers() {
 }
 
 #[tokio::test]
+async fn error_responses_carry_security_headers_and_the_request_id_too() {
+    let app = spawn_app().await;
+    let res = app.get("/api/no-such-route", None).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["requestId"], id.as_str());
+}
+
+#[tokio::test]
+async fn cross_origin_requests_are_allowed_only_from_configured_origins() {
+    let preflight = |app: &crate::helpers::TestApp, origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/users/me", app.addr),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    // Nothing configured: same-origin only, no CORS header on any answer.
+    let app = spawn_app().await;
+    let res = preflight(&app, "https://app.example.com").await.unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let res = app
+        .client
+        .get(format!("{}/health", app.addr))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+
+    let app = spawn_app_with(&[("CORS_ORIGINS", "https://app.example.com")]).await;
+    let res = preflight(&app, "https://app.example.com").await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let methods = res.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(
+        methods.contains("GET") && methods.contains("POST"),
+        "{methods}"
+    );
+    let res = preflight(&app, "https://evil.example.net").await.unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+    let res = app
+        .client
+        .get(format!("{}/health", app.addr))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}
+
+#[tokio::test]
 async fn openapi_lists_every_route_the_router_serves() {
     let app = spawn_app().await;
     let res = app.get("/openapi.json", None).await;

@@ -263,6 +263,47 @@ async fn the_same_idempotency_key_returns_the_same_job() {
 }
 
 #[tokio::test]
+async fn concurrent_enqueues_with_one_idempotency_key_make_one_job() {
+    // Enqueued at the same moment, these land in the same group commit.
+    let app = spawn_app_with_jobs(&[], |_| {}).await;
+    let user = app.new_user().await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let queue = app.state.jobs.clone();
+        let owner = user.id.clone();
+        tasks.push(tokio::spawn(async move {
+            // Half share a key and a payload; the others are plain jobs.
+            let key = (i % 2 == 0).then(|| "batch-key".to_string());
+            queue
+                .enqueue(
+                    NewJob::new("jobs.noop", json!({"same": true}))
+                        .owner(&owner)
+                        .idempotency_key(key),
+                )
+                .await
+                .unwrap()
+        }));
+    }
+    let mut keyed = Vec::new();
+    let mut plain = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let job = t.await.unwrap();
+        if i % 2 == 0 {
+            keyed.push(job.id)
+        } else {
+            plain.push(job.id)
+        }
+    }
+    keyed.dedup();
+    assert_eq!(keyed.len(), 1, "one job for one key");
+    plain.sort();
+    plain.dedup();
+    assert_eq!(plain.len(), 10);
+    let list: Value = app.get_json("/api/jobs?limit=100", &user.token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 11);
+}
+
+#[tokio::test]
 async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
     let app = spawn_app_with_jobs(&[], |_| {}).await;
     let ann = app.new_user().await;
