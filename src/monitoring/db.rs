@@ -1,18 +1,40 @@
 //! Every SQL statement of the monitoring domain.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::model::{
     Alert, ErrorEvent, ErrorGroup, ErrorRecord, LogEntry, ROLLUP_BUCKETS, RequestRecord,
 };
 
-/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
-const CHUNK: usize = 500;
+/// Rows per multi-row INSERT. Small enough that a statement's arguments stay
+/// under glibc's 64 KiB "large free" mark (whose free consolidates the
+/// allocator's small-chunk bins, a cost paid on every batch otherwise).
+const CHUNK: usize = 100;
+
+/// Shared copies of the fixed labels, so that binding one does not allocate
+/// (sqlx copies a bound `&str` into a new `Arc`; an `Arc<str>` is shared).
+fn shared(label: &'static str) -> Arc<str> {
+    static LABELS: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
+        [
+            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER", "api", "loadtest",
+        ]
+        .into_iter()
+        .map(|l| (l, Arc::from(l)))
+        .collect()
+    });
+    LABELS
+        .get(label)
+        .cloned()
+        .unwrap_or_else(|| Arc::from(label))
+}
 
 /// Inserts request records with multi-row INSERT statements.
 pub async fn insert_requests(
     conn: &mut SqliteConnection,
-    records: &[(&str, &RequestRecord)],
+    records: &[(Arc<str>, &RequestRecord)],
 ) -> sqlx::Result<()> {
     for chunk in records.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -20,18 +42,18 @@ pub async fn insert_requests(
              bytes_out, user_id, client_ip, user_agent, request_id, source, loadtest_id) ",
         );
         qb.push_values(chunk, |mut b, (at, r)| {
-            b.push_bind(*at)
-                .push_bind(r.method)
-                .push_bind(&*r.route)
+            b.push_bind(at.clone())
+                .push_bind(shared(r.method))
+                .push_bind(r.route.clone())
                 .push_bind(i64::from(r.status))
                 .push_bind(r.duration_ms)
                 .push_bind(r.bytes_in)
                 .push_bind(r.bytes_out)
-                .push_bind(r.user_id.as_deref())
-                .push_bind(r.client_ip.map(|ip| ip.to_string()))
+                .push_bind(r.user_id.clone())
+                .push_bind(r.client_ip.map(|ip| Arc::<str>::from(ip.to_string())))
                 .push_bind(r.user_agent.as_deref())
-                .push_bind(r.request_id.as_deref())
-                .push_bind(r.source())
+                .push_bind(r.request_id.clone())
+                .push_bind(shared(r.source()))
                 .push_bind(r.loadtest_id.as_deref());
         });
         // Only the full-size statement is worth keeping prepared: a cached

@@ -54,7 +54,7 @@ pub struct RequestRecord {
     pub duration_ms: f64,
     pub bytes_in: Option<i64>,
     pub bytes_out: Option<i64>,
-    pub user_id: Option<String>,
+    pub user_id: Option<std::sync::Arc<str>>,
     pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
     pub request_id: Option<std::sync::Arc<str>>,
@@ -87,7 +87,8 @@ pub struct ErrorRecord {
 #[derive(Debug)]
 pub enum Record {
     Request(RequestRecord),
-    Error(ErrorRecord),
+    /// Boxed: errors are rare and larger than requests.
+    Error(Box<ErrorRecord>),
 }
 
 /// `GET /api/monitoring/logs` filters.

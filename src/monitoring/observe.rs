@@ -27,7 +27,7 @@ pub const LOADTEST_HEADER: &str = "x-hs-loadtest";
 /// request extensions for the rate limiter.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
-    pub user_id: Option<String>,
+    pub user_id: Option<Arc<str>>,
     pub client_ip: Option<IpAddr>,
     /// Set for the built-in load tester's requests (secret verified).
     pub loadtest_id: Option<String>,
@@ -60,7 +60,7 @@ pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
     if let Some(token) = request_token(parts)
         && let Ok(Some(principal)) = state.auth.authenticate(token).await
     {
-        caller.user_id = Some(principal.user_id.clone());
+        caller.user_id = Some(Arc::from(principal.user_id.as_str()));
         parts.extensions.insert(principal);
     }
     if state.monitor.limits().any() {
@@ -178,7 +178,7 @@ pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Respo
                 "method": route.method,
                 "route": &*route.route,
                 "status": status,
-                "userId": started.caller.user_id,
+                "userId": started.caller.user_id.as_deref(),
             }),
             Some(&started.request_id),
         );

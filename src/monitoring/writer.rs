@@ -5,17 +5,15 @@
 //! and counted (see [`super::Monitor::record_request`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::db::{self, RollupDelta, RollupKey};
 use super::model::{Record, RequestRecord, rollup_bucket};
 use crate::db::Db;
 
-/// Most records written in one transaction.
-pub const BATCH: usize = 4096;
 /// Records waiting that wake the writer before its interval is over, so that
 /// batches (and the memory they hold) stay small under heavy load.
 pub const FLUSH_AT: usize = 2048;
@@ -24,22 +22,13 @@ pub const FLUSH_AT: usize = 2048;
 /// is not woken by every request.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
-pub async fn run(
-    db: Db,
-    monitor: super::Monitor,
-    mut rx: mpsc::Receiver<Record>,
-    shutdown: CancellationToken,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
+pub async fn run(db: Db, monitor: super::Monitor, shutdown: CancellationToken) {
+    let mut batch = Vec::new();
     loop {
         // Wait for the first record, then let the others gather without
         // waking this task for each of them.
         tokio::select! {
-            n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    break;
-                }
-            }
+            () = monitor.records_arrived() => {}
             () = shutdown.cancelled() => break,
         }
         tokio::select! {
@@ -47,24 +36,21 @@ pub async fn run(
             () = monitor.flush_requested() => {}
             () = shutdown.cancelled() => {}
         }
-        while batch.len() < BATCH && !rx.is_empty() {
-            let room = BATCH - batch.len();
-            rx.recv_many(&mut batch, room).await;
-        }
+        monitor.take_pending(&mut batch);
         write(&db, &monitor, &mut batch).await;
         if shutdown.is_cancelled() {
             break;
         }
     }
     // Requests still in flight during the graceful shutdown keep sending for
-    // a moment: drain until the channel has been quiet for a short while.
+    // a moment: drain until nothing has arrived for a short while.
     loop {
-        match tokio::time::timeout(Duration::from_millis(300), rx.recv_many(&mut batch, BATCH))
-            .await
-        {
-            Ok(n) if n > 0 => write(&db, &monitor, &mut batch).await,
-            _ => break,
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        monitor.take_pending(&mut batch);
+        if batch.is_empty() {
+            break;
         }
+        write(&db, &monitor, &mut batch).await;
     }
 }
 
@@ -85,6 +71,10 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
         );
     }
     batch.clear();
+    if batch.capacity() > 4 * FLUSH_AT {
+        // A burst's buffer is not kept for the quiet times after it.
+        batch.shrink_to(FLUSH_AT);
+    }
 }
 
 async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
@@ -97,8 +87,10 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
         }
     }
     // The stored timestamps, formatted here rather than on the request path.
-    let ats: Vec<String> = requests.iter().map(|r| crate::db::ts(r.at)).collect();
-    let rows: Vec<(&str, &RequestRecord)> = ats.iter().map(String::as_str).zip(requests).collect();
+    let rows: Vec<(Arc<str>, &RequestRecord)> = requests
+        .into_iter()
+        .map(|r| (Arc::from(crate::db::ts(r.at)), r))
+        .collect();
     let (rollups, activity) = aggregate(&rows);
     let mut tx = db.begin_write().await?;
     if !rows.is_empty() {
@@ -117,12 +109,13 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
 /// record) pairs.
 #[allow(clippy::type_complexity)]
 pub fn aggregate(
-    requests: &[(&str, &RequestRecord)],
+    requests: &[(Arc<str>, &RequestRecord)],
 ) -> (Vec<(RollupKey, RollupDelta)>, Vec<((String, String), i64)>) {
     let mut rollups: HashMap<(&str, &str, &'static str, u16, &'static str), RollupDelta> =
         HashMap::new();
     let mut activity: HashMap<(&str, &str), i64> = HashMap::new();
     for (at, r) in requests {
+        let at: &str = at;
         let hour = at.get(..13).unwrap_or(at);
         let key = (hour, &*r.route, r.method, r.status, r.source());
         let d = rollups.entry(key).or_default();
@@ -134,7 +127,7 @@ pub fn aggregate(
         d.buckets[rollup_bucket(r.duration_ms)] += 1;
         if let Some(user) = &r.user_id {
             *activity
-                .entry((at.get(..10).unwrap_or(at), user.as_str()))
+                .entry((at.get(..10).unwrap_or(at), &**user))
                 .or_default() += 1;
         }
     }
@@ -179,12 +172,8 @@ mod tests {
         let a = rec("2026-11-27T18:01:00.000Z", 200, 3.0, Some("u1"));
         let b = rec("2026-11-27T18:59:00.000Z", 200, 30.0, Some("u1"));
         let c = rec("2026-11-27T19:00:00.000Z", 200, 3.0, None);
-        let ats = [a.at, b.at, c.at].map(crate::db::ts);
-        let (rollups, activity) = aggregate(&[
-            (ats[0].as_str(), &a),
-            (ats[1].as_str(), &b),
-            (ats[2].as_str(), &c),
-        ]);
+        let rows = [&a, &b, &c].map(|r| (Arc::from(crate::db::ts(r.at)), r));
+        let (rollups, activity) = aggregate(&rows);
         assert_eq!(rollups.len(), 2);
         let h18 = rollups
             .iter()
