@@ -4,25 +4,25 @@ use sqlx::{SqliteConnection, SqliteExecutor};
 
 /// One upstream call (after its retries), as recorded.
 #[derive(Debug, Clone)]
-pub struct NewCall<'a> {
-    pub user_id: Option<&'a str>,
-    pub job_id: Option<&'a str>,
-    pub model: &'a str,
+pub struct NewCall {
+    pub user_id: Option<String>,
+    pub job_id: Option<String>,
+    pub model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub latency_ms: i64,
     /// `succeeded` or `failed`.
-    pub outcome: &'a str,
-    pub error_code: Option<&'a str>,
+    pub outcome: &'static str,
+    pub error_code: Option<&'static str>,
     pub http_status: Option<i64>,
-    pub upstream_request_id: Option<&'a str>,
-    pub stop_reason: Option<&'a str>,
+    pub upstream_request_id: Option<String>,
+    pub stop_reason: Option<String>,
     pub streamed: bool,
     pub attempts: i64,
 }
 
 #[tracing::instrument(skip_all, fields(model = call.model, outcome = call.outcome))]
-pub async fn insert_call(conn: &mut SqliteConnection, call: &NewCall<'_>) -> sqlx::Result<String> {
+pub async fn insert_call(conn: &mut SqliteConnection, call: &NewCall) -> sqlx::Result<String> {
     let id = crate::db::new_id();
     let now = crate::db::now();
     sqlx::query!(

@@ -18,6 +18,7 @@ pub mod sse;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
@@ -263,18 +264,17 @@ impl AiService {
         self.inner.breaker.acquire().map_err(ChatError::BreakerOpen)
     }
 
-    /// Runs one chat as a whole message (the job path) and records it.
+    /// Runs one chat as a whole message (the job path). Its `ai_calls` row
+    /// is committed with the job attempt's outcome, in one transaction.
     pub async fn chat(
         &self,
-        db: &Db,
-        user_id: Option<&str>,
-        job_id: Option<&str>,
+        job: &JobContext,
         params: &ChatParams,
     ) -> Result<ChatResult, ChatError> {
         let permit = self.permit()?;
         let client = self.inner.client.as_ref().ok_or(ChatError::NotConfigured)?;
         let report = client.complete(params).await;
-        self.finish(db, permit, user_id, job_id, params, false, report)
+        self.finish(permit, Ledger::WithJob(job), params, report)
             .await
     }
 
@@ -290,22 +290,25 @@ impl AiService {
     ) -> Result<ChatResult, ChatError> {
         let client = self.inner.client.as_ref().ok_or(ChatError::NotConfigured)?;
         let report = client.stream(params, deltas).await;
-        self.finish(db, permit, user_id, None, params, true, report)
-            .await
+        let ledger = Ledger::Stream {
+            db,
+            user_id: user_id.map(str::to_owned),
+        };
+        self.finish(permit, ledger, params, report).await
     }
 
     /// The breaker's verdict, the `ai_calls` row and the metrics of a call.
-    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
-        db: &Db,
         permit: Permit,
-        user_id: Option<&str>,
-        job_id: Option<&str>,
+        ledger: Ledger<'_>,
         params: &ChatParams,
-        streamed: bool,
         report: CallReport,
     ) -> Result<ChatResult, ChatError> {
+        let (user_id, job_id, streamed) = match &ledger {
+            Ledger::WithJob(job) => (job.user_id.as_deref(), Some(job.id.as_str()), false),
+            Ledger::Stream { user_id, .. } => (user_id.as_deref(), None, true),
+        };
         match &report.outcome {
             Ok(_) => permit.success(),
             Err(e) if e.code == "client_disconnected" => drop(permit),
@@ -336,47 +339,45 @@ impl AiService {
                 None,
             );
         }
-        let record = {
-            let db = db.clone();
-            let user_id = user_id.map(str::to_owned);
-            let job_id = job_id.map(str::to_owned);
-            let model = params.model.clone();
-            let request_id = report.request_id.clone();
-            let stop_reason = stop_reason.map(str::to_owned);
-            let (usage, http_status, attempts) =
-                (report.usage, report.http_status, report.attempts);
-            async move {
-                let row = db::NewCall {
-                    user_id: user_id.as_deref(),
-                    job_id: job_id.as_deref(),
-                    model: &model,
-                    input_tokens: i64::try_from(usage.input_tokens).unwrap_or(i64::MAX),
-                    output_tokens: i64::try_from(usage.output_tokens).unwrap_or(i64::MAX),
-                    latency_ms,
-                    outcome,
-                    error_code,
-                    http_status: http_status.map(i64::from),
-                    upstream_request_id: request_id.as_deref(),
-                    stop_reason: stop_reason.as_deref(),
-                    streamed,
-                    attempts: i64::from(attempts),
-                };
-                let recorded = async {
-                    let mut conn = db.writer.acquire().await?;
-                    db::insert_call(&mut conn, &row).await
-                }
-                .await;
-                if let Err(e) = recorded {
-                    tracing::error!(error = %e, "failed to record an AI call");
-                }
-            }
+        let row = db::NewCall {
+            user_id: user_id.map(str::to_owned),
+            job_id: job_id.map(str::to_owned),
+            model: params.model.clone(),
+            input_tokens: i64::try_from(report.usage.input_tokens).unwrap_or(i64::MAX),
+            output_tokens: i64::try_from(report.usage.output_tokens).unwrap_or(i64::MAX),
+            latency_ms,
+            outcome,
+            error_code,
+            http_status: report.http_status.map(i64::from),
+            upstream_request_id: report.request_id.clone(),
+            stop_reason: stop_reason.map(str::to_owned),
+            streamed,
+            attempts: i64::from(report.attempts),
         };
-        if streamed {
+        match ledger {
+            // A job's result becomes visible together with its call's row.
+            Ledger::WithJob(job) => job.commit_with_outcome(Box::new(move |conn| {
+                Box::pin(async move {
+                    db::insert_call(conn, &row)
+                        .await
+                        .context("failed to record an AI call")?;
+                    Ok(())
+                })
+            })),
             // The stream's final event need not wait for the ledger write.
-            tokio::spawn(record);
-        } else {
-            // A job's result is visible only once its call is accounted.
-            record.await;
+            Ledger::Stream { db, .. } => {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let recorded = async {
+                        let mut conn = db.writer.acquire().await?;
+                        db::insert_call(&mut conn, &row).await
+                    }
+                    .await;
+                    if let Err(e) = recorded {
+                        tracing::error!(error = %e, "failed to record an AI call");
+                    }
+                });
+            }
         }
         let model = params.model.clone();
         metrics::counter!("hs_ai_calls_total", "model" => model.clone(), "outcome" => outcome)
@@ -478,6 +479,18 @@ pub const CHAT_JOB_ATTEMPTS: i64 = 2;
 
 /// Queues a chat job and answers it per the API convention (202 + Location,
 /// or the finished job under `Prefer: wait=N`).
+/// A chat job reports progress ("asking Claude") once its call has taken
+/// this long.
+const PROGRESS_AFTER: Duration = Duration::from_millis(250);
+
+/// Where a call's `ai_calls` row goes.
+enum Ledger<'a> {
+    /// With the outcome of the job that made the call.
+    WithJob(&'a JobContext),
+    /// Written on its own, in the background (a streamed chat).
+    Stream { db: &'a Db, user_id: Option<String> },
+}
+
 pub async fn enqueue_chat(
     state: &AppState,
     user: &crate::sessions::auth::Principal,
@@ -504,16 +517,17 @@ pub async fn enqueue_chat(
 pub fn register_jobs(registry: &mut Registry) {
     registry.register(CHAT_JOB, |ctx: JobContext| async move {
         let params: ChatParams = ctx.payload()?;
-        ctx.progress(10, "asking Claude").await;
         let ai = ctx.state.ai.clone();
-        let call = ai.chat(
-            &ctx.state.db,
-            ctx.user_id.as_deref(),
-            Some(&ctx.id),
-            &params,
-        );
+        let call = ai.chat(&ctx, &params);
+        // Progress is only worth a write when the answer takes a while.
+        let announce = async {
+            tokio::time::sleep(PROGRESS_AFTER).await;
+            ctx.progress(10, "asking Claude").await;
+            std::future::pending::<std::convert::Infallible>().await
+        };
         let result = tokio::select! {
             r = call => r,
+            never = announce => match never {},
             () = ctx.cancel.cancelled() => {
                 return Err(JobError::retry("cancelled", "the chat was interrupted"));
             }

@@ -98,9 +98,26 @@ pub struct JobContext {
     pub cancel: CancellationToken,
     lease_token: String,
     last_progress: Mutex<Option<Instant>>,
+    outcome_writes: Arc<Mutex<Vec<OutcomeWrite>>>,
 }
 
+/// A write of another domain, committed in the same transaction as a job
+/// attempt's outcome (see [`JobContext::commit_with_outcome`]).
+pub type OutcomeWrite = Box<
+    dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, anyhow::Result<()>> + Send,
+>;
+
 impl JobContext {
+    /// Commits `write` in the transaction that records this attempt's
+    /// outcome, whatever it is: the two become visible together, and the
+    /// write costs no commit of its own. (If the service stops before the
+    /// outcome is recorded, the write is lost with it.)
+    pub fn commit_with_outcome(&self, write: OutcomeWrite) {
+        if let Ok(mut writes) = self.outcome_writes.lock() {
+            writes.push(write);
+        }
+    }
+
     /// The payload as a typed request (a bad payload fails the job at once).
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, JobError> {
         serde_json::from_value(self.payload.clone())

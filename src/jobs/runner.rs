@@ -175,6 +175,7 @@ async fn execute(
         );
     }
     let payload = serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
+    let outcome_writes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
     let result = match registry.get(&job.kind) {
@@ -194,6 +195,7 @@ async fn execute(
                 cancel: token.clone(),
                 lease_token: job.lease_token.clone(),
                 last_progress: std::sync::Mutex::new(None),
+                outcome_writes: outcome_writes.clone(),
             };
             let mut handle =
                 tokio::spawn(tracing::Instrument::instrument(handler(ctx), span.clone()));
@@ -288,6 +290,7 @@ async fn execute(
     metrics::histogram!("hs_job_duration_seconds", "kind" => job.kind.clone())
         .record(started.elapsed().as_secs_f64());
 
+    let writes = std::mem::take(&mut *outcome_writes.lock().unwrap_or_else(|e| e.into_inner()));
     let (ack, rx) = oneshot::channel();
     let sent = queue
         .inner
@@ -296,6 +299,7 @@ async fn execute(
             id: job.id.clone(),
             token: job.lease_token.clone(),
             outcome,
+            writes,
             ack,
         })
         .await;

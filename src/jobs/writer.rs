@@ -24,6 +24,8 @@ pub(super) enum WriteOp {
         id: String,
         token: String,
         outcome: Outcome,
+        /// Other domains' writes to commit with the outcome.
+        writes: Vec<super::OutcomeWrite>,
         ack: oneshot::Sender<bool>,
     },
     Progress {
@@ -169,8 +171,14 @@ async fn apply_on(
                 id,
                 token,
                 outcome,
+                writes,
                 ack,
             } => {
+                for write in writes {
+                    if let Err(e) = write(&mut tx).await {
+                        tracing::error!(job_id = %id, error = %format!("{e:#}"), "a write with a job outcome failed");
+                    }
+                }
                 let terminal = !matches!(outcome, Outcome::Retry { .. });
                 let r = finish_one(&mut tx, &id, &token, &outcome, now).await;
                 let ok = r.unwrap_or_else(|e| {
