@@ -17,7 +17,7 @@ echo "| request log | endpoint | req/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 for LOG in true false; do
   dir="$(mktemp -d)"
-  DATA_DIR="$dir" PORT="$PORT" REQUEST_LOG="$LOG" RATE_LIMIT_PER_MINUTE=0 RUST_LOG=warn "$BIN" >"$dir/log" 2>&1 &
+  env -u DATABASE_URL DATA_DIR="$dir" PORT="$PORT" REQUEST_LOG="$LOG" RATE_LIMIT_PER_MINUTE=0 RUST_LOG=warn "$BIN" >"$dir/log" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null || true' EXIT
   for _ in $(seq 100); do curl -sf "localhost:$PORT/health" >/dev/null && break; sleep 0.1; done
