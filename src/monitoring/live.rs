@@ -207,11 +207,6 @@ impl LiveStats {
             .clone()
     }
 
-    /// Records one request of a route.
-    pub fn record(&self, method: &'static str, route: &str, us: u64, server_error: bool) {
-        self.route(method, route).record(us, server_error);
-    }
-
     fn each(&self, mut f: impl FnMut(&RouteStats)) {
         for map in &self.routes {
             for entry in map.read().unwrap_or_else(|e| e.into_inner()).values() {
@@ -279,8 +274,8 @@ mod tests {
     #[test]
     fn pending_statistics_are_taken_once() {
         let live = LiveStats::default();
-        live.record("GET", "/a", 1000, true);
-        live.record("GET", "/b", 3000, false);
+        live.route("GET", "/a").record(1000, true);
+        live.route("GET", "/b").record(3000, false);
         let p = live.take_pending();
         assert_eq!((p.count, p.errors), (2, 1));
         assert_eq!(live.take_pending().count, 0);
