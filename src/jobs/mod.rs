@@ -31,7 +31,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use self::model::{Job, JobError, JobStatus, NewJob};
@@ -158,7 +158,7 @@ pub struct Queue {
 struct Inner {
     db: Db,
     config: Arc<Config>,
-    wake: Notify,
+    handoff: Arc<writer::Handoff>,
     finished: broadcast::Sender<String>,
     running: Mutex<HashMap<String, RunningJob>>,
     writer: mpsc::Sender<WriteOp>,
@@ -171,17 +171,19 @@ impl Queue {
     pub fn new(db: Db, config: Arc<Config>) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         let (finished, _) = broadcast::channel(4096);
+        let owner = format!("runner-{}", uuid::Uuid::new_v4().simple());
+        let handoff = Arc::new(writer::Handoff::new(owner.clone(), config.job_lease));
         let inner = Arc::new(Inner {
             db: db.clone(),
             config,
-            wake: Notify::new(),
+            handoff: handoff.clone(),
             finished: finished.clone(),
             running: Mutex::default(),
             writer: tx,
-            owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
+            owner,
         });
         let full = inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
-        tokio::spawn(writer::run(db, full, rx, finished));
+        tokio::spawn(writer::run(db, full, rx, finished, handoff));
         Self { inner }
     }
 
@@ -191,7 +193,7 @@ impl Queue {
 
     /// Wakes the runner (new work, or a free slot).
     pub fn wake(&self) {
-        self.inner.wake.notify_one();
+        self.inner.handoff.wake.notify_one();
     }
 
     /// Enqueues a job. With an idempotency key, the same key for the same

@@ -3,6 +3,7 @@
 //! shutdown stops claiming, lets running jobs finish for a bounded time and
 //! gives the rest back to the queue.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,11 +50,30 @@ async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationTok
     let jobs = TaskTracker::new();
     let stopping = Arc::new(AtomicBool::new(false));
 
+    let handoff = queue.inner.handoff.clone();
+    // Claimed jobs waiting for a free slot (only handed-off jobs can outnumber
+    // the free slots, and only by the slots offered).
+    let mut ready: VecDeque<Claimed> = VecDeque::new();
     while !shutdown.is_cancelled() {
+        ready.extend(handoff.take());
+        while !ready.is_empty() {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                break;
+            };
+            if let Some(job) = ready.pop_front() {
+                jobs.spawn(execute(
+                    state.clone(),
+                    registry.clone(),
+                    job,
+                    permit,
+                    stopping.clone(),
+                ));
+            }
+        }
         let free = slots.available_permits().min(MAX_CLAIM);
-        if free == 0 {
+        if free == 0 || !ready.is_empty() {
             tokio::select! {
-                () = queue.inner.wake.notified() => {}
+                () = handoff.wake.notified() => {}
                 () = shutdown.cancelled() => break,
             }
             continue;
@@ -71,25 +91,21 @@ async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationTok
         };
         if claimed.is_empty() {
             let idle = idle_wait(&state).await;
-            tokio::select! {
-                () = queue.inner.wake.notified() => {}
-                () = tokio::time::sleep(idle) => {}
-                () = shutdown.cancelled() => break,
+            // While this waits, the writer claims new jobs for the free slots
+            // in the transaction that inserts them.
+            handoff.demand.store(free, Ordering::SeqCst);
+            let stop = tokio::select! {
+                () = handoff.wake.notified() => false,
+                () = tokio::time::sleep(idle) => false,
+                () = shutdown.cancelled() => true,
+            };
+            handoff.demand.store(0, Ordering::SeqCst);
+            if stop {
+                break;
             }
             continue;
         }
-        for job in claimed {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                break;
-            };
-            jobs.spawn(execute(
-                state.clone(),
-                registry.clone(),
-                job,
-                permit,
-                stopping.clone(),
-            ));
-        }
+        ready.extend(claimed);
     }
 
     // Shutdown: no more claims; give running jobs a bounded time.

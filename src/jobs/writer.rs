@@ -4,8 +4,10 @@
 //! is acknowledged before its commit), while one fsync serves many jobs.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::db::{self, InsertJob};
 use super::model::{Job, NewJob};
@@ -14,6 +16,37 @@ use crate::error::AppError;
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Jobs the writer claims for a waiting runner in the very transaction that
+/// inserts them: the runner offers its free slots (`demand`) while it
+/// waits, and gets the jobs without a claim round of its own.
+pub(super) struct Handoff {
+    /// Free runner slots on offer (0: none, the runner is busy).
+    pub demand: AtomicUsize,
+    /// Claimed for the runner, committed, not yet taken.
+    pub jobs: Mutex<Vec<db::Claimed>>,
+    /// Wakes the runner (new work, a free slot, handed-off jobs).
+    pub wake: Notify,
+    owner: String,
+    lease: std::time::Duration,
+}
+
+impl Handoff {
+    pub fn new(owner: String, lease: std::time::Duration) -> Self {
+        Self {
+            demand: AtomicUsize::new(0),
+            jobs: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+            owner,
+            lease,
+        }
+    }
+
+    /// The jobs claimed for the runner since it last looked.
+    pub fn take(&self) -> Vec<db::Claimed> {
+        std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
 
 pub(super) enum WriteOp {
     Insert {
@@ -77,6 +110,7 @@ pub(super) async fn run(
     synchronous_full: bool,
     mut rx: mpsc::Receiver<WriteOp>,
     finished: broadcast::Sender<String>,
+    handoff: std::sync::Arc<Handoff>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::with_capacity(64);
@@ -87,7 +121,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        apply(&db, batch, &finished, synchronous_full).await;
+        apply(&db, batch, &finished, &handoff, synchronous_full).await;
     }
 }
 
@@ -101,6 +135,7 @@ async fn apply(
     db: &Db,
     batch: Vec<WriteOp>,
     finished: &broadcast::Sender<String>,
+    handoff: &Handoff,
     synchronous_full: bool,
 ) {
     let now = store::now();
@@ -121,7 +156,7 @@ async fn apply(
     if relaxed && let Err(e) = db::set_synchronous(&mut conn, false).await {
         tracing::warn!(error = %e, "could not relax synchronous for a claim");
     }
-    apply_on(&mut conn, batch, finished, &now).await;
+    apply_on(&mut conn, batch, finished, handoff, &now).await;
     if relaxed && let Err(e) = db::set_synchronous(&mut conn, true).await {
         // Never leave the writer less durable than configured.
         tracing::error!(error = %e, "could not restore synchronous FULL; closing the connection");
@@ -133,6 +168,7 @@ async fn apply_on(
     conn: &mut sqlx::SqliteConnection,
     batch: Vec<WriteOp>,
     finished: &broadcast::Sender<String>,
+    handoff: &Handoff,
     now: &str,
 ) {
     let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
@@ -158,10 +194,21 @@ async fn apply_on(
             _ => None,
         })
         .unzip();
+    let mut handed = Vec::new();
     if !jobs.is_empty() {
         let results = insert_all(&mut tx, &jobs, now).await;
         for (ack, r) in acks.into_iter().zip(results) {
             pending.push(Pending::Insert(ack, Box::new(r)));
+        }
+        let want = handoff.demand.swap(0, Ordering::SeqCst);
+        if want > 0 {
+            let lease =
+                ts(chrono::Utc::now()
+                    + chrono::Duration::from_std(handoff.lease).unwrap_or_default());
+            match db::claim(&mut tx, &handoff.owner, want as i64, &lease, now).await {
+                Ok(rows) => handed = rows,
+                Err(e) => tracing::warn!(error = %e, "could not claim new jobs for the runner"),
+            }
         }
     }
     for op in others {
@@ -214,6 +261,8 @@ async fn apply_on(
     }
     if let Err(e) = tx.commit().await {
         tracing::error!(error = %e, "job writer failed to commit");
+        // Whatever was claimed for the runner is queued again: let it look.
+        handoff.wake.notify_one();
         for p in pending {
             match p {
                 Pending::Claim(ack, _) => {
@@ -228,6 +277,14 @@ async fn apply_on(
             }
         }
         return;
+    }
+    if !handed.is_empty() {
+        handoff
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(handed);
+        handoff.wake.notify_one();
     }
     for p in pending {
         match p {
