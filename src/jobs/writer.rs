@@ -184,16 +184,16 @@ async fn apply_on(
     let mut pending = Vec::with_capacity(batch.len());
     // New jobs first, in one statement; then everything else in order (so
     // that a claim of this batch already sees them).
-    let (inserts, others): (Vec<_>, Vec<_>) = batch
-        .into_iter()
-        .partition(|op| matches!(op, WriteOp::Insert { .. }));
-    let (jobs, acks): (Vec<_>, Vec<_>) = inserts
-        .into_iter()
-        .filter_map(|op| match op {
-            WriteOp::Insert { job, ack } => Some((job, ack)),
-            _ => None,
-        })
-        .unzip();
+    let (mut jobs, mut acks, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for op in batch {
+        match op {
+            WriteOp::Insert { job, ack } => {
+                jobs.push(job);
+                acks.push(ack);
+            }
+            op => others.push(op),
+        }
+    }
     let mut handed = Vec::new();
     if !jobs.is_empty() {
         let results = insert_all(&mut tx, &jobs, now).await;
@@ -213,7 +213,7 @@ async fn apply_on(
     }
     for op in others {
         match op {
-            WriteOp::Insert { .. } => {}
+            WriteOp::Insert { .. } => {} // inserted above
             WriteOp::Finish {
                 id,
                 token,

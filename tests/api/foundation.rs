@@ -134,17 +134,17 @@ async fn cross_origin_requests_are_allowed_only_from_configured_origins() {
             .header("access-control-request-headers", "authorization")
             .send()
     };
+    let from_the_app = |app: &crate::helpers::TestApp| {
+        app.client
+            .get(format!("{}/health", app.addr))
+            .header("origin", "https://app.example.com")
+            .send()
+    };
     // Nothing configured: same-origin only, no CORS header on any answer.
     let app = spawn_app().await;
     let res = preflight(&app, "https://app.example.com").await.unwrap();
     assert!(!res.headers().contains_key("access-control-allow-origin"));
-    let res = app
-        .client
-        .get(format!("{}/health", app.addr))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = from_the_app(&app).await.unwrap();
     assert!(!res.headers().contains_key("access-control-allow-origin"));
 
     let app = spawn_app_with(&[("CORS_ORIGINS", "https://app.example.com")]).await;
@@ -164,13 +164,7 @@ async fn cross_origin_requests_are_allowed_only_from_configured_origins() {
     );
     let res = preflight(&app, "https://evil.example.net").await.unwrap();
     assert!(!res.headers().contains_key("access-control-allow-origin"));
-    let res = app
-        .client
-        .get(format!("{}/health", app.addr))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    let res = from_the_app(&app).await.unwrap();
     assert_eq!(
         res.headers()["access-control-allow-origin"],
         "https://app.example.com"
