@@ -170,7 +170,8 @@ impl Queue {
     /// Creates the queue and starts its group-commit writer.
     pub fn new(db: Db, config: Arc<Config>) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        let (finished, _) = broadcast::channel(4096);
+        // A waiter that lags re-reads the job, so the ring need not be long.
+        let (finished, _) = broadcast::channel(1024);
         let owner = format!("runner-{}", uuid::Uuid::new_v4().simple());
         let handoff = Arc::new(writer::Handoff::new(owner.clone(), config.job_lease));
         let inner = Arc::new(Inner {
