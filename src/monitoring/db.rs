@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, QueryBuilder, Sqlite, SqliteConnection};
 
 use super::model::{
     Alert, ErrorEvent, ErrorGroup, ErrorRecord, LogEntry, ROLLUP_BUCKETS, RequestRecord,
@@ -31,38 +32,75 @@ fn shared(label: &'static str) -> Arc<str> {
         .unwrap_or_else(|| Arc::from(label))
 }
 
-/// Inserts request records with multi-row INSERT statements.
+/// One request-log row: the record and its stored forms of the time, client
+/// IP and user agent (shared between the rows of a batch that have the same).
+pub struct RequestRow<'a> {
+    pub at: Arc<str>,
+    pub client_ip: Option<Arc<str>>,
+    pub user_agent: Option<Arc<str>>,
+    pub record: &'a RequestRecord,
+}
+
+const REQUEST_COLUMNS: usize = 13;
+
+/// `INSERT INTO request_log ... VALUES (...), ...` for `rows` rows.
+fn insert_requests_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; REQUEST_COLUMNS].join(", "));
+    format!(
+        "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, bytes_out, \
+         user_id, client_ip, user_agent, request_id, source, loadtest_id) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> sqlx::Result<()>
+where
+    T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+{
+    args.add(value).map_err(sqlx::Error::Encode)
+}
+
+/// Inserts request rows with multi-row INSERT statements. The full-size
+/// statement's text is built once and the arguments are filled directly:
+/// every bound string is a shared `Arc<str>`, so binding copies nothing.
 pub async fn insert_requests(
     conn: &mut SqliteConnection,
-    records: &[(Arc<str>, &RequestRecord)],
+    rows: &[RequestRow<'_>],
 ) -> sqlx::Result<()> {
-    for chunk in records.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, \
-             bytes_out, user_id, client_ip, user_agent, request_id, source, loadtest_id) ",
-        );
-        qb.push_values(chunk, |mut b, (at, r)| {
-            b.push_bind(at.clone())
-                .push_bind(shared(r.method))
-                .push_bind(r.route.clone())
-                .push_bind(i64::from(r.status))
-                .push_bind(r.duration_ms)
-                .push_bind(r.bytes_in)
-                .push_bind(r.bytes_out)
-                .push_bind(r.user_id.clone())
-                .push_bind(r.client_ip.map(|ip| Arc::<str>::from(ip.to_string())))
-                .push_bind(r.user_agent.as_deref())
-                .push_bind(r.request_id.clone())
-                .push_bind(shared(r.source()))
-                .push_bind(r.loadtest_id.as_deref());
-        });
+    static FULL: LazyLock<String> = LazyLock::new(|| insert_requests_sql(CHUNK));
+    for chunk in rows.chunks(CHUNK) {
+        let mut args = SqliteArguments::default();
+        args.reserve(chunk.len() * REQUEST_COLUMNS, 0);
+        for row in chunk {
+            let r = row.record;
+            bind(&mut args, row.at.clone())?;
+            bind(&mut args, shared(r.method))?;
+            bind(&mut args, r.route.clone())?;
+            bind(&mut args, i64::from(r.status))?;
+            bind(&mut args, r.duration_ms)?;
+            bind(&mut args, r.bytes_in)?;
+            bind(&mut args, r.bytes_out)?;
+            bind(&mut args, r.user_id.clone())?;
+            bind(&mut args, row.client_ip.clone())?;
+            bind(&mut args, row.user_agent.clone())?;
+            bind(&mut args, r.request_id.clone())?;
+            bind(&mut args, shared(r.source()))?;
+            bind(&mut args, r.loadtest_id.as_deref().map(Arc::<str>::from))?;
+        }
         // Only the full-size statement is worth keeping prepared: a cached
         // statement per remainder size would hold megabytes of bytecode.
-        let persistent = chunk.len() == CHUNK;
-        qb.build()
-            .persistent(persistent)
-            .execute(&mut *conn)
-            .await?;
+        if chunk.len() == CHUNK {
+            sqlx::query_with(FULL.as_str(), args)
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            let sql = insert_requests_sql(chunk.len());
+            // Placeholders only: the text holds no value.
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .persistent(false)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -4,9 +4,12 @@
 //! Requests never wait for it: when the channel is full, records are dropped
 //! and counted (see [`super::Monitor::record_request`]).
 
-use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use foldhash::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
@@ -86,12 +89,8 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
             Record::Error(e) => errors.push(e),
         }
     }
-    // The stored timestamps, formatted here rather than on the request path.
-    let rows: Vec<(Arc<str>, &RequestRecord)> = requests
-        .into_iter()
-        .map(|r| (Arc::from(crate::db::ts(r.at)), r))
-        .collect();
-    let (rollups, activity) = aggregate(&rows);
+    let rows = rows(&requests);
+    let (rollups, activity) = aggregate(&requests);
     let mut tx = db.begin_write().await?;
     if !rows.is_empty() {
         db::insert_requests(&mut tx, &rows).await?;
@@ -105,19 +104,65 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The roll-up and activity increments of a batch of (stored timestamp,
-/// record) pairs.
+/// The rows to store, formatted here rather than on the request path. A
+/// batch holds thousands of requests from few clients within a few hundred
+/// milliseconds: each distinct timestamp, client IP and user agent is
+/// formatted and allocated once and shared by the rows that have it.
+fn rows<'a>(requests: &[&'a RequestRecord]) -> Vec<db::RequestRow<'a>> {
+    let mut last_at: Option<(DateTime<Utc>, Arc<str>)> = None;
+    let mut ips: HashMap<IpAddr, Arc<str>> = HashMap::default();
+    let mut agents: HashMap<&str, Arc<str>> = HashMap::default();
+    requests
+        .iter()
+        .map(|&record| {
+            let at = match &last_at {
+                Some((t, s)) if *t == record.at => s.clone(),
+                _ => {
+                    let s: Arc<str> = Arc::from(crate::db::ts(record.at));
+                    last_at = Some((record.at, s.clone()));
+                    s
+                }
+            };
+            let client_ip = record.client_ip.map(|ip| {
+                ips.entry(ip)
+                    .or_insert_with(|| Arc::from(ip.to_string()))
+                    .clone()
+            });
+            let user_agent = record
+                .user_agent
+                .as_deref()
+                .map(|ua| agents.entry(ua).or_insert_with(|| Arc::from(ua)).clone());
+            db::RequestRow {
+                at,
+                client_ip,
+                user_agent,
+                record,
+            }
+        })
+        .collect()
+}
+
+/// The roll-up and activity increments of a batch of requests.
 #[allow(clippy::type_complexity)]
 pub fn aggregate(
-    requests: &[(Arc<str>, &RequestRecord)],
+    requests: &[&RequestRecord],
 ) -> (Vec<(RollupKey, RollupDelta)>, Vec<((String, String), i64)>) {
-    let mut rollups: HashMap<(&str, &str, &'static str, u16, &'static str), RollupDelta> =
-        HashMap::new();
-    let mut activity: HashMap<(&str, &str), i64> = HashMap::new();
-    for (at, r) in requests {
-        let at: &str = at;
-        let hour = at.get(..13).unwrap_or(at);
-        let key = (hour, &*r.route, r.method, r.status, r.source());
+    const HOUR: i64 = 3600;
+    const DAY: i64 = 86_400;
+    // Keyed by the hour and day numbers; their stored forms are made once
+    // per distinct key, not per request.
+    let mut rollups: HashMap<(i64, &str, &'static str, u16, &'static str), RollupDelta> =
+        HashMap::default();
+    let mut activity: HashMap<(i64, &str), i64> = HashMap::default();
+    for r in requests {
+        let secs = r.at.timestamp();
+        let key = (
+            secs.div_euclid(HOUR),
+            &*r.route,
+            r.method,
+            r.status,
+            r.source(),
+        );
         let d = rollups.entry(key).or_default();
         d.requests += 1;
         d.total_ms += r.duration_ms;
@@ -126,22 +171,35 @@ pub fn aggregate(
         d.bytes_out += r.bytes_out.unwrap_or(0);
         d.buckets[rollup_bucket(r.duration_ms)] += 1;
         if let Some(user) = &r.user_id {
-            *activity
-                .entry((at.get(..10).unwrap_or(at), &**user))
-                .or_default() += 1;
+            *activity.entry((secs.div_euclid(DAY), user)).or_default() += 1;
         }
     }
+    let stored = |secs: i64| {
+        crate::db::ts(DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::UNIX_EPOCH))
+    };
     (
         rollups
             .into_iter()
             .map(|((hour, route, method, status, source), d)| {
-                let hour = format!("{hour}:00:00.000Z");
-                ((hour, route.to_string(), method, status, source), d)
+                (
+                    (
+                        stored(hour * HOUR),
+                        route.to_string(),
+                        method,
+                        status,
+                        source,
+                    ),
+                    d,
+                )
             })
             .collect(),
         activity
             .into_iter()
-            .map(|((day, user), n)| ((day.to_string(), user.to_string()), n))
+            .map(|((day, user), n)| {
+                let mut day = stored(day * DAY);
+                day.truncate(10);
+                ((day, user.to_string()), n)
+            })
             .collect(),
     )
 }
@@ -168,12 +226,34 @@ mod tests {
     }
 
     #[test]
+    fn rows_share_one_copy_of_each_time_ip_and_user_agent() {
+        let mut a = rec("2026-11-27T18:01:00.123Z", 200, 3.0, Some("u1"));
+        a.client_ip = Some("203.0.113.7".parse().unwrap());
+        a.user_agent = Some("wrk/4.2".into());
+        let b = a.clone();
+        let mut c = rec("2026-11-27T18:01:00.124Z", 200, 3.0, None);
+        c.client_ip = Some("2001:db8::1".parse().unwrap());
+        let rows = rows(&[&a, &b, &c]);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(&*rows[0].at, "2026-11-27T18:01:00.123Z");
+        assert_eq!(&*rows[2].at, "2026-11-27T18:01:00.124Z");
+        assert!(Arc::ptr_eq(&rows[0].at, &rows[1].at));
+        let ip = |i: usize| rows[i].client_ip.clone().unwrap();
+        assert_eq!(&*ip(0), "203.0.113.7");
+        assert!(Arc::ptr_eq(&ip(0), &ip(1)));
+        assert_eq!(&*ip(2), "2001:db8::1");
+        let ua = rows[0].user_agent.clone().unwrap();
+        assert_eq!(&*ua, "wrk/4.2");
+        assert!(Arc::ptr_eq(&ua, rows[1].user_agent.as_ref().unwrap()));
+        assert!(rows[2].user_agent.is_none());
+    }
+
+    #[test]
     fn a_batch_is_aggregated_per_hour_route_and_status() {
         let a = rec("2026-11-27T18:01:00.000Z", 200, 3.0, Some("u1"));
         let b = rec("2026-11-27T18:59:00.000Z", 200, 30.0, Some("u1"));
         let c = rec("2026-11-27T19:00:00.000Z", 200, 3.0, None);
-        let rows = [&a, &b, &c].map(|r| (Arc::from(crate::db::ts(r.at)), r));
-        let (rollups, activity) = aggregate(&rows);
+        let (rollups, activity) = aggregate(&[&a, &b, &c]);
         assert_eq!(rollups.len(), 2);
         let h18 = rollups
             .iter()
