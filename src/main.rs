@@ -45,6 +45,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     tune_allocator();
+    hs_platform::db::tune_sqlite();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let config = Config::from_env()?;

@@ -146,8 +146,13 @@ impl Started {
 /// At most 256 characters, with control and non-ASCII bytes escaped, so
 /// that a user agent cannot forge log lines or break a terminal.
 pub fn escape_user_agent(raw: &[u8]) -> String {
-    let mut out = String::new();
-    for b in raw.iter().take(256) {
+    let raw = &raw[..raw.len().min(256)];
+    if raw.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        // The common case: one exact allocation, no escaping.
+        return raw.iter().map(|&b| char::from(b)).collect();
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for b in raw {
         if b.is_ascii_graphic() || *b == b' ' {
             out.push(*b as char);
         } else {
