@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use foldhash::HashMap;
 
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
     }
     let count = batch.len();
     if let Err(err) = write_batch(db, batch).await {
-        tracing::error!(error = %format!("{err:#}"), count, "failed to write monitoring records");
+        tracing::error!(error = %format!("{err:#}"), count, "failed to write the monitoring records");
         monitor.note_write_failure(count as u64);
     } else {
         monitor.note_written(
@@ -109,17 +109,19 @@ async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
 /// milliseconds: each distinct timestamp, client IP and user agent is
 /// formatted and allocated once and shared by the rows that have it.
 fn rows<'a>(requests: &[&'a RequestRecord]) -> Vec<db::RequestRow<'a>> {
-    let mut last_at: Option<(DateTime<Utc>, Arc<str>)> = None;
+    // Stored times have millisecond precision; records, nanosecond.
+    let mut last_at: Option<(i64, Arc<str>)> = None;
     let mut ips: HashMap<IpAddr, Arc<str>> = HashMap::default();
     let mut agents: HashMap<&str, Arc<str>> = HashMap::default();
     requests
         .iter()
         .map(|&record| {
+            let millis = record.at.timestamp_millis();
             let at = match &last_at {
-                Some((t, s)) if *t == record.at => s.clone(),
+                Some((t, s)) if *t == millis => s.clone(),
                 _ => {
                     let s: Arc<str> = Arc::from(crate::db::ts(record.at));
-                    last_at = Some((record.at, s.clone()));
+                    last_at = Some((millis, s.clone()));
                     s
                 }
             };
@@ -230,7 +232,9 @@ mod tests {
         let mut a = rec("2026-11-27T18:01:00.123Z", 200, 3.0, Some("u1"));
         a.client_ip = Some("203.0.113.7".parse().unwrap());
         a.user_agent = Some("wrk/4.2".into());
-        let b = a.clone();
+        let mut b = a.clone();
+        // Within the same millisecond: the same stored time.
+        b.at += chrono::Duration::microseconds(400);
         let mut c = rec("2026-11-27T18:01:00.124Z", 200, 3.0, None);
         c.client_ip = Some("2001:db8::1".parse().unwrap());
         let rows = rows(&[&a, &b, &c]);
