@@ -17,7 +17,14 @@ fn main() {
     // lld's options, so the order is then left out.
     let lld = env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu")
         && !env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"));
-    if release && lld && order.exists() {
+    if !(release && lld) {
+        return;
+    }
+    // Packed relative relocations (DT_RELR, glibc 2.36+, Debian 12): the 1 MB
+    // table of a position-independent binary shrinks to a few KB, and the
+    // loader no longer reads it all into memory at start.
+    println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    if order.exists() {
         let path = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join(order);
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
@@ -25,11 +32,5 @@ fn main() {
         );
         // Functions renamed or removed since the file was made are skipped.
         println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-    }
-    if release && lld {
-        // Packed relative relocations (DT_RELR, glibc 2.36+, Debian 12): the
-        // 1 MB table of a position-independent binary shrinks to a few KB,
-        // and the loader no longer reads it all into memory at start.
-        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
