@@ -6,9 +6,9 @@
 PRAGMA synchronous = OFF;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < __ROWS__)
-INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, bytes_out, user_id,
+INSERT INTO request_log (at_ms, method, route, status, duration_ms, bytes_in, bytes_out, user_id,
                          client_ip, user_agent, request_id, source)
-SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%d seconds', abs(random()) % (7 * 86400))),
+SELECT (unixepoch('now') - abs(random()) % (7 * 86400)) * 1000 + abs(random()) % 1000,
        CASE i % 5 WHEN 0 THEN 'POST' WHEN 1 THEN 'PUT' ELSE 'GET' END,
        CASE i % 12
            WHEN 0 THEN '/api/users/{userId}' WHEN 1 THEN '/api/users/{userId}'
@@ -33,7 +33,7 @@ BEGIN;
 INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
        max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
        le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
-SELECT substr(at, 1, 13) || ':00:00.000Z', route, method, status, source, count(*),
+SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, status, source, count(*),
        sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
        coalesce(sum(bytes_out), 0),
        sum(duration_ms <= 1),
@@ -51,7 +51,7 @@ SELECT substr(at, 1, 13) || ':00:00.000Z', route, method, status, source, count(
        sum(duration_ms > 5000 AND duration_ms <= 10000),
        sum(duration_ms > 10000)
 FROM request_log
-WHERE at < '9999'
+WHERE at_ms < 253402300800000
 GROUP BY 1, route, method, status, source
 ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
     requests = excluded.requests, total_ms = excluded.total_ms,
@@ -63,9 +63,9 @@ ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
     le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
     le_10000 = excluded.le_10000, le_inf = excluded.le_inf;
 INSERT INTO user_activity (day, user_id, requests)
-SELECT substr(at, 1, 10), user_id, count(*)
+SELECT date(at_ms / 1000, 'unixepoch'), user_id, count(*)
 FROM request_log
-WHERE at < '9999' AND user_id IS NOT NULL
+WHERE at_ms < 253402300800000 AND user_id IS NOT NULL
 GROUP BY 1, user_id
 ON CONFLICT (day, user_id) DO UPDATE SET requests = max(requests, excluded.requests);
 COMMIT;

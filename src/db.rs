@@ -33,6 +33,15 @@ pub struct Db {
     pub reader: SqlitePool,
 }
 
+/// The page size of a new database file (an existing file keeps its own:
+/// SQLite sets it when the file is created). 16 KiB rather than SQLite's
+/// 4 KiB: the request log appends a row per HTTP request, and with larger
+/// pages it splits and balances pages a quarter as often and writes fewer
+/// WAL frames; SQLite's cost per logged request falls by about a seventh
+/// (bench/sqlite/insert_floor.sh). Caches are sized in bytes, so memory use
+/// does not change.
+pub const PAGE_SIZE: u32 = 16_384;
+
 impl Db {
     /// Opens (creating if needed) the database and applies migrations.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
@@ -69,6 +78,7 @@ impl Db {
                     // tables and indexes): a smaller cache than the readers'.
                     .pragma("cache_size", "-1500")
                     .create_if_missing(true)
+                    .page_size(PAGE_SIZE)
                     .auto_vacuum(SqliteAutoVacuum::Incremental)
                     .optimize_on_close(true, 400),
             )

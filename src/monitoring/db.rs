@@ -1,45 +1,20 @@
 //! Every SQL statement of the monitoring domain.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::ffi::{c_char, c_int};
+use std::net::IpAddr;
+use std::ptr::NonNull;
+use std::sync::LazyLock;
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, QueryBuilder, Sqlite, SqliteConnection};
+use libsqlite3_sys as ffi;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::model::{
     Alert, ErrorEvent, ErrorGroup, ErrorRecord, LogEntry, ROLLUP_BUCKETS, RequestRecord,
 };
 
-/// Rows per multi-row INSERT. Small enough that a statement's arguments stay
-/// under glibc's 64 KiB "large free" mark (whose free consolidates the
-/// allocator's small-chunk bins, a cost paid on every batch otherwise).
+/// Rows per multi-row INSERT: fewer rows cost more per row, more gain little
+/// (bench/sqlite/insert_floor.sh).
 const CHUNK: usize = 100;
-
-/// Shared copies of the fixed labels, so that binding one does not allocate
-/// (sqlx copies a bound `&str` into a new `Arc`; an `Arc<str>` is shared).
-fn shared(label: &'static str) -> Arc<str> {
-    static LABELS: LazyLock<HashMap<&'static str, Arc<str>>> = LazyLock::new(|| {
-        [
-            "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER", "api", "loadtest",
-        ]
-        .into_iter()
-        .map(|l| (l, Arc::from(l)))
-        .collect()
-    });
-    LABELS
-        .get(label)
-        .cloned()
-        .unwrap_or_else(|| Arc::from(label))
-}
-
-/// One request-log row: the record and its stored forms of the time, client
-/// IP and user agent (shared between the rows of a batch that have the same).
-pub struct RequestRow<'a> {
-    pub at: Arc<str>,
-    pub client_ip: Option<Arc<str>>,
-    pub user_agent: Option<Arc<str>>,
-    pub record: &'a RequestRecord,
-}
 
 const REQUEST_COLUMNS: usize = 13;
 
@@ -47,62 +22,191 @@ const REQUEST_COLUMNS: usize = 13;
 fn insert_requests_sql(rows: usize) -> String {
     let row = format!("({})", vec!["?"; REQUEST_COLUMNS].join(", "));
     format!(
-        "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_in, bytes_out, \
+        "INSERT INTO request_log (at_ms, method, route, status, duration_ms, bytes_in, bytes_out, \
          user_id, client_ip, user_agent, request_id, source, loadtest_id) VALUES {}",
         vec![row; rows].join(", ")
     )
 }
 
-fn bind<'q, T>(args: &mut SqliteArguments, value: T) -> sqlx::Result<()>
-where
-    T: sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
-{
-    args.add(value).map_err(sqlx::Error::Encode)
-}
-
-/// Inserts request rows with multi-row INSERT statements. The full-size
-/// statement's text is built once and the arguments are filled directly:
-/// every bound string is a shared `Arc<str>`, so binding copies nothing.
-pub async fn insert_requests(
-    conn: &mut SqliteConnection,
-    rows: &[RequestRow<'_>],
-) -> sqlx::Result<()> {
-    static FULL: LazyLock<String> = LazyLock::new(|| insert_requests_sql(CHUNK));
-    for chunk in rows.chunks(CHUNK) {
-        let mut args = SqliteArguments::default();
-        args.reserve(chunk.len() * REQUEST_COLUMNS, 0);
-        for row in chunk {
-            let r = row.record;
-            bind(&mut args, row.at.clone())?;
-            bind(&mut args, shared(r.method))?;
-            bind(&mut args, r.route.clone())?;
-            bind(&mut args, i64::from(r.status))?;
-            bind(&mut args, r.duration_ms)?;
-            bind(&mut args, r.bytes_in)?;
-            bind(&mut args, r.bytes_out)?;
-            bind(&mut args, r.user_id.clone())?;
-            bind(&mut args, row.client_ip.clone())?;
-            bind(&mut args, row.user_agent.clone())?;
-            bind(&mut args, r.request_id.clone())?;
-            bind(&mut args, shared(r.source()))?;
-            bind(&mut args, r.loadtest_id.as_deref().map(Arc::<str>::from))?;
+/// Inserts request rows, in multi-row INSERTs, through SQLite's C API on
+/// `db`: the writer connection's handle, locked by the caller for the
+/// duration of the call, inside the caller's transaction.
+///
+/// Not through sqlx, because the request log is the one statement run once
+/// per HTTP request: sqlx copies every bound string into an allocation of
+/// its own and hands each statement to its connection thread, which cost
+/// about as much as SQLite's own insert work. Here the values are bound in
+/// place (`SQLITE_STATIC`: SQLite reads them from the records while it
+/// steps) and the full-size statement is prepared once per batch.
+pub fn insert_requests(
+    db: NonNull<ffi::sqlite3>,
+    requests: &[&RequestRecord],
+) -> anyhow::Result<()> {
+    // Each distinct client address of the batch as text, once.
+    let mut ips: foldhash::HashMap<IpAddr, String> = foldhash::HashMap::default();
+    for r in requests {
+        if let Some(ip) = r.client_ip {
+            ips.entry(ip).or_insert_with(|| ip.to_string());
         }
-        // Only the full-size statement is worth keeping prepared: a cached
-        // statement per remainder size would hold megabytes of bytecode.
+    }
+    static FULL: LazyLock<String> = LazyLock::new(|| insert_requests_sql(CHUNK));
+    let mut full: Option<RawStatement> = None;
+    for chunk in requests.chunks(CHUNK) {
         if chunk.len() == CHUNK {
-            sqlx::query_with(FULL.as_str(), args)
-                .execute(&mut *conn)
-                .await?;
+            let stmt = match full {
+                Some(ref stmt) => stmt,
+                None => full.insert(RawStatement::prepare(db, &FULL)?),
+            };
+            insert_chunk(stmt, chunk, &ips)?;
         } else {
-            let sql = insert_requests_sql(chunk.len());
-            // Placeholders only: the text holds no value.
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
+            // The remainder, once per batch: not worth keeping prepared.
+            let stmt = RawStatement::prepare(db, &insert_requests_sql(chunk.len()))?;
+            insert_chunk(&stmt, chunk, &ips)?;
         }
     }
     Ok(())
+}
+
+fn insert_chunk(
+    stmt: &RawStatement,
+    chunk: &[&RequestRecord],
+    ips: &foldhash::HashMap<IpAddr, String>,
+) -> anyhow::Result<()> {
+    let mut i = 0;
+    let mut next = || {
+        i += 1;
+        i
+    };
+    for r in chunk {
+        stmt.int(next(), Some(r.at.timestamp_millis()))?;
+        stmt.text(next(), Some(r.method))?;
+        stmt.text(next(), Some(&r.route))?;
+        stmt.int(next(), Some(i64::from(r.status)))?;
+        stmt.double(next(), r.duration_ms)?;
+        stmt.int(next(), r.bytes_in)?;
+        stmt.int(next(), r.bytes_out)?;
+        stmt.text(next(), r.user_id.as_deref())?;
+        stmt.text(
+            next(),
+            r.client_ip.and_then(|ip| ips.get(&ip)).map(String::as_str),
+        )?;
+        stmt.text(next(), r.user_agent.as_deref())?;
+        stmt.text(next(), r.request_id.as_deref())?;
+        stmt.text(next(), Some(r.source()))?;
+        stmt.text(next(), r.loadtest_id.as_deref())?;
+    }
+    stmt.execute()
+}
+
+/// A statement prepared through SQLite's C API, finalized when dropped. The
+/// text it binds must outlive it: see [`RawStatement::text`].
+struct RawStatement {
+    db: NonNull<ffi::sqlite3>,
+    stmt: NonNull<ffi::sqlite3_stmt>,
+}
+
+#[allow(unsafe_code)]
+impl RawStatement {
+    fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> anyhow::Result<Self> {
+        let len = c_int::try_from(sql.len())?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: `db` is an open connection that no other thread uses while
+        // the caller holds its lock; `sql` is valid for `len` bytes; `stmt`
+        // is a valid place for the result.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v3(
+                db.as_ptr(),
+                sql.as_ptr().cast::<c_char>(),
+                len,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        raw_check(db, rc)?;
+        let stmt = NonNull::new(stmt).ok_or_else(|| anyhow::anyhow!("empty SQL statement"))?;
+        Ok(Self { db, stmt })
+    }
+
+    fn int(&self, index: c_int, value: Option<i64>) -> anyhow::Result<()> {
+        // SAFETY: a live statement; SQLite checks the index.
+        let rc = unsafe {
+            match value {
+                Some(v) => ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, v),
+                None => ffi::sqlite3_bind_null(self.stmt.as_ptr(), index),
+            }
+        };
+        raw_check(self.db, rc)
+    }
+
+    fn double(&self, index: c_int, value: f64) -> anyhow::Result<()> {
+        // SAFETY: a live statement; SQLite checks the index.
+        let rc = unsafe { ffi::sqlite3_bind_double(self.stmt.as_ptr(), index, value) };
+        raw_check(self.db, rc)
+    }
+
+    /// Binds text without copying it: SQLite reads it when the statement
+    /// steps, so it must stay alive and unchanged until the statement is
+    /// rebound or finalized. Every caller binds from records that outlive
+    /// the statement (both live through [`insert_requests`]).
+    fn text(&self, index: c_int, value: Option<&str>) -> anyhow::Result<()> {
+        let rc = match value {
+            Some(v) => {
+                let len = c_int::try_from(v.len())?;
+                // SAFETY: a live statement; `v` is valid for `len` bytes of
+                // UTF-8 and outlives the statement (above).
+                unsafe {
+                    ffi::sqlite3_bind_text(
+                        self.stmt.as_ptr(),
+                        index,
+                        v.as_ptr().cast::<c_char>(),
+                        len,
+                        ffi::SQLITE_STATIC(),
+                    )
+                }
+            }
+            // SAFETY: a live statement; SQLite checks the index.
+            None => unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) },
+        };
+        raw_check(self.db, rc)
+    }
+
+    /// Runs a statement that returns no rows, then resets it for reuse.
+    fn execute(&self) -> anyhow::Result<()> {
+        // SAFETY: a live statement whose parameters are all bound.
+        let rc = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
+        // SAFETY: a live statement; resetting returns the step's error
+        // again, which is already reported below.
+        unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
+        if rc == ffi::SQLITE_DONE {
+            return Ok(());
+        }
+        raw_check(self.db, rc)?;
+        Err(anyhow::anyhow!("unexpected SQLite result {rc}"))
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for RawStatement {
+    fn drop(&mut self) {
+        // SAFETY: finalized once, here; nothing uses the statement after.
+        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
+    }
+}
+
+/// `rc` as a result, with SQLite's message for the connection's last error.
+#[allow(unsafe_code)]
+fn raw_check(db: NonNull<ffi::sqlite3>, rc: c_int) -> anyhow::Result<()> {
+    if rc == ffi::SQLITE_OK {
+        return Ok(());
+    }
+    // SAFETY: `db` is open; sqlite3_errmsg returns a NUL-terminated string
+    // that stays valid until the next call on the connection, and it is
+    // copied at once.
+    let message = unsafe { std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }
+        .to_string_lossy()
+        .into_owned();
+    Err(anyhow::anyhow!("SQLite error {rc}: {message}"))
 }
 
 /// One hourly aggregate to add to `request_rollups`.
@@ -222,8 +326,10 @@ pub async fn add_error(conn: &mut SqliteConnection, e: &ErrorRecord) -> sqlx::Re
 /// Filters of the request log, already parsed.
 #[derive(Debug, Default)]
 pub struct LogFilter {
-    pub from: Option<String>,
-    pub to: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub from_ms: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub to_ms: Option<i64>,
     pub status: Option<i64>,
     /// Inclusive status range of a class (400..=499).
     pub status_range: Option<(i64, i64)>,
@@ -240,14 +346,14 @@ pub struct LogFilter {
 /// The request log, newest first, with dynamic filters.
 pub async fn list_logs(conn: &mut SqliteConnection, f: &LogFilter) -> sqlx::Result<Vec<LogEntry>> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT id, at, method, route, status, duration_ms, bytes_in, bytes_out, user_id, \
+        "SELECT id, at_ms, method, route, status, duration_ms, bytes_in, bytes_out, user_id, \
          client_ip, user_agent, request_id, source, loadtest_id FROM request_log WHERE 1 = 1",
     );
-    if let Some(v) = &f.from {
-        qb.push(" AND at >= ").push_bind(v);
+    if let Some(v) = f.from_ms {
+        qb.push(" AND at_ms >= ").push_bind(v);
     }
-    if let Some(v) = &f.to {
-        qb.push(" AND at < ").push_bind(v);
+    if let Some(v) = f.to_ms {
+        qb.push(" AND at_ms < ").push_bind(v);
     }
     if let Some(v) = f.status {
         qb.push(" AND status = ").push_bind(v);
@@ -289,7 +395,7 @@ pub async fn list_logs(conn: &mut SqliteConnection, f: &LogFilter) -> sqlx::Resu
 #[derive(sqlx::FromRow)]
 struct LogRow {
     id: i64,
-    at: String,
+    at_ms: i64,
     method: String,
     route: String,
     status: i64,
@@ -308,7 +414,7 @@ impl From<LogRow> for LogEntry {
     fn from(r: LogRow) -> Self {
         LogEntry {
             id: r.id,
-            at: r.at,
+            at: crate::db::ts(chrono::DateTime::from_timestamp_millis(r.at_ms).unwrap_or_default()),
             method: r.method,
             route: r.route,
             status: r.status,
@@ -474,18 +580,19 @@ pub async fn rollups_by_route(
 
 // --- retention ---------------------------------------------------------------
 
-/// Recomputes the roll-ups of every hour before `before_hour` from the raw
-/// rows still present (all rows of an hour are deleted together, so the
-/// recomputed values are complete), and the per-day user activity.
+/// Recomputes the roll-ups of every hour before `before_ms` (an hour
+/// boundary, Unix milliseconds) from the raw rows still present (all rows of
+/// an hour are deleted together, so the recomputed values are complete), and
+/// the per-day user activity.
 pub async fn rebuild_rollups_before(
     conn: &mut SqliteConnection,
-    before_hour: &str,
+    before_ms: i64,
 ) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         r#"INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
                max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
                le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
-           SELECT substr(at, 1, 13) || ':00:00.000Z', route, method, status, source, count(*),
+           SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, status, source, count(*),
                   sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
                   coalesce(sum(bytes_out), 0),
                   sum(duration_ms <= 1),
@@ -503,7 +610,7 @@ pub async fn rebuild_rollups_before(
                   sum(duration_ms > 5000 AND duration_ms <= 10000),
                   sum(duration_ms > 10000)
            FROM request_log
-           WHERE at < ?1
+           WHERE at_ms < ?1
            GROUP BY 1, route, method, status, source
            ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
                requests = excluded.requests, total_ms = excluded.total_ms,
@@ -514,45 +621,49 @@ pub async fn rebuild_rollups_before(
                le_500 = excluded.le_500, le_1000 = excluded.le_1000,
                le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
                le_10000 = excluded.le_10000, le_inf = excluded.le_inf"#,
-        before_hour
+        before_ms
     )
     .execute(&mut *conn)
     .await?
     .rows_affected();
     sqlx::query!(
         r#"INSERT INTO user_activity (day, user_id, requests)
-           SELECT substr(at, 1, 10), user_id, count(*)
+           SELECT date(at_ms / 1000, 'unixepoch'), user_id, count(*)
            FROM request_log
-           WHERE at < ?1 AND user_id IS NOT NULL
+           WHERE at_ms < ?1 AND user_id IS NOT NULL
            GROUP BY 1, user_id
            ON CONFLICT (day, user_id) DO UPDATE SET
                requests = max(requests, excluded.requests)"#,
-        before_hour
+        before_ms
     )
     .execute(&mut *conn)
     .await?;
     Ok(done)
 }
 
-pub async fn count_requests_before(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+/// Raw rows older than `before_ms` (Unix milliseconds).
+pub async fn count_requests_before(
+    conn: &mut SqliteConnection,
+    before_ms: i64,
+) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!: i64" FROM request_log WHERE at < ?"#,
-        before
+        r#"SELECT count(*) AS "n!: i64" FROM request_log WHERE at_ms < ?"#,
+        before_ms
     )
     .fetch_one(conn)
     .await
 }
 
-/// Deletes up to `limit` raw rows older than `before`; returns how many.
+/// Deletes up to `limit` raw rows older than `before_ms`; returns how many.
 pub async fn delete_requests_before(
     conn: &mut SqliteConnection,
-    before: &str,
+    before_ms: i64,
     limit: i64,
 ) -> sqlx::Result<u64> {
     Ok(sqlx::query!(
         "DELETE FROM request_log WHERE id IN
-             (SELECT id FROM request_log WHERE at < ? ORDER BY at LIMIT ?)",
-        before,
+             (SELECT id FROM request_log WHERE at_ms < ? ORDER BY at_ms LIMIT ?)",
+        before_ms,
         limit
     )
     .execute(conn)
@@ -786,4 +897,128 @@ pub async fn read_probe(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar!(r#"SELECT count(*) AS "n!: i64" FROM (SELECT 1 FROM users LIMIT 1)"#)
         .fetch_one(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitoring::model::ShortStr;
+    use sqlx::Connection;
+
+    async fn migrated() -> (tempfile::TempDir, SqliteConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true);
+        let mut conn = SqliteConnection::connect_with(&options).await.unwrap();
+        crate::db::MIGRATOR.run(&mut conn).await.unwrap();
+        (dir, conn)
+    }
+
+    fn record(i: usize) -> RequestRecord {
+        RequestRecord {
+            at: chrono::DateTime::from_timestamp_millis(1_795_000_000_000 + i as i64).unwrap(),
+            method: if i.is_multiple_of(2) { "GET" } else { "POST" },
+            route: format!("/r/{}", i % 3).into(),
+            status: 200 + (i % 5) as u16,
+            duration_ms: i as f64 / 8.0,
+            bytes_in: (i.is_multiple_of(4)).then_some(i as i64),
+            bytes_out: Some(1000 + i as i64),
+            user_id: (i.is_multiple_of(3)).then(|| ShortStr::new(&format!("user-{i}"))),
+            client_ip: Some(format!("203.0.113.{}", i % 7).parse().unwrap()),
+            user_agent: (i % 2 == 1).then(|| format!("agent {i}")),
+            request_id: Some(ShortStr::new(&format!("req-{i}-{}", "x".repeat(i % 50)))),
+            loadtest_id: (i.is_multiple_of(10)).then(|| format!("lt{i}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_inserts_store_every_value_of_full_and_partial_chunks() {
+        let (_dir, mut conn) = migrated().await;
+        // Two full statements and a remainder.
+        let records: Vec<RequestRecord> = (0..2 * CHUNK + 37).map(record).collect();
+        let refs: Vec<&RequestRecord> = records.iter().collect();
+        {
+            let mut handle = conn.lock_handle().await.unwrap();
+            insert_requests(handle.as_raw_handle(), &refs).unwrap();
+        }
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            f64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT at_ms, method, route, status, duration_ms, bytes_in, bytes_out, user_id, \
+             client_ip, user_agent, request_id, source, loadtest_id FROM request_log ORDER BY id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), records.len());
+        for (row, r) in rows.iter().zip(&records) {
+            let (at_ms, method, route, status, duration_ms, bytes_in, bytes_out) =
+                (&row.0, &row.1, &row.2, &row.3, &row.4, &row.5, &row.6);
+            assert_eq!(
+                (at_ms, method.as_str(), route.as_str(), status),
+                (
+                    &r.at.timestamp_millis(),
+                    r.method,
+                    &*r.route,
+                    &i64::from(r.status)
+                )
+            );
+            assert_eq!(
+                (duration_ms, bytes_in, bytes_out),
+                (&r.duration_ms, &r.bytes_in, &r.bytes_out)
+            );
+            assert_eq!(
+                (
+                    row.7.as_deref(),
+                    row.8.clone(),
+                    row.9.as_deref(),
+                    row.10.as_deref(),
+                    row.11.as_str(),
+                    row.12.as_deref()
+                ),
+                (
+                    r.user_id.as_deref(),
+                    r.client_ip.map(|ip| ip.to_string()),
+                    r.user_agent.as_deref(),
+                    r.request_id.as_deref(),
+                    r.source(),
+                    r.loadtest_id.as_deref()
+                )
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_insert_errors_carry_sqlites_message() {
+        let (_dir, mut conn) = migrated().await;
+        sqlx::query("DROP VIEW v_request_log")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("DROP TABLE request_log")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let r = record(1);
+        let mut handle = conn.lock_handle().await.unwrap();
+        let err = insert_requests(handle.as_raw_handle(), &[&r]).unwrap_err();
+        assert!(
+            err.to_string().contains("no such table: request_log"),
+            "{err}"
+        );
+    }
 }

@@ -42,9 +42,76 @@ pub fn rollup_quantile(buckets: &[i64; ROLLUP_BUCKETS], max_ms: f64, q: f64) -> 
     max_ms
 }
 
+/// A string kept inside the value when it is short (up to 39 bytes: the
+/// generated request ids have 32, user ids 36), on the heap otherwise.
+///
+/// Request records are made on the request threads and dropped by the
+/// writer, thousands at a time. A heap string freed by another thread than
+/// the one that allocated it, long after, misses glibc's per-thread cache and
+/// piles up in its arena's bins, which the next large allocation must sweep:
+/// with two such strings per request that cost more than the rest of the
+/// record. Copying the ids into the record instead leaves the request's own
+/// strings to be freed where they were made, at once.
+#[derive(Clone)]
+pub enum ShortStr {
+    Inline { len: u8, bytes: [u8; SHORT_STR_MAX] },
+    Heap(Box<str>),
+}
+
+pub const SHORT_STR_MAX: usize = 39;
+
+impl ShortStr {
+    pub fn new(s: &str) -> Self {
+        match u8::try_from(s.len()) {
+            Ok(len) if s.len() <= SHORT_STR_MAX => {
+                let mut bytes = [0; SHORT_STR_MAX];
+                bytes[..s.len()].copy_from_slice(s.as_bytes());
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(s.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            // Always valid: copied from a `str` whole.
+            Self::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Self::Heap(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for ShortStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for ShortStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl From<&str> for ShortStr {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
 /// One request, as the writer stores it in `request_log`. Built on the
-/// request path, so it holds cheap forms (a time, shared strings, an address)
-/// that the writer turns into text off that path.
+/// request path, so it holds cheap forms (a time, a shared route name, ids
+/// copied in, an address) that the writer turns into stored values off that
+/// path.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
     pub at: chrono::DateTime<chrono::Utc>,
@@ -54,10 +121,10 @@ pub struct RequestRecord {
     pub duration_ms: f64,
     pub bytes_in: Option<i64>,
     pub bytes_out: Option<i64>,
-    pub user_id: Option<std::sync::Arc<str>>,
+    pub user_id: Option<ShortStr>,
     pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
-    pub request_id: Option<std::sync::Arc<str>>,
+    pub request_id: Option<ShortStr>,
     pub loadtest_id: Option<String>,
 }
 
@@ -85,6 +152,9 @@ pub struct ErrorRecord {
 
 /// What the writer receives.
 #[derive(Debug)]
+// Not boxed: requests are nearly every record, and a box would be one more
+// allocation per request, freed by another thread (see `ShortStr`).
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     Request(RequestRecord),
     /// Boxed: errors are rare and larger than requests.
@@ -335,6 +405,24 @@ pub struct Alerts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_strings_are_kept_whole_inline_or_on_the_heap() {
+        for s in [
+            "",
+            "a",
+            &"u".repeat(36),
+            &"x".repeat(39),
+            &"y".repeat(40),
+            "héllo",
+        ] {
+            let short = ShortStr::new(s);
+            assert_eq!(&*short, s);
+            assert_eq!(matches!(short, ShortStr::Inline { .. }), s.len() <= 39);
+        }
+        let long = "z".repeat(300);
+        assert_eq!(&*ShortStr::new(&long), long);
+    }
 
     #[test]
     fn rollup_buckets_put_bounds_in_their_own_bucket() {

@@ -12,7 +12,7 @@ use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::live::RouteStats;
-use super::model::RequestRecord;
+use super::model::{RequestRecord, ShortStr};
 use crate::error::InternalCause;
 use crate::http::client_ip::client_ip;
 use crate::http::extract::request_token;
@@ -204,10 +204,10 @@ pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Respo
         duration_ms: elapsed.as_secs_f64() * 1000.0,
         bytes_in: started.bytes_in,
         bytes_out,
-        user_id: started.caller.user_id,
+        user_id: started.caller.user_id.as_deref().map(ShortStr::new),
         client_ip: started.caller.client_ip,
         user_agent: started.user_agent,
-        request_id: Some(started.request_id),
+        request_id: Some(ShortStr::new(&started.request_id)),
         loadtest_id: started.caller.loadtest_id,
     });
 }

@@ -65,8 +65,13 @@ pub async fn run(
 ) -> anyhow::Result<Vec<Action>> {
     use super::db as q;
     let (log_cutoff, rollup_cutoff, rollup_day) = cutoffs(config, now);
+    // request_log keeps its times as Unix milliseconds; the other tables, as
+    // text.
+    let log_cutoff_ms = crate::db::parse_ts(&log_cutoff)
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| anyhow::anyhow!("unparsable log cutoff {log_cutoff}"))?;
     let mut conn = db.reader.acquire().await?;
-    let old_rows = q::count_requests_before(&mut conn, &log_cutoff).await?;
+    let old_rows = q::count_requests_before(&mut conn, log_cutoff_ms).await?;
     let old_events = q::count_error_events_before(&mut conn, &log_cutoff).await?;
     let old_aggregates = q::count_rollups_before(&mut conn, &rollup_cutoff, &rollup_day).await?;
     drop(conn);
@@ -80,11 +85,11 @@ pub async fn run(
     if apply {
         if old_rows > 0 {
             let mut tx = db.begin_write().await?;
-            q::rebuild_rollups_before(&mut tx, &log_cutoff).await?;
+            q::rebuild_rollups_before(&mut tx, log_cutoff_ms).await?;
             tx.commit().await?;
             loop {
                 let mut tx = db.begin_write().await?;
-                let n = q::delete_requests_before(&mut tx, &log_cutoff, DELETE_CHUNK).await?;
+                let n = q::delete_requests_before(&mut tx, log_cutoff_ms, DELETE_CHUNK).await?;
                 tx.commit().await?;
                 deleted_rows += n;
                 if n < DELETE_CHUNK as u64 {

@@ -6,6 +6,7 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use utoipa_axum::router::OpenApiRouter;
@@ -81,14 +82,24 @@ fn page_limit(limit: Option<u32>) -> Result<i64> {
     .limit()
 }
 
-fn parse_time(field: &str, value: Option<&String>) -> Result<Option<String>> {
+fn parse_instant(field: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
     value
         .map(|v| {
             crate::db::parse_ts(v)
-                .map(crate::db::ts)
                 .ok_or_else(|| AppError::validation(field, "must be an RFC 3339 timestamp"))
         })
         .transpose()
+}
+
+/// An RFC 3339 time filter in the stored text form.
+fn parse_time(field: &str, value: Option<&String>) -> Result<Option<String>> {
+    Ok(parse_instant(field, value)?.map(crate::db::ts))
+}
+
+/// An RFC 3339 time filter as Unix milliseconds (how the request log keeps
+/// its times).
+fn parse_time_ms(field: &str, value: Option<&String>) -> Result<Option<i64>> {
+    Ok(parse_instant(field, value)?.map(|t| t.timestamp_millis()))
 }
 
 /// The request log, newest first, with filters and cursor pagination.
@@ -139,8 +150,8 @@ async fn logs(
         })
         .transpose()?;
     let filter = LogFilter {
-        from: parse_time("from", q.from.as_ref())?,
-        to: parse_time("to", q.to.as_ref())?,
+        from_ms: parse_time_ms("from", q.from.as_ref())?,
+        to_ms: parse_time_ms("to", q.to.as_ref())?,
         status: q.status.map(i64::from),
         status_range,
         route: q.route,

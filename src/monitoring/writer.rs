@@ -4,8 +4,6 @@
 //! Requests never wait for it: when the channel is full, records are dropped
 //! and counted (see [`super::Monitor::record_request`]).
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -62,16 +60,15 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
         return;
     }
     let count = batch.len();
+    let requests = batch
+        .iter()
+        .filter(|r| matches!(r, Record::Request(_)))
+        .count() as u64;
     if let Err(err) = write_batch(db, batch).await {
         tracing::error!(error = %format!("{err:#}"), count, "failed to write the monitoring records");
         monitor.note_write_failure(count as u64);
     } else {
-        monitor.note_written(
-            batch
-                .iter()
-                .filter(|r| matches!(r, Record::Request(_)))
-                .count() as u64,
-        );
+        monitor.note_written(requests);
     }
     batch.clear();
     if batch.capacity() > 4 * FLUSH_AT {
@@ -80,68 +77,50 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
     }
 }
 
-async fn write_batch(db: &Db, records: &[Record]) -> anyhow::Result<()> {
-    let mut requests = Vec::new();
-    let mut errors = Vec::new();
-    for r in records {
-        match r {
-            Record::Request(r) => requests.push(r),
-            Record::Error(e) => errors.push(e),
-        }
-    }
-    let rows = rows(&requests);
+/// Writes a batch in one transaction. The request rows go in on a blocking
+/// thread through the connection's own handle (see [`db::insert_requests`]);
+/// the batch is lent to that thread and comes back (also on failure).
+async fn write_batch(db: &Db, batch: &mut Vec<Record>) -> anyhow::Result<()> {
+    let requests: Vec<&RequestRecord> = request_records(batch).collect();
+    let any_requests = !requests.is_empty();
     let (rollups, activity) = aggregate(&requests);
+    drop(requests);
     let mut tx = db.begin_write().await?;
-    if !rows.is_empty() {
-        db::insert_requests(&mut tx, &rows).await?;
+    if any_requests {
+        let records = std::mem::take(batch);
+        let (returned_tx, records, inserted) = tokio::task::spawn_blocking(move || {
+            let inserted = insert_requests(&mut tx, &records);
+            (tx, records, inserted)
+        })
+        .await?;
+        *batch = records;
+        tx = returned_tx;
+        inserted?;
         db::add_rollups(&mut tx, &rollups).await?;
         db::add_activity(&mut tx, &activity).await?;
     }
-    for e in errors {
-        db::add_error(&mut tx, e).await?;
+    for r in batch.iter() {
+        if let Record::Error(e) = r {
+            db::add_error(&mut tx, e).await?;
+        }
     }
     tx.commit().await?;
     Ok(())
 }
 
-/// The rows to store, formatted here rather than on the request path. A
-/// batch holds thousands of requests from few clients within a few hundred
-/// milliseconds: each distinct timestamp, client IP and user agent is
-/// formatted and allocated once and shared by the rows that have it.
-fn rows<'a>(requests: &[&'a RequestRecord]) -> Vec<db::RequestRow<'a>> {
-    // Stored times have millisecond precision; records, nanosecond.
-    let mut last_at: Option<(i64, Arc<str>)> = None;
-    let mut ips: HashMap<IpAddr, Arc<str>> = HashMap::default();
-    let mut agents: HashMap<&str, Arc<str>> = HashMap::default();
-    requests
-        .iter()
-        .map(|&record| {
-            let millis = record.at.timestamp_millis();
-            let at = match &last_at {
-                Some((t, s)) if *t == millis => s.clone(),
-                _ => {
-                    let s: Arc<str> = Arc::from(crate::db::ts(record.at));
-                    last_at = Some((millis, s.clone()));
-                    s
-                }
-            };
-            let client_ip = record.client_ip.map(|ip| {
-                ips.entry(ip)
-                    .or_insert_with(|| Arc::from(ip.to_string()))
-                    .clone()
-            });
-            let user_agent = record
-                .user_agent
-                .as_deref()
-                .map(|ua| agents.entry(ua).or_insert_with(|| Arc::from(ua)).clone());
-            db::RequestRow {
-                at,
-                client_ip,
-                user_agent,
-                record,
-            }
-        })
-        .collect()
+fn request_records(batch: &[Record]) -> impl Iterator<Item = &RequestRecord> {
+    batch.iter().filter_map(|r| match r {
+        Record::Request(r) => Some(r),
+        Record::Error(_) => None,
+    })
+}
+
+/// Runs on a blocking thread: locks the connection's handle (so that sqlx's
+/// connection thread leaves it alone) and inserts the request rows.
+fn insert_requests(conn: &mut sqlx::SqliteConnection, batch: &[Record]) -> anyhow::Result<()> {
+    let requests: Vec<&RequestRecord> = request_records(batch).collect();
+    let mut handle = tokio::runtime::Handle::current().block_on(conn.lock_handle())?;
+    db::insert_requests(handle.as_raw_handle(), &requests)
 }
 
 /// The roll-up and activity increments of a batch of requests.
@@ -225,31 +204,6 @@ mod tests {
             request_id: None,
             loadtest_id: None,
         }
-    }
-
-    #[test]
-    fn rows_share_one_copy_of_each_time_ip_and_user_agent() {
-        let mut a = rec("2026-11-27T18:01:00.123Z", 200, 3.0, Some("u1"));
-        a.client_ip = Some("203.0.113.7".parse().unwrap());
-        a.user_agent = Some("wrk/4.2".into());
-        let mut b = a.clone();
-        // Within the same millisecond: the same stored time.
-        b.at += chrono::Duration::microseconds(400);
-        let mut c = rec("2026-11-27T18:01:00.124Z", 200, 3.0, None);
-        c.client_ip = Some("2001:db8::1".parse().unwrap());
-        let rows = rows(&[&a, &b, &c]);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(&*rows[0].at, "2026-11-27T18:01:00.123Z");
-        assert_eq!(&*rows[2].at, "2026-11-27T18:01:00.124Z");
-        assert!(Arc::ptr_eq(&rows[0].at, &rows[1].at));
-        let ip = |i: usize| rows[i].client_ip.clone().unwrap();
-        assert_eq!(&*ip(0), "203.0.113.7");
-        assert!(Arc::ptr_eq(&ip(0), &ip(1)));
-        assert_eq!(&*ip(2), "2001:db8::1");
-        let ua = rows[0].user_agent.clone().unwrap();
-        assert_eq!(&*ua, "wrk/4.2");
-        assert!(Arc::ptr_eq(&ua, rows[1].user_agent.as_ref().unwrap()));
-        assert!(rows[2].user_agent.is_none());
     }
 
     #[test]

@@ -71,6 +71,13 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
     start(dir, env).await
 }
 
+/// Starts the real service on a data directory the test prepared (a
+/// database file left by an earlier version, say).
+pub async fn spawn_app_in(dir: TempDir) -> TestApp {
+    let env = base_env(&dir);
+    start(dir, env).await
+}
+
 /// Starts the real service with extra job handlers registered (the runner
 /// under test control).
 pub async fn spawn_app_with_jobs(

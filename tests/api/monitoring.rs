@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, assert_problem, spawn_app, spawn_app_in, spawn_app_with};
 
 impl TestApp {
     /// Polls the request log until `route` has at least `n` entries.
@@ -347,6 +347,84 @@ async fn logs_survive_a_restart() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&before), ids(&after));
+}
+
+#[tokio::test]
+async fn request_log_rows_written_before_the_integer_times_keep_their_times() {
+    // A database as the previous version left it: every migration before
+    // request_log.at became at_ms, and a row with the old text time.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hs-platform.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .unwrap();
+    hs_platform::db::MIGRATOR
+        .run_to(20261127000020, &mut conn)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO request_log (at, method, route, status, duration_ms, bytes_out, user_id, \
+         client_ip, user_agent, request_id) VALUES ('2026-11-20T10:11:12.345Z', 'GET', \
+         '/api/old', 200, 1.5, 42, 'u-old', '203.0.113.9', 'curl/8', 'req-old')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+
+    let app = spawn_app_in(dir).await;
+    let admin = app.new_admin().await;
+    let page: Value = app
+        .get_json(
+            "/api/monitoring/logs?route=%2Fapi%2Fold\
+             &from=2026-11-20T10:11:12.345Z&to=2026-11-20T10:11:12.346Z",
+            &admin.token,
+        )
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{page}");
+    let row = &items[0];
+    assert_eq!(row["at"], "2026-11-20T10:11:12.345Z");
+    assert_eq!(row["status"], 200);
+    assert_eq!(row["durationMs"], 1.5);
+    assert_eq!(row["bytesOut"], 42);
+    assert_eq!(row["userId"], "u-old");
+    assert_eq!(row["clientIp"], "203.0.113.9");
+    assert_eq!(row["requestId"], "req-old");
+    // One millisecond later is outside the range.
+    let later: Value = app
+        .get_json(
+            "/api/monitoring/logs?route=%2Fapi%2Fold&from=2026-11-20T10:11:12.346Z",
+            &admin.token,
+        )
+        .await;
+    assert_eq!(later["items"].as_array().unwrap().len(), 0, "{later}");
+    // Analysts read the time as text through v_request_log, and new rows
+    // get the same text as the API shows.
+    assert_eq!(
+        app.sqlite3("SELECT at, at_ms FROM v_request_log WHERE route = '/api/old'"),
+        "2026-11-20T10:11:12.345Z|1795169472345"
+    );
+    let fresh = app.wait_for_logged(&admin.token, "/api/sessions", 1).await;
+    let id = fresh[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.sqlite3(&format!("SELECT at FROM v_request_log WHERE id = {id}")),
+        fresh[0]["at"].as_str().unwrap()
+    );
+    // An existing file keeps the page size it was created with.
+    assert_eq!(app.sqlite3("PRAGMA page_size"), "4096");
+}
+
+#[tokio::test]
+async fn a_new_database_file_has_16_kib_pages() {
+    let app = spawn_app().await;
+    assert_eq!(app.sqlite3("PRAGMA page_size"), "16384");
+    assert_eq!(app.sqlite3("PRAGMA journal_mode"), "wal");
+    // auto_vacuum = incremental, so retention can return space.
+    assert_eq!(app.sqlite3("PRAGMA auto_vacuum"), "2");
 }
 
 #[tokio::test]
