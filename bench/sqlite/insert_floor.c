@@ -169,11 +169,15 @@ int main(int argc, char **argv) {
   struct layout copied = {16384, 0, 1, 1};
   struct layout earlier = {4096, 1, 1, 1};
   struct layout no_index = {16384, 0, 0, 0};
+  struct layout small_pages = {4096, 0, 1, 0};
+  struct layout mid_pages = {8192, 0, 1, 0};
   printf("SQLite %s, %d rows per transaction, us per row (best of 3):\n", sqlite3_libversion(), BATCH);
   struct { const char *name; struct layout l; int json; } runs[] = {
     {"service: 16 KiB pages, at_ms INTEGER + index, values bound in place", service, 0},
     {"the same, every text copied (as sqlx binds)                        ", copied, 0},
     {"earlier: 4 KiB pages, at TEXT + index, texts copied                ", earlier, 0},
+    {"service layout with 8 KiB pages                                    ", mid_pages, 0},
+    {"service layout with 4 KiB pages                                    ", small_pages, 0},
     {"service layout without the time index                              ", no_index, 0},
     {"service layout, one json_each INSERT per transaction               ", service, 1},
   };

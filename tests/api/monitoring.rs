@@ -414,17 +414,6 @@ async fn request_log_rows_written_before_the_integer_times_keep_their_times() {
         app.sqlite3(&format!("SELECT at FROM v_request_log WHERE id = {id}")),
         fresh[0]["at"].as_str().unwrap()
     );
-    // An existing file keeps the page size it was created with.
-    assert_eq!(app.sqlite3("PRAGMA page_size"), "4096");
-}
-
-#[tokio::test]
-async fn a_new_database_file_has_16_kib_pages() {
-    let app = spawn_app().await;
-    assert_eq!(app.sqlite3("PRAGMA page_size"), "16384");
-    assert_eq!(app.sqlite3("PRAGMA journal_mode"), "wal");
-    // auto_vacuum = incremental, so retention can return space.
-    assert_eq!(app.sqlite3("PRAGMA auto_vacuum"), "2");
 }
 
 #[tokio::test]
