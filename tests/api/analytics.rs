@@ -312,3 +312,38 @@ async fn the_summary_is_cached_per_admin_and_query_never_shared() {
     let other_admin = get(b.token.clone(), "?from=2026-01-01").await;
     assert_eq!(other_admin.headers()["x-cache"], "miss");
 }
+
+/// Every example query in docs/analytics.md runs with the `sqlite3` tool on a
+/// live service's database, and the request-log ones find the test's
+/// requests.
+#[tokio::test]
+async fn the_example_queries_of_the_analysts_guide_run() {
+    let app = spawn_app().await;
+    scenario(&app).await;
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in guide.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```sql") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(blocks.len() >= 10, "{} SQL blocks", blocks.len());
+    for block in &blocks {
+        let out = app.sqlite3(block);
+        if block.contains("FROM v_request_log") {
+            // The slowest requests of the last hour: the scenario's.
+            assert!(out.contains("/api/users/{userId}"), "{block}\n=> {out}");
+        }
+    }
+}
