@@ -111,8 +111,8 @@ impl Db {
 /// Every timestamp is stored as TEXT in this one format: RFC 3339, UTC,
 /// milliseconds, `Z` (e.g. `2026-11-27T18:00:00.123Z`). It sorts as text and
 /// equals SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`.
-/// Written by hand: it runs for every logged request, and chrono's general
-/// formatter costs several times as much.
+/// Written by hand: chrono's general formatter costs several times as much,
+/// and it runs for every stored time.
 pub fn ts(dt: DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
     let year = dt.year();
