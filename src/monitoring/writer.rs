@@ -93,22 +93,22 @@ async fn write_batch(db: &Db, batch: &mut Vec<Record>) -> anyhow::Result<()> {
     let (rollups, activity) = aggregate(&requests);
     drop(requests);
     let mut tx = db.begin_write().await?;
-    if count > 0 && count <= INLINE_ROWS {
-        let mut handle = tx.lock_handle().await?;
-        let requests: Vec<&RequestRecord> = request_records(batch).collect();
-        db::insert_requests(handle.as_raw_handle(), &requests)?;
-    } else if count > 0 {
-        let records = std::mem::take(batch);
-        let (returned_tx, records, inserted) = tokio::task::spawn_blocking(move || {
-            let inserted = insert_requests(&mut tx, &records);
-            (tx, records, inserted)
-        })
-        .await?;
-        *batch = records;
-        tx = returned_tx;
-        inserted?;
-    }
     if count > 0 {
+        if count <= INLINE_ROWS {
+            let mut handle = tx.lock_handle().await?;
+            let requests: Vec<&RequestRecord> = request_records(batch).collect();
+            db::insert_requests(handle.as_raw_handle(), &requests)?;
+        } else {
+            let records = std::mem::take(batch);
+            let (returned_tx, records, inserted) = tokio::task::spawn_blocking(move || {
+                let inserted = insert_requests(&mut tx, &records);
+                (tx, records, inserted)
+            })
+            .await?;
+            *batch = records;
+            tx = returned_tx;
+            inserted?;
+        }
         db::add_rollups(&mut tx, &rollups).await?;
         db::add_activity(&mut tx, &activity).await?;
     }
