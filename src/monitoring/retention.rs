@@ -43,10 +43,7 @@ pub async fn daily(state: AppState, shutdown: CancellationToken) {
 /// The boundaries for a given "now": raw rows before `log_cutoff` (an hour
 /// boundary) go; aggregates before `rollup_cutoff` go.
 pub fn cutoffs(config: &Config, now: DateTime<Utc>) -> (String, String, String) {
-    let log = now - chrono::Duration::days(i64::from(config.log_retention_days));
-    let log = log
-        .duration_trunc(chrono::Duration::hours(1))
-        .unwrap_or(log);
+    let log = log_boundary(config, now);
     let rollup = now - chrono::Duration::days(i64::from(config.rollup_retention_days));
     let rollup = rollup
         .duration_trunc(chrono::Duration::hours(1))
@@ -54,6 +51,13 @@ pub fn cutoffs(config: &Config, now: DateTime<Utc>) -> (String, String, String) 
     let rollup_s = crate::db::ts(rollup);
     let day = rollup_s.get(..10).unwrap_or(&rollup_s).to_string();
     (crate::db::ts(log), rollup_s, day)
+}
+
+/// Raw request rows before this hour boundary go.
+fn log_boundary(config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
+    let log = now - chrono::Duration::days(i64::from(config.log_retention_days));
+    log.duration_trunc(chrono::Duration::hours(1))
+        .unwrap_or(log)
 }
 
 /// Applies (or, with `apply = false`, reports) the retention as of `now`.
@@ -67,9 +71,7 @@ pub async fn run(
     let (log_cutoff, rollup_cutoff, rollup_day) = cutoffs(config, now);
     // request_log keeps its times as Unix milliseconds; the other tables, as
     // text.
-    let log_cutoff_ms = crate::db::parse_ts(&log_cutoff)
-        .map(|t| t.timestamp_millis())
-        .ok_or_else(|| anyhow::anyhow!("unparsable log cutoff {log_cutoff}"))?;
+    let log_cutoff_ms = log_boundary(config, now).timestamp_millis();
     let mut conn = db.reader.acquire().await?;
     let old_rows = q::count_requests_before(&mut conn, log_cutoff_ms).await?;
     let old_events = q::count_error_events_before(&mut conn, &log_cutoff).await?;
