@@ -7,12 +7,16 @@
 //! - [`app`]: build, serve, shut down.
 //! - [`state`]: handles shared by handlers.
 //! - [`error`]: the one error type and problem+json.
-//! - [`db`]: SQLite pools, pragmas, migrations, timestamp format.
-//! - [`http`]: router assembly, middleware, extractors, OpenAPI, accept loop.
+//! - [`db`]: SQLite pools, pragmas (and the page counts and incremental
+//!   vacuum shared by maintenance and the log retention), migrations,
+//!   timestamp format.
+//! - [`http`]: router assembly, middleware, extractors, rate limiting, the
+//!   response cache, OpenAPI, accept loop.
 //! - Domains, each with `routes.rs` (handlers), `db.rs` (all its SQL) and
-//!   `model.rs` (types): [`health`], [`users`], [`sessions`], [`jobs`],
-//!   [`ai`], [`files`], [`monitoring`], [`analytics`], [`loadtest`],
-//!   [`maintenance`].
+//!   `model.rs` (types): [`health`] (liveness and dependency checks),
+//!   [`users`], [`sessions`], [`jobs`], [`ai`], [`files`], [`monitoring`]
+//!   (request log, errors, performance, alerts, metrics), [`analytics`],
+//!   [`loadtest`], [`maintenance`].
 
 pub mod ai;
 pub mod analytics;

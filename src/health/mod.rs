@@ -1,5 +1,11 @@
-//! Liveness: `/health` answers from a background probe of the database, so
-//! that a flood of health checks costs no database round trips.
+//! Health: liveness (`/health` answers from a background probe of the
+//! database, so that a flood of health checks costs no database round trips)
+//! and the checks of every dependency behind `health-detailed`
+//! ([`detailed`]).
+
+pub mod db;
+pub mod detailed;
+pub mod model;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -60,7 +66,7 @@ impl Probe {
         // The same read probe as health-detailed's database check.
         let ok = tokio::time::timeout(Duration::from_secs(3), async {
             let mut conn = db.reader.acquire().await?;
-            crate::monitoring::db::read_probe(&mut conn).await
+            db::read_probe(&mut conn).await
         })
         .await
         .is_ok_and(|r| r.is_ok());

@@ -8,10 +8,12 @@
 //! -> panic catching -> CORS (when `CORS_ORIGINS` is set) -> rate limit ->
 //! timeout -> body limit -> the route's handler.
 
+pub mod cache;
 pub mod client_ip;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod request_id;
 pub mod server;
 
@@ -75,10 +77,7 @@ pub fn router(state: AppState) -> Router {
         StatusCode::REQUEST_TIMEOUT,
         config.request_timeout,
     ))
-    .layer(from_fn_with_state(
-        state.clone(),
-        crate::monitoring::ratelimit::middleware,
-    ))
+    .layer(from_fn_with_state(state.clone(), ratelimit::middleware))
     .layer(option_layer(cors(&config.cors_origins)))
     .layer(CatchPanicLayer::custom(middleware::panic_response))
     .layer(from_fn_with_state(state.clone(), middleware::edge))

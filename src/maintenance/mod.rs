@@ -178,9 +178,9 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
     let (page_size, free_before, pages_before) = {
         let mut conn = state.db.reader.acquire().await?;
         (
-            db::page_size(&mut conn).await?,
-            db::freelist_count(&mut conn).await?,
-            db::page_count(&mut conn).await?,
+            crate::db::page_size(&mut conn).await?,
+            crate::db::freelist_count(&mut conn).await?,
+            crate::db::page_count(&mut conn).await?,
         )
     };
     let mut actions = Vec::new();
@@ -188,8 +188,8 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
 
     let freed_pages = if apply {
         let mut conn = state.db.writer.acquire().await?;
-        db::incremental_vacuum(&mut conn).await?;
-        let after = db::freelist_count(&mut conn).await?;
+        crate::db::incremental_vacuum(&mut conn).await?;
+        let after = crate::db::freelist_count(&mut conn).await?;
         (free_before - after).max(0) as u64
     } else {
         free_before.max(0) as u64
@@ -251,8 +251,8 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
     let (pages_after, free_after) = {
         let mut conn = state.db.reader.acquire().await?;
         (
-            db::page_count(&mut conn).await?,
-            db::freelist_count(&mut conn).await?,
+            crate::db::page_count(&mut conn).await?,
+            crate::db::freelist_count(&mut conn).await?,
         )
     };
     let stats = DatabaseStats {

@@ -117,7 +117,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
     let since = crate::db::ts(now - chrono::Duration::from_std(JOB_WINDOW).unwrap_or_default());
     let now_s = crate::db::ts(now);
     if let Ok(mut conn) = state.db.reader.acquire().await {
-        if let Ok((ok, failed)) = super::db::job_outcomes_since(&mut conn, &since).await {
+        if let Ok((ok, failed)) = crate::jobs::db::job_outcomes_since(&mut conn, &since).await {
             let total = (ok + failed).max(0) as u64;
             let rate = if total == 0 {
                 0.0
@@ -132,7 +132,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
                 message: format!("{failed} of {total} jobs failed in the last 5 minutes"),
             });
         }
-        if let Ok(q) = super::db::queue_stats(&mut conn, &now_s).await {
+        if let Ok(q) = crate::jobs::db::queue_stats(&mut conn, &now_s).await {
             let age = super::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
             out.push(Reading {
                 rule: "queue_age",

@@ -147,11 +147,11 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
     }
     let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = super::db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
     metrics::gauge!("hs_job_queue_depth").set(q.queued as f64);
     metrics::gauge!("hs_job_queue_oldest_seconds")
         .set(age_seconds(q.oldest_queued_run_at.as_deref()));
-    let by_kind = super::db::active_jobs_by_kind(&mut conn).await?;
+    let by_kind = crate::jobs::db::active_jobs_by_kind(&mut conn).await?;
     for status in ["queued", "running"] {
         // Kinds that emptied since the last sample go back to zero.
         for kind in state.monitor.system().known_job_kinds() {

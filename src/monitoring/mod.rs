@@ -1,24 +1,22 @@
-//! Monitoring: the request log, error tracking, performance, system and
-//! dependency health, alerts, Prometheus metrics, rate limiting and the
-//! response cache.
+//! Monitoring: the request log, error tracking, performance, system
+//! statistics, alerts and Prometheus metrics. (The rate limiter and the
+//! response cache are in [`crate::http`], the dependency checks in
+//! [`crate::health`].)
 //!
 //! The request path only touches memory: [`observe::identify`] names the
 //! caller (user from the cached token lookup, client IP per
-//! `TRUST_PROXY_HOPS`, load-test tag), [`ratelimit::middleware`] applies the
-//! limits, and [`observe::finish`] updates the live histograms and metrics
+//! `TRUST_PROXY_HOPS`, load-test tag), [`crate::http::ratelimit::middleware`]
+//! applies the limits, and [`observe::finish`] updates the live histograms and metrics
 //! and hands a record to the bounded channel of the [`writer`], which stores
 //! records in batches. Background workers: the writer, the metrics sampler,
 //! the alert evaluator, the daily retention and the limiter's clean-up.
 
 pub mod alerts;
-pub mod cache;
 pub mod db;
-pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod observe;
-pub mod ratelimit;
 pub mod retention;
 pub mod routes;
 pub mod system;
@@ -35,6 +33,8 @@ use tokio_util::task::TaskTracker;
 
 use self::model::{ErrorRecord, Record, RequestRecord};
 use crate::config::Config;
+use crate::http::cache::ResponseCache;
+use crate::http::ratelimit::RateLimits;
 use crate::state::AppState;
 
 /// Most records waiting for the writer; beyond it, records are dropped (and
@@ -67,8 +67,8 @@ struct Inner {
     dropped: AtomicU64,
     written: AtomicU64,
     live: live::LiveStats,
-    limits: ratelimit::RateLimits,
-    cache: cache::ResponseCache,
+    limits: RateLimits,
+    cache: ResponseCache,
     system: system::SystemSampler,
     alerts: alerts::AlertState,
 }
@@ -86,11 +86,11 @@ impl Monitor {
                 dropped: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 live: live::LiveStats::default(),
-                limits: ratelimit::RateLimits::new(
+                limits: RateLimits::new(
                     config.rate_limit_per_minute,
                     config.ai_rate_limit_per_minute,
                 ),
-                cache: cache::ResponseCache::new(),
+                cache: ResponseCache::new(),
                 system: system::SystemSampler::new(),
                 alerts: alerts::AlertState::default(),
             }),
@@ -213,11 +213,11 @@ impl Monitor {
         &self.inner.live
     }
 
-    pub fn limits(&self) -> &ratelimit::RateLimits {
+    pub fn limits(&self) -> &RateLimits {
         &self.inner.limits
     }
 
-    pub fn cache(&self) -> &cache::ResponseCache {
+    pub fn cache(&self) -> &ResponseCache {
         &self.inner.cache
     }
 

@@ -105,9 +105,10 @@ pub async fn run(
         deleted_aggregates = q::delete_rollups_before(&mut tx, &rollup_cutoff, &rollup_day).await?;
         tx.commit().await?;
         let mut conn = db.writer.acquire().await?;
-        let (page, before, _) = q::page_stats(&mut conn).await?;
-        q::incremental_vacuum(&mut conn).await?;
-        let (_, after, _) = q::page_stats(&mut conn).await?;
+        let page = crate::db::page_size(&mut conn).await?;
+        let before = crate::db::page_count(&mut conn).await?;
+        crate::db::incremental_vacuum(&mut conn).await?;
+        let after = crate::db::page_count(&mut conn).await?;
         freed_pages = u64::try_from((before - after).max(0)).unwrap_or(0);
         freed = freed_pages * u64::try_from(page).unwrap_or(0);
     }

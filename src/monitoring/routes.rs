@@ -15,10 +15,11 @@ use utoipa_axum::routes;
 use super::db::{self, LogFilter};
 use super::live::LatencyHist;
 use super::model::{
-    Alerts, CheckStatus, ErrorGroup, ErrorQuery, HealthDetailed, LogEntry, LogQuery, Performance,
-    RouteStats, SystemInfo, Thresholds, WindowQuery, rollup_quantile,
+    Alerts, ErrorGroup, ErrorQuery, LogEntry, LogQuery, Performance, RouteStats, SystemInfo,
+    Thresholds, WindowQuery, rollup_quantile,
 };
 use crate::error::{AppError, Problem, Result};
+use crate::health::model::{CheckStatus, HealthDetailed};
 use crate::http::extract::{AdminUser, Json, Query};
 use crate::sessions::auth::Principal;
 use crate::state::AppState;
@@ -418,7 +419,7 @@ async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
     };
     let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
     drop(conn);
     Ok(Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -472,7 +473,7 @@ async fn health_detailed(
             &headers,
             HEALTH_TTL,
             || async move {
-                let body = super::health::health_detailed(&st).await;
+                let body = crate::health::detailed::health_detailed(&st).await;
                 let status = if body.status == CheckStatus::Down {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {

@@ -28,7 +28,7 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
 pub async fn health_detailed(state: &AppState) -> HealthDetailed {
     let checks = run_checks(state).await;
     let firing_alerts = match state.db.reader.acquire().await {
-        Ok(mut conn) => super::db::firing_alerts(&mut conn)
+        Ok(mut conn) => crate::monitoring::db::firing_alerts(&mut conn)
             .await
             .unwrap_or_default(),
         Err(_) => Vec::new(),
@@ -106,7 +106,7 @@ async fn database_write(state: &AppState) -> Check {
 
 fn disk_space(state: &AppState) -> Check {
     let min = state.config.alert_min_free_disk_bytes;
-    match super::system::disk_space(&state.config.data_dir) {
+    match crate::monitoring::system::disk_space(&state.config.data_dir) {
         Some((free, total)) if free >= min => Check::new(
             "disk_space",
             CheckStatus::Ok,
@@ -133,12 +133,12 @@ async fn queue_backlog(state: &AppState) -> Check {
     let now = crate::db::now();
     let stats = async {
         let mut conn = state.db.reader.acquire().await?;
-        super::db::queue_stats(&mut conn, &now).await
+        crate::jobs::db::queue_stats(&mut conn, &now).await
     }
     .await;
     match stats {
         Ok(q) => {
-            let age = super::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
+            let age = crate::monitoring::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
             let limit = state.config.alert_queue_age_seconds as f64;
             let detail = format!(
                 "{} queued (oldest waiting {age:.0} s), {} running",

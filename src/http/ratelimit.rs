@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::observe::Caller;
 use crate::error::AppError;
 use crate::http::middleware::route_of;
+use crate::monitoring::observe::Caller;
 use crate::state::AppState;
 
 /// The AI chat route, limited separately.
