@@ -1,6 +1,6 @@
 //! SQLite storage: one writer connection and a pool of readers on the same WAL
-//! database, the pragmas that make it safe, the embedded migrations, and the
-//! timestamp format every table uses.
+//! database, the pragmas that make it safe, and the embedded migrations
+//! (times are stored as [`crate::time::Timestamp`] writes them).
 //!
 //! All writes go through [`Db::writer`] (a pool of exactly one connection), so
 //! writers queue in-process instead of fighting over SQLite's lock; readers
@@ -13,7 +13,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -135,47 +134,6 @@ pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()>
     Ok(())
 }
 
-/// Every timestamp is stored as TEXT in this one format: RFC 3339, UTC,
-/// milliseconds, `Z` (e.g. `2026-11-27T18:00:00.123Z`). It sorts as text and
-/// equals SQLite's `strftime('%Y-%m-%dT%H:%M:%fZ', 'now')`.
-/// Written by hand: chrono's general formatter costs several times as much,
-/// and it runs for every stored time.
-pub fn ts(dt: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    let year = dt.year();
-    if !(0..=9999).contains(&year) || dt.nanosecond() >= 1_000_000_000 {
-        // Out of the four-digit range, or a leap second: the general path.
-        return dt.to_rfc3339_opts(SecondsFormat::Millis, true);
-    }
-    let mut out = [0u8; 24];
-    let mut put = |at: usize, value: u32, digits: usize| {
-        let mut v = value;
-        for i in (0..digits).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, year as u32, 4);
-    put(5, dt.month(), 2);
-    put(8, dt.day(), 2);
-    put(11, dt.hour(), 2);
-    put(14, dt.minute(), 2);
-    put(17, dt.second(), 2);
-    put(20, dt.nanosecond() / 1_000_000, 3);
-    for (at, sep) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (23, b'Z'),
-    ] {
-        out[at] = sep;
-    }
-    out.iter().map(|b| char::from(*b)).collect()
-}
-
 /// Turns off SQLite's memory statistics, which take a global mutex on every
 /// allocation and free inside SQLite (nothing here reads them). Must run
 /// before the first connection initialises the library; later it is a no-op.
@@ -192,18 +150,6 @@ pub fn tune_sqlite() {
     }
 }
 
-/// The current time in the stored format.
-pub fn now() -> String {
-    ts(Utc::now())
-}
-
-/// Parses a stored or client-supplied RFC 3339 timestamp.
-pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
 /// A new opaque, time-ordered identifier (UUID v7), so that ordering by id is
 /// ordering by creation and cursors are simple.
 pub fn new_id() -> String {
@@ -213,25 +159,6 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_formatted_like_chrono_does() {
-        let mut t = DateTime::parse_from_rfc3339("1999-12-31T23:59:59.999Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        for _ in 0..5000 {
-            assert_eq!(ts(t), t.to_rfc3339_opts(SecondsFormat::Millis, true));
-            t += chrono::Duration::microseconds(3_722_417_123);
-        }
-        assert_eq!(ts(DateTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-    }
-
-    #[test]
-    fn timestamps_round_trip_in_the_stored_format() {
-        let t = parse_ts("2026-11-27T18:00:00.123Z").unwrap();
-        assert_eq!(ts(t), "2026-11-27T18:00:00.123Z");
-        assert_eq!(now().len(), 24);
-    }
 
     #[test]
     fn ids_sort_by_creation() {

@@ -10,6 +10,7 @@
 //! - [`db`]: SQLite pools, pragmas (and the page counts and incremental
 //!   vacuum shared by maintenance and the log retention), migrations,
 //!   timestamp format.
+//! - [`time`]: [`time::Timestamp`], the one time type; [`ids`]: id newtypes.
 //! - [`http`]: router assembly, middleware, extractors, rate limiting, the
 //!   response cache, OpenAPI, accept loop.
 //! - Domains, each with `routes.rs` (handlers), `db.rs` (all its SQL) and
@@ -27,6 +28,7 @@ pub mod error;
 pub mod files;
 pub mod health;
 pub mod http;
+pub mod ids;
 pub mod jobs;
 pub mod loadtest;
 pub mod maintenance;
@@ -34,6 +36,7 @@ pub mod monitoring;
 pub mod sessions;
 pub mod state;
 pub mod telemetry;
+pub mod time;
 pub mod users;
 
 /// Installs the TLS crypto provider (ring) used by outgoing HTTPS clients.

@@ -2,11 +2,14 @@
 
 use sqlx::{SqliteConnection, SqliteExecutor};
 
+use crate::ids::{JobId, UserId};
+use crate::time::Timestamp;
+
 /// One upstream call (after its retries), as recorded.
 #[derive(Debug, Clone)]
 pub struct NewCall {
-    pub user_id: Option<String>,
-    pub job_id: Option<String>,
+    pub user_id: Option<UserId>,
+    pub job_id: Option<JobId>,
     pub model: String,
     pub input_tokens: i64,
     pub output_tokens: i64,
@@ -24,7 +27,7 @@ pub struct NewCall {
 #[tracing::instrument(skip_all, fields(model = call.model, outcome = call.outcome))]
 pub async fn insert_call(conn: &mut SqliteConnection, call: &NewCall) -> sqlx::Result<String> {
     let id = crate::db::new_id();
-    let now = crate::db::now();
+    let now = Timestamp::now();
     sqlx::query!(
         "INSERT INTO ai_calls (id, user_id, job_id, model, input_tokens, output_tokens,
              latency_ms, outcome, error_code, http_status, upstream_request_id,
@@ -51,13 +54,13 @@ pub async fn insert_call(conn: &mut SqliteConnection, call: &NewCall) -> sqlx::R
     Ok(id)
 }
 
-/// Input plus output tokens a user's calls used since `since` (a stored
-/// timestamp, e.g. today's UTC midnight).
+/// Input plus output tokens a user's calls used since `since` (e.g. today's
+/// UTC midnight).
 #[tracing::instrument(skip_all)]
 pub async fn tokens_since(
     exec: impl SqliteExecutor<'_>,
-    user_id: &str,
-    since: &str,
+    user_id: &UserId,
+    since: Timestamp,
 ) -> sqlx::Result<i64> {
     let row = sqlx::query!(
         r#"SELECT coalesce(sum(input_tokens + output_tokens), 0) AS "tokens!: i64"

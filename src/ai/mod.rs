@@ -32,8 +32,10 @@ use self::model::{ChatParams, ChatResult};
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
+use crate::ids::UserId;
 use crate::jobs::{JobContext, JobError, NewJob, Registry};
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// The AI dependency: client (when a key is configured), breaker, limits.
 #[derive(Clone, Debug)]
@@ -221,7 +223,7 @@ impl AiService {
 
     /// The checks before a chat is accepted: configured, breaker not open,
     /// budget not spent. Takes no breaker permit.
-    pub async fn admit(&self, db: &Db, user_id: &str) -> Result<(), Refusal> {
+    pub async fn admit(&self, db: &Db, user_id: &UserId) -> Result<(), Refusal> {
         if !self.is_configured() {
             return Err(AppError::from(ChatError::NotConfigured).into());
         }
@@ -229,13 +231,9 @@ impl AiService {
             return Err(AppError::from(ChatError::BreakerOpen(wait)).into());
         }
         if let Some(budget) = self.inner.daily_budget {
-            let now = chrono::Utc::now();
-            let midnight = now
-                .date_naive()
-                .and_hms_opt(0, 0, 0)
-                .map(|d| d.and_utc())
-                .unwrap_or(now);
-            let used = db::tokens_since(&db.reader, user_id, &crate::db::ts(midnight))
+            let now = Timestamp::now();
+            let midnight = now.start_of_day();
+            let used = db::tokens_since(&db.reader, user_id, midnight)
                 .await
                 .map_err(AppError::from)?;
             if u64::try_from(used).unwrap_or(0) >= budget {
@@ -284,7 +282,7 @@ impl AiService {
         &self,
         db: &Db,
         permit: Permit,
-        user_id: Option<&str>,
+        user_id: Option<&UserId>,
         params: &ChatParams,
         deltas: &mpsc::Sender<String>,
     ) -> Result<ChatResult, ChatError> {
@@ -292,7 +290,7 @@ impl AiService {
         let report = client.stream(params, deltas).await;
         let ledger = Ledger::Stream {
             db,
-            user_id: user_id.map(str::to_owned),
+            user_id: user_id.cloned(),
         };
         self.finish(permit, ledger, params, report).await
     }
@@ -306,8 +304,8 @@ impl AiService {
         report: CallReport,
     ) -> Result<ChatResult, ChatError> {
         let (user_id, job_id, streamed) = match &ledger {
-            Ledger::WithJob(job) => (job.user_id.as_deref(), Some(job.id.as_str()), false),
-            Ledger::Stream { user_id, .. } => (user_id.as_deref(), None, true),
+            Ledger::WithJob(job) => (job.user_id.as_ref(), Some(&job.id), false),
+            Ledger::Stream { user_id, .. } => (user_id.as_ref(), None, true),
         };
         match &report.outcome {
             Ok(_) => permit.success(),
@@ -340,8 +338,8 @@ impl AiService {
             );
         }
         let row = db::NewCall {
-            user_id: user_id.map(str::to_owned),
-            job_id: job_id.map(str::to_owned),
+            user_id: user_id.cloned(),
+            job_id: job_id.cloned(),
             model: params.model.clone(),
             input_tokens: i64::try_from(report.usage.input_tokens).unwrap_or(i64::MAX),
             output_tokens: i64::try_from(report.usage.output_tokens).unwrap_or(i64::MAX),
@@ -488,7 +486,7 @@ enum Ledger<'a> {
     /// With the outcome of the job that made the call.
     WithJob(&'a JobContext),
     /// Written on its own, in the background (a streamed chat).
-    Stream { db: &'a Db, user_id: Option<String> },
+    Stream { db: &'a Db, user_id: Option<UserId> },
 }
 
 pub async fn enqueue_chat(

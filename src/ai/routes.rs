@@ -16,6 +16,7 @@ use super::{ChatError, Refusal};
 use crate::error::{AppError, Problem};
 use crate::http::extract::{AuthUser, Json};
 use crate::http::request_id::current_request_id;
+use crate::ids::UserId;
 use crate::jobs::Job;
 use crate::state::AppState;
 
@@ -63,7 +64,7 @@ async fn chat(
 /// in order, and the final event follows the last delta.
 fn stream_chat(
     state: AppState,
-    user_id: String,
+    user_id: UserId,
     params: ChatParams,
     permit: super::breaker::Permit,
 ) -> Response {

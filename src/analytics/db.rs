@@ -1,12 +1,13 @@
 //! Every SQL statement of the analytics domain: read-only aggregates over
 //! users, sessions, request roll-ups, user activity, jobs, files and AI
-//! calls. Ranges are `[from, to)` in the stored timestamp format; activity
-//! is per day, from the day of `from` to the day of the range's last
-//! millisecond (`last_day`), both `YYYY-MM-DD`.
+//! calls. Ranges are `[from, to)`; activity is per day, from the day of
+//! `from` to the day of the range's last millisecond (`last_day`).
 
+use chrono::NaiveDate;
 use sqlx::SqliteConnection;
 
 use super::model::{AiDay, DayCount, FileKind, JobCount, JobStats, RequestDay};
+use crate::time::Timestamp;
 
 pub async fn users_total(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar!(r#"SELECT count(*) AS "n!: i64" FROM users"#)
@@ -16,12 +17,12 @@ pub async fn users_total(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
 
 pub async fn users_new_per_day(
     conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<DayCount>> {
     sqlx::query_as!(
         DayCount,
-        r#"SELECT substr(created_at, 1, 10) AS "day!: String", count(*) AS "count!: i64"
+        r#"SELECT substr(created_at, 1, 10) AS "day!: NaiveDate", count(*) AS "count!: i64"
            FROM users WHERE created_at >= ? AND created_at < ?
            GROUP BY 1 ORDER BY 1"#,
         from,
@@ -33,12 +34,12 @@ pub async fn users_new_per_day(
 
 pub async fn active_per_day(
     conn: &mut SqliteConnection,
-    from_day: &str,
-    last_day: &str,
+    from_day: NaiveDate,
+    last_day: NaiveDate,
 ) -> sqlx::Result<Vec<DayCount>> {
     sqlx::query_as!(
         DayCount,
-        r#"SELECT day AS "day!: String", count(*) AS "count!: i64"
+        r#"SELECT day AS "day!: NaiveDate", count(*) AS "count!: i64"
            FROM user_activity WHERE day >= ? AND day <= ?
            GROUP BY day ORDER BY day"#,
         from_day,
@@ -50,8 +51,8 @@ pub async fn active_per_day(
 
 pub async fn active_in_range(
     conn: &mut SqliteConnection,
-    from_day: &str,
-    last_day: &str,
+    from_day: NaiveDate,
+    last_day: NaiveDate,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(DISTINCT user_id) AS "n!: i64"
@@ -66,9 +67,9 @@ pub async fn active_in_range(
 /// (active sessions, users with one, sessions created in the range)
 pub async fn sessions(
     conn: &mut SqliteConnection,
-    now: &str,
-    from: &str,
-    to: &str,
+    now: Timestamp,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<(i64, i64, i64)> {
     let r = sqlx::query!(
         r#"SELECT
@@ -86,11 +87,11 @@ pub async fn sessions(
 
 pub async fn requests_per_day(
     conn: &mut SqliteConnection,
-    from_hour: &str,
-    to: &str,
+    from_hour: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<RequestDay>> {
     let rows = sqlx::query!(
-        r#"SELECT substr(hour, 1, 10) AS "day!: String",
+        r#"SELECT substr(hour, 1, 10) AS "day!: NaiveDate",
                   sum(requests) AS "requests!: i64",
                   sum(CASE WHEN status BETWEEN 400 AND 499 THEN requests ELSE 0 END) AS "client!: i64",
                   sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server!: i64"
@@ -120,8 +121,8 @@ pub async fn requests_per_day(
 
 pub async fn loadtest_requests(
     conn: &mut SqliteConnection,
-    from_hour: &str,
-    to: &str,
+    from_hour: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT coalesce(sum(requests), 0) AS "n!: i64" FROM request_rollups
@@ -135,8 +136,8 @@ pub async fn loadtest_requests(
 
 pub async fn jobs_by_kind_and_status(
     conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<JobCount>> {
     sqlx::query_as!(
         JobCount,
@@ -152,8 +153,8 @@ pub async fn jobs_by_kind_and_status(
 
 pub async fn job_stats(
     conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<JobStats>> {
     let rows = sqlx::query!(
         r#"WITH f AS (
@@ -207,8 +208,8 @@ pub async fn job_stats(
 
 pub async fn files_by_kind(
     conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<FileKind>> {
     sqlx::query_as!(
         FileKind,
@@ -234,12 +235,12 @@ pub async fn files_stored(conn: &mut SqliteConnection) -> sqlx::Result<(i64, i64
 
 pub async fn ai_by_day_and_model(
     conn: &mut SqliteConnection,
-    from: &str,
-    to: &str,
+    from: Timestamp,
+    to: Timestamp,
 ) -> sqlx::Result<Vec<AiDay>> {
     sqlx::query_as!(
         AiDay,
-        r#"SELECT substr(created_at, 1, 10) AS "day!: String", model,
+        r#"SELECT substr(created_at, 1, 10) AS "day!: NaiveDate", model,
                   count(*) AS "calls!: i64",
                   sum(outcome = 'failed') AS "failed!: i64",
                   sum(input_tokens) AS "input_tokens!: i64",

@@ -7,7 +7,7 @@ pub mod db;
 pub mod model;
 pub mod routes;
 
-use chrono::{DateTime, DurationRound, NaiveDate, Utc};
+use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -18,6 +18,7 @@ use self::model::{
 use crate::error::{AppError, Result};
 use crate::monitoring::model::rollup_quantile;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// Longest range a summary may cover.
 pub const MAX_RANGE_DAYS: i64 = 3660;
@@ -29,22 +30,21 @@ pub const MIN_ROUTE_REQUESTS: i64 = 5;
 pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
 
 /// Parses a range bound: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.
-pub fn parse_bound(field: &str, raw: &str) -> Result<DateTime<Utc>> {
-    if let Some(t) = crate::db::parse_ts(raw) {
+pub fn parse_bound(field: &str, raw: &str) -> Result<Timestamp> {
+    if let Some(t) = Timestamp::parse(raw) {
         return Ok(t);
     }
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
+        .map(|d| Timestamp::from_datetime(d.and_time(chrono::NaiveTime::MIN).and_utc()))
         .ok_or_else(|| AppError::validation(field, "must be RFC 3339 or YYYY-MM-DD"))
 }
 
 /// The validated range `[from, to)`.
-pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(DateTime<Utc>, DateTime<Utc>)> {
+pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timestamp)> {
     let to = match to {
         Some(t) => parse_bound("to", t)?,
-        None => Utc::now(),
+        None => Timestamp::now(),
     };
     let from = match from {
         Some(f) => parse_bound("from", f)?,
@@ -63,42 +63,37 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(DateTime<Utc>, Dat
 }
 
 /// Computes the summary for `[from, to)`.
-pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
-    let from_s = crate::db::ts(from);
-    let to_s = crate::db::ts(to);
-    let from_hour = crate::db::ts(
-        from.duration_trunc(chrono::Duration::hours(1))
-            .unwrap_or(from),
-    );
-    let from_day = from_s[..10].to_string();
-    let last_day = crate::db::ts(to - chrono::Duration::milliseconds(1))[..10].to_string();
-    let now = crate::db::now();
+pub async fn summary(state: &AppState, from: Timestamp, to: Timestamp) -> Result<Summary> {
+    let from_hour = from.start_of_hour();
+    let from_day = from.date();
+    let last_day = (to - chrono::Duration::milliseconds(1)).date();
+    let now = Timestamp::now();
     let mut conn = state.db.reader.acquire().await?;
 
     let users = UserFigures {
         total: db::users_total(&mut conn).await?,
-        new_per_day: db::users_new_per_day(&mut conn, &from_s, &to_s).await?,
+        new_per_day: db::users_new_per_day(&mut conn, from, to).await?,
         new_in_range: 0,
-        active_per_day: db::active_per_day(&mut conn, &from_day, &last_day).await?,
-        active_in_range: db::active_in_range(&mut conn, &from_day, &last_day).await?,
+        active_per_day: db::active_per_day(&mut conn, from_day, last_day).await?,
+        active_in_range: db::active_in_range(&mut conn, from_day, last_day).await?,
     };
     let users = UserFigures {
         new_in_range: users.new_per_day.iter().map(|d| d.count).sum(),
         ..users
     };
 
-    let (active, with_sessions, created) = db::sessions(&mut conn, &now, &from_s, &to_s).await?;
+    let (active, with_sessions, created) = db::sessions(&mut conn, now, from, to).await?;
     let sessions = SessionFigures {
         active,
         users_with_active_sessions: with_sessions,
         created_in_range: created,
     };
 
-    let per_day = db::requests_per_day(&mut conn, &from_hour, &to_s).await?;
+    let per_day = db::requests_per_day(&mut conn, from_hour, to).await?;
     let total: i64 = per_day.iter().map(|d| d.requests).sum();
     let server_errors: i64 = per_day.iter().map(|d| d.server_errors).sum();
     let mut slowest: Vec<RouteLatency> =
-        crate::monitoring::db::rollups_by_route(&mut conn, &from_hour, Some(&to_s))
+        crate::monitoring::db::rollups_by_route(&mut conn, from_hour, Some(to))
             .await?
             .into_iter()
             .filter(|r| r.requests >= MIN_ROUTE_REQUESTS)
@@ -127,24 +122,24 @@ pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -
         } else {
             server_errors as f64 / total as f64
         },
-        loadtest_requests: db::loadtest_requests(&mut conn, &from_hour, &to_s).await?,
+        loadtest_requests: db::loadtest_requests(&mut conn, from_hour, to).await?,
         per_day,
         slowest_routes: slowest,
     };
 
     let jobs = JobFigures {
-        by_kind_and_status: db::jobs_by_kind_and_status(&mut conn, &from_s, &to_s).await?,
-        stats: db::job_stats(&mut conn, &from_s, &to_s).await?,
+        by_kind_and_status: db::jobs_by_kind_and_status(&mut conn, from, to).await?,
+        stats: db::job_stats(&mut conn, from, to).await?,
     };
 
     let (stored_files, stored_bytes) = db::files_stored(&mut conn).await?;
     let files = FileFigures {
-        by_kind: db::files_by_kind(&mut conn, &from_s, &to_s).await?,
+        by_kind: db::files_by_kind(&mut conn, from, to).await?,
         stored_files,
         stored_bytes,
     };
 
-    let by_day = db::ai_by_day_and_model(&mut conn, &from_s, &to_s).await?;
+    let by_day = db::ai_by_day_and_model(&mut conn, from, to).await?;
     let calls: i64 = by_day.iter().map(|d| d.calls).sum();
     let failed: i64 = by_day.iter().map(|d| d.failed).sum();
     let ai = AiFigures {
@@ -161,8 +156,8 @@ pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -
     };
 
     Ok(Summary {
-        from: from_s,
-        to: to_s,
+        from,
+        to,
         generated_at: now,
         users,
         sessions,
@@ -180,8 +175,8 @@ mod tests {
     #[test]
     fn ranges_accept_dates_and_timestamps() {
         let (f, t) = range(Some("2026-11-01"), Some("2026-11-27T12:00:00Z")).unwrap();
-        assert_eq!(crate::db::ts(f), "2026-11-01T00:00:00.000Z");
-        assert_eq!(crate::db::ts(t), "2026-11-27T12:00:00.000Z");
+        assert_eq!(f.to_string(), "2026-11-01T00:00:00.000Z");
+        assert_eq!(t.to_string(), "2026-11-27T12:00:00.000Z");
         assert!(range(Some("2026-11-27"), Some("2026-11-01")).is_err());
         assert!(range(Some("yesterday"), None).is_err());
         let (f, t) = range(None, None).unwrap();

@@ -1,7 +1,10 @@
 //! Analytics types: the summary body and its parts.
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+
+use crate::time::Timestamp;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -17,9 +20,9 @@ pub struct SummaryQuery {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
-    pub from: String,
-    pub to: String,
-    pub generated_at: String,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub generated_at: Timestamp,
     pub users: UserFigures,
     pub sessions: SessionFigures,
     pub requests: RequestFigures,
@@ -31,7 +34,7 @@ pub struct Summary {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DayCount {
-    pub day: String,
+    pub day: NaiveDate,
     pub count: i64,
 }
 
@@ -61,7 +64,7 @@ pub struct SessionFigures {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequestDay {
-    pub day: String,
+    pub day: NaiveDate,
     pub requests: i64,
     pub client_errors: i64,
     pub server_errors: i64,
@@ -149,7 +152,7 @@ pub struct FileFigures {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AiDay {
-    pub day: String,
+    pub day: NaiveDate,
     pub model: String,
     pub calls: i64,
     pub failed: i64,

@@ -46,7 +46,7 @@ async fn summary(
         .cache()
         .json(
             "analytics_summary",
-            &admin.user_id,
+            admin.user_id.as_str(),
             raw.as_deref().unwrap_or(""),
             &headers,
             SUMMARY_TTL,

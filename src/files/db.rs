@@ -3,20 +3,22 @@
 use sqlx::SqliteConnection;
 
 use super::model::File;
+use crate::ids::{FileId, JobId, UserId};
+use crate::time::Timestamp;
 
 /// A row of `files`.
 #[derive(Debug, Clone)]
 pub struct FileRow {
-    pub id: String,
-    pub user_id: String,
+    pub id: FileId,
+    pub user_id: UserId,
     pub kind: String,
     pub file_name: String,
     pub mime_type: String,
     pub size: i64,
     pub sha256: String,
     pub storage_name: String,
-    pub job_id: Option<String>,
-    pub created_at: String,
+    pub job_id: Option<JobId>,
+    pub created_at: Timestamp,
 }
 
 impl FileRow {
@@ -29,7 +31,7 @@ impl FileRow {
             mime_type: self.mime_type.clone(),
             size: self.size,
             sha256: self.sha256.clone(),
-            created_at: self.created_at.clone(),
+            created_at: self.created_at,
             job_id: self.job_id.clone(),
             download_url: format!("/api/files/{}", self.id),
         }
@@ -58,11 +60,11 @@ pub async fn insert(conn: &mut SqliteConnection, row: &FileRow) -> sqlx::Result<
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<FileRow>> {
+pub async fn find(conn: &mut SqliteConnection, id: &FileId) -> sqlx::Result<Option<FileRow>> {
     sqlx::query_as!(
         FileRow,
-        r#"SELECT id AS "id!", user_id, kind, file_name, mime_type, size, sha256, storage_name,
-                  job_id, created_at
+        r#"SELECT id AS "id!: FileId", user_id AS "user_id: UserId", kind, file_name, mime_type, size,
+                  sha256, storage_name, job_id AS "job_id?: JobId", created_at AS "created_at: Timestamp"
            FROM files WHERE id = ?1"#,
         id
     )
@@ -74,12 +76,12 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 #[tracing::instrument(skip_all)]
 pub async fn find_by_job(
     conn: &mut SqliteConnection,
-    job_id: &str,
+    job_id: &JobId,
 ) -> sqlx::Result<Option<FileRow>> {
     sqlx::query_as!(
         FileRow,
-        r#"SELECT id AS "id!", user_id, kind, file_name, mime_type, size, sha256, storage_name,
-                  job_id, created_at
+        r#"SELECT id AS "id!: FileId", user_id AS "user_id: UserId", kind, file_name, mime_type, size,
+                  sha256, storage_name, job_id AS "job_id?: JobId", created_at AS "created_at: Timestamp"
            FROM files WHERE job_id = ?1 LIMIT 1"#,
         job_id
     )
@@ -91,15 +93,15 @@ pub async fn find_by_job(
 #[tracing::instrument(skip_all)]
 pub async fn list(
     conn: &mut SqliteConnection,
-    owner: Option<&str>,
+    owner: Option<&UserId>,
     kind: Option<&str>,
     cursor: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<FileRow>> {
     sqlx::query_as!(
         FileRow,
-        r#"SELECT id AS "id!", user_id, kind, file_name, mime_type, size, sha256, storage_name,
-                  job_id, created_at
+        r#"SELECT id AS "id!: FileId", user_id AS "user_id: UserId", kind, file_name, mime_type, size,
+                  sha256, storage_name, job_id AS "job_id?: JobId", created_at AS "created_at: Timestamp"
            FROM files
            WHERE (?1 IS NULL OR user_id = ?1)
              AND (?2 IS NULL OR kind = ?2)
@@ -117,7 +119,7 @@ pub async fn list(
 
 /// Deletes a row and says which stored file it named.
 #[tracing::instrument(skip_all)]
-pub async fn delete(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<String>> {
+pub async fn delete(conn: &mut SqliteConnection, id: &FileId) -> sqlx::Result<Option<String>> {
     let row = sqlx::query!(
         r#"DELETE FROM files WHERE id = ?1 RETURNING storage_name AS "storage_name!""#,
         id
@@ -129,7 +131,7 @@ pub async fn delete(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Optio
 
 /// Bytes stored in total and by one user.
 #[tracing::instrument(skip_all)]
-pub async fn usage(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<(i64, i64)> {
+pub async fn usage(conn: &mut SqliteConnection, user_id: &UserId) -> sqlx::Result<(i64, i64)> {
     let r = sqlx::query!(
         r#"SELECT coalesce(sum(size), 0) AS "total!: i64",
                   coalesce(sum(CASE WHEN user_id = ?1 THEN size ELSE 0 END), 0) AS "mine!: i64"
@@ -143,8 +145,8 @@ pub async fn usage(conn: &mut SqliteConnection, user_id: &str) -> sqlx::Result<(
 
 /// Every row's id, storage name and size (reconciliation).
 #[tracing::instrument(skip_all)]
-pub async fn all_storage(conn: &mut SqliteConnection) -> sqlx::Result<Vec<(String, String, i64)>> {
-    let rows = sqlx::query!(r#"SELECT id AS "id!", storage_name, size FROM files"#)
+pub async fn all_storage(conn: &mut SqliteConnection) -> sqlx::Result<Vec<(FileId, String, i64)>> {
+    let rows = sqlx::query!(r#"SELECT id AS "id!: FileId", storage_name, size FROM files"#)
         .fetch_all(conn)
         .await?;
     Ok(rows

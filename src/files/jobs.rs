@@ -9,6 +9,7 @@ use super::model::{CsvRequest, Document, FileKind, ScreenshotRequest, sanitize_f
 use super::screenshot::ShotError;
 use super::{NewFile, db, store_bytes};
 use crate::error::FieldError;
+use crate::ids::UserId;
 use crate::jobs::{JobContext, JobError, Registry};
 
 pub const PDF: &str = "files.pdf";
@@ -34,7 +35,7 @@ fn invalid(errors: Vec<FieldError>) -> JobError {
     JobError::fail("validation_failed", fields.join("; "))
 }
 
-fn owner(ctx: &JobContext) -> Result<String, JobError> {
+fn owner(ctx: &JobContext) -> Result<UserId, JobError> {
     ctx.user_id
         .clone()
         .ok_or_else(|| JobError::fail("invalid_payload", "a file job needs an owner"))

@@ -34,7 +34,9 @@ use self::model::{CsvRequest, Document, File, FileKind};
 use self::storage::{Storage, Stored};
 use crate::config::Config;
 use crate::error::{AppError, Result};
+use crate::ids::{FileId, JobId, UserId};
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// The files domain's handle in `AppState`; clone freely.
 #[derive(Clone)]
@@ -129,11 +131,11 @@ impl FileService {
 
 /// What to record for newly stored bytes.
 pub struct NewFile<'a> {
-    pub owner: &'a str,
+    pub owner: &'a UserId,
     pub kind: FileKind,
     pub file_name: String,
     pub mime_type: String,
-    pub job_id: Option<&'a str>,
+    pub job_id: Option<&'a JobId>,
 }
 
 fn quota_error(total: bool) -> AppError {
@@ -145,7 +147,7 @@ fn quota_error(total: bool) -> AppError {
 }
 
 /// 507 when `incoming` more bytes (at least one) would not fit.
-pub async fn check_quota(state: &AppState, user_id: &str, incoming: u64) -> Result<()> {
+pub async fn check_quota(state: &AppState, user_id: &UserId, incoming: u64) -> Result<()> {
     let mut conn = state.db.reader.acquire().await?;
     let (total, mine) = db::usage(&mut conn, user_id).await?;
     fits(&state.config, total, mine, incoming.max(1))
@@ -171,16 +173,16 @@ fn fits(config: &Config, total: i64, mine: i64, incoming: u64) -> Result<()> {
 /// removed again when it cannot be recorded.
 pub async fn record(state: &AppState, new: NewFile<'_>, stored: Stored) -> Result<File> {
     let row = db::FileRow {
-        id: crate::db::new_id(),
-        user_id: new.owner.to_string(),
+        id: FileId::generate(),
+        user_id: new.owner.clone(),
         kind: new.kind.as_str().to_string(),
         file_name: new.file_name,
         mime_type: new.mime_type,
         size: i64::try_from(stored.size).unwrap_or(i64::MAX),
         sha256: stored.sha256,
         storage_name: stored.storage_name.clone(),
-        job_id: new.job_id.map(str::to_string),
-        created_at: crate::db::now(),
+        job_id: new.job_id.cloned(),
+        created_at: Timestamp::now(),
     };
     let result: Result<()> = async {
         let mut tx = state.db.begin_write().await?;
@@ -208,7 +210,7 @@ pub async fn store_bytes(state: &AppState, new: NewFile<'_>, bytes: Vec<u8>) -> 
     record(state, new, stored).await
 }
 
-async fn fits_before_write(state: &AppState, owner: &str, size: u64) -> Result<()> {
+async fn fits_before_write(state: &AppState, owner: &UserId, size: u64) -> Result<()> {
     check_quota(state, owner, size).await
 }
 
@@ -216,9 +218,9 @@ async fn fits_before_write(state: &AppState, owner: &str, size: u64) -> Result<(
 pub async fn visible(
     state: &AppState,
     caller: &crate::sessions::auth::Principal,
-    id: &str,
+    id: &FileId,
 ) -> Result<db::FileRow> {
-    if uuid::Uuid::parse_str(id).is_err() || id.len() != 36 {
+    if uuid::Uuid::parse_str(id.as_str()).is_err() || id.as_str().len() != 36 {
         return Err(AppError::NotFound);
     }
     let mut conn = state.db.reader.acquire().await?;
@@ -234,7 +236,7 @@ pub async fn visible(
 pub async fn delete(
     state: &AppState,
     caller: &crate::sessions::auth::Principal,
-    id: &str,
+    id: &FileId,
 ) -> Result<()> {
     let row = visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
@@ -307,7 +309,7 @@ pub async fn maintenance(
     };
     let (orphans, present) = scan;
     let present: std::collections::HashSet<String> = present.into_iter().collect();
-    let missing: Vec<&(String, String, i64)> = rows
+    let missing: Vec<&(FileId, String, i64)> = rows
         .iter()
         .filter(|(_, name, _)| !present.contains(name))
         .collect();

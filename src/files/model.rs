@@ -7,6 +7,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::FieldError;
+use crate::ids::{FileId, JobId, UserId};
+use crate::time::Timestamp;
 
 /// What produced a stored file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -46,10 +48,10 @@ impl FileKind {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct File {
-    pub id: String,
+    pub id: FileId,
     /// pdf, docx, csv, screenshot or upload.
     pub kind: String,
-    pub owner_id: String,
+    pub owner_id: UserId,
     /// Sanitised name offered on download.
     pub file_name: String,
     pub mime_type: String,
@@ -57,9 +59,9 @@ pub struct File {
     pub size: i64,
     /// Hex SHA-256 of the content (also the download's ETag).
     pub sha256: String,
-    pub created_at: String,
+    pub created_at: Timestamp,
     /// The generation job, null for uploads.
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     /// `/api/files/{id}`.
     pub download_url: String,
 }
@@ -78,7 +80,7 @@ pub struct ListFilter {
     /// pdf, docx, csv, screenshot or upload.
     pub kind: Option<String>,
     /// Admins only: files of this user.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     /// Items per page, 1-200 (default 50).
     pub limit: Option<u32>,
     /// The `nextCursor` of the previous page.

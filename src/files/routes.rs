@@ -15,6 +15,7 @@ use super::model::{CsvRequest, Document, File, FileKind, ListFilter, ScreenshotR
 use super::{check_quota, db, ssrf};
 use crate::error::{AppError, FieldError, Problem, Result};
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
+use crate::ids::FileId;
 use crate::jobs::{Job, NewJob};
 use crate::state::AppState;
 
@@ -243,14 +244,14 @@ async fn list_files(
     let mut conn = state.db.reader.acquire().await?;
     let rows = db::list(
         &mut conn,
-        owner.as_deref(),
+        owner.as_ref(),
         filter.kind.as_deref(),
         filter.cursor.as_deref(),
         limit + 1,
     )
     .await?;
     let files: Vec<File> = rows.iter().map(db::FileRow::to_file).collect();
-    Ok(Json(Page::from_rows(files, limit, |f| f.id.clone())))
+    Ok(Json(Page::from_rows(files, limit, |f| f.id.to_string())))
 }
 
 /// An RFC 6266 `Content-Disposition` with an ASCII fallback and the exact
@@ -341,7 +342,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 async fn download_file(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let row = super::visible(&state, &user, &file_id).await?;
@@ -461,7 +462,7 @@ async fn download_file(
 async fn delete_file(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(file_id): Path<String>,
+    Path(file_id): Path<FileId>,
 ) -> Result<StatusCode> {
     super::delete(&state, &user, &file_id).await?;
     Ok(StatusCode::NO_CONTENT)

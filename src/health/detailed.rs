@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::model::{Check, CheckStatus, HealthDetailed};
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -36,7 +37,7 @@ pub async fn health_detailed(state: &AppState) -> HealthDetailed {
     let status = overall(&checks, !firing_alerts.is_empty());
     HealthDetailed {
         status,
-        checked_at: crate::db::now(),
+        checked_at: Timestamp::now(),
         checks,
         firing_alerts,
     }
@@ -130,15 +131,14 @@ fn disk_space(state: &AppState) -> Check {
 }
 
 async fn queue_backlog(state: &AppState) -> Check {
-    let now = crate::db::now();
     let stats = async {
         let mut conn = state.db.reader.acquire().await?;
-        crate::jobs::db::queue_stats(&mut conn, &now).await
+        crate::jobs::db::queue_stats(&mut conn, Timestamp::now()).await
     }
     .await;
     match stats {
         Ok(q) => {
-            let age = crate::monitoring::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
+            let age = crate::monitoring::metrics::age_seconds(q.oldest_queued_run_at);
             let limit = state.config.alert_queue_age_seconds as f64;
             let detail = format!(
                 "{} queued (oldest waiting {age:.0} s), {} running",

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::monitoring::model::Alert;
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -47,7 +48,7 @@ impl Check {
 pub struct HealthDetailed {
     /// `ok`, `degraded` or `down` (answered with 503).
     pub status: CheckStatus,
-    pub checked_at: String,
+    pub checked_at: Timestamp,
     pub checks: Vec<Check>,
     pub firing_alerts: Vec<Alert>,
 }

@@ -3,27 +3,29 @@
 use sqlx::SqliteConnection;
 
 use super::model::{Job, JobErrorBody, JobStatus, Progress};
+use crate::ids::{JobId, UserId};
+use crate::time::Timestamp;
 
 pub struct JobRow {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
     pub status: String,
     pub priority: i64,
     pub payload: String,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub attempts: i64,
     pub max_attempts: i64,
-    pub run_at: String,
+    pub run_at: Timestamp,
     pub progress_percent: i64,
     pub progress_message: Option<String>,
     pub result: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub cancel_requested: i64,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
 }
 
 impl From<JobRow> for Job {
@@ -62,15 +64,15 @@ impl From<JobRow> for Job {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InsertJob<'a> {
-    pub id: String,
+    pub id: JobId,
     pub kind: &'a str,
     pub priority: i64,
     /// The payload as JSON text.
     pub payload: String,
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<&'a UserId>,
     pub idempotency_key: Option<&'a str>,
     pub max_attempts: i64,
-    pub run_at: String,
+    pub run_at: Timestamp,
 }
 
 /// Inserts many jobs in one statement. `jobs` is a JSON array of objects
@@ -80,7 +82,7 @@ pub struct InsertJob<'a> {
 pub async fn insert_many(
     conn: &mut SqliteConnection,
     jobs: &str,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<Vec<JobRow>> {
     sqlx::query_as!(
         JobRow,
@@ -91,9 +93,11 @@ pub async fn insert_many(
                   j.value ->> 'maxAttempts', j.value ->> 'runAt', ?2, ?2
            FROM json_each(?1) AS j WHERE true
            ON CONFLICT (user_id, kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-           RETURNING id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
-                     run_at, progress_percent, progress_message, result, error_code, error_message,
-                     cancel_requested, created_at, started_at, finished_at, updated_at"#,
+           RETURNING id AS "id!: JobId", kind, status, priority, payload, user_id AS "user_id?: UserId",
+                     attempts, max_attempts, run_at AS "run_at: Timestamp", progress_percent, progress_message,
+                     result, error_code, error_message, cancel_requested, created_at AS "created_at: Timestamp",
+                     started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp",
+                     updated_at AS "updated_at: Timestamp""#,
         jobs,
         now
     )
@@ -103,15 +107,17 @@ pub async fn insert_many(
 
 pub async fn find_by_idempotency_key(
     conn: &mut SqliteConnection,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     kind: &str,
     key: &str,
 ) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
-                  run_at, progress_percent, progress_message, result, error_code, error_message,
-                  cancel_requested, created_at, started_at, finished_at, updated_at
+        r#"SELECT id AS "id!: JobId", kind, status, priority, payload, user_id AS "user_id?: UserId",
+                  attempts, max_attempts, run_at AS "run_at: Timestamp", progress_percent, progress_message,
+                  result, error_code, error_message, cancel_requested, created_at AS "created_at: Timestamp",
+                  started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp",
+                  updated_at AS "updated_at: Timestamp"
            FROM jobs WHERE user_id IS ?1 AND kind = ?2 AND idempotency_key = ?3"#,
         user_id,
         kind,
@@ -121,12 +127,14 @@ pub async fn find_by_idempotency_key(
     .await
 }
 
-pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<JobRow>> {
+pub async fn find(conn: &mut SqliteConnection, id: &JobId) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
-                  run_at, progress_percent, progress_message, result, error_code, error_message,
-                  cancel_requested, created_at, started_at, finished_at, updated_at
+        r#"SELECT id AS "id!: JobId", kind, status, priority, payload, user_id AS "user_id?: UserId",
+                  attempts, max_attempts, run_at AS "run_at: Timestamp", progress_percent, progress_message,
+                  result, error_code, error_message, cancel_requested, created_at AS "created_at: Timestamp",
+                  started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp",
+                  updated_at AS "updated_at: Timestamp"
            FROM jobs WHERE id = ?"#,
         id
     )
@@ -137,7 +145,7 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 /// Newest first; every filter optional.
 pub async fn list(
     conn: &mut SqliteConnection,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     status: Option<&str>,
     kind: Option<&str>,
     cursor: Option<&str>,
@@ -145,9 +153,11 @@ pub async fn list(
 ) -> sqlx::Result<Vec<JobRow>> {
     sqlx::query_as!(
         JobRow,
-        r#"SELECT id AS "id!", kind, status, priority, payload, user_id, attempts, max_attempts,
-                  run_at, progress_percent, progress_message, result, error_code, error_message,
-                  cancel_requested, created_at, started_at, finished_at, updated_at
+        r#"SELECT id AS "id!: JobId", kind, status, priority, payload, user_id AS "user_id?: UserId",
+                  attempts, max_attempts, run_at AS "run_at: Timestamp", progress_percent, progress_message,
+                  result, error_code, error_message, cancel_requested, created_at AS "created_at: Timestamp",
+                  started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp",
+                  updated_at AS "updated_at: Timestamp"
            FROM jobs
            WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)
              AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4)
@@ -164,10 +174,10 @@ pub async fn list(
 
 /// A job claimed by this runner.
 pub struct Claimed {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
     pub payload: String,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub attempts: i64,
     pub max_attempts: i64,
     pub lease_token: String,
@@ -179,8 +189,8 @@ pub async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
     n: i64,
-    lease_expires_at: &str,
-    now: &str,
+    lease_expires_at: Timestamp,
+    now: Timestamp,
 ) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as!(
         Claimed,
@@ -190,7 +200,8 @@ pub async fn claim(
                error_code = NULL, error_message = NULL
            WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?4
                         ORDER BY priority DESC, id LIMIT ?2)
-           RETURNING id AS "id!", kind, payload, user_id, attempts, max_attempts,
+           RETURNING id AS "id!: JobId", kind, payload, user_id AS "user_id?: UserId", attempts,
+                     max_attempts,
                      lease_token AS "lease_token!""#,
         owner,
         n,
@@ -205,7 +216,7 @@ pub async fn claim(
 pub async fn extend_leases(
     conn: &mut SqliteConnection,
     owner: &str,
-    expires_at: &str,
+    expires_at: Timestamp,
 ) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "UPDATE jobs SET lease_expires_at = ?2 WHERE status = 'running' AND lease_owner = ?1",
@@ -219,10 +230,10 @@ pub async fn extend_leases(
 
 pub async fn succeed(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &JobId,
     token: &str,
     result: &str,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         r#"UPDATE jobs SET status = 'succeeded', result = ?3, finished_at = ?4, updated_at = ?4,
@@ -241,12 +252,12 @@ pub async fn succeed(
 /// Ends an attempt without success: `status` is 'failed' or 'cancelled'.
 pub async fn finish_unsuccessfully(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &JobId,
     token: &str,
     status: &str,
     code: &str,
     message: &str,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         r#"UPDATE jobs SET status = ?3, error_code = ?4, error_message = ?5, finished_at = ?6,
@@ -267,12 +278,12 @@ pub async fn finish_unsuccessfully(
 /// Puts a failed attempt back in the queue to run at `run_at`.
 pub async fn retry_later(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &JobId,
     token: &str,
     code: &str,
     message: &str,
-    run_at: &str,
-    now: &str,
+    run_at: Timestamp,
+    now: Timestamp,
 ) -> sqlx::Result<bool> {
     let r = sqlx::query!(
         r#"UPDATE jobs SET status = 'queued', error_code = ?3, error_message = ?4, run_at = ?5,
@@ -292,11 +303,11 @@ pub async fn retry_later(
 
 pub async fn set_progress(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &JobId,
     token: &str,
     percent: i64,
     message: Option<&str>,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         r#"UPDATE jobs SET progress_percent = ?3, progress_message = ?4, updated_at = ?5
@@ -316,8 +327,8 @@ pub async fn set_progress(
 /// Returns the status after the statement (None when the job is missing).
 pub async fn cancel(
     conn: &mut SqliteConnection,
-    id: &str,
-    now: &str,
+    id: &JobId,
+    now: Timestamp,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(
         r#"UPDATE jobs SET
@@ -340,7 +351,11 @@ pub async fn cancel(
 
 /// Gives this runner's running jobs back to the queue (shutdown); the
 /// interrupted attempt does not count.
-pub async fn release(conn: &mut SqliteConnection, owner: &str, now: &str) -> sqlx::Result<u64> {
+pub async fn release(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         r#"UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0), run_at = ?2,
                updated_at = ?2, lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL
@@ -360,7 +375,7 @@ pub async fn recover_abandoned(
     conn: &mut SqliteConnection,
     owner: &str,
     foreign_owner_too: bool,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<u64> {
     let foreign = i64::from(foreign_owner_too);
     let r = sqlx::query!(
@@ -383,7 +398,7 @@ pub async fn recover_abandoned(
 }
 
 /// Deletes finished jobs older than `before`.
-pub async fn prune_finished(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<u64> {
+pub async fn prune_finished(conn: &mut SqliteConnection, before: Timestamp) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
         before
@@ -393,7 +408,7 @@ pub async fn prune_finished(conn: &mut SqliteConnection, before: &str) -> sqlx::
     Ok(r.rows_affected())
 }
 
-pub async fn count_prunable(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+pub async fn count_prunable(conn: &mut SqliteConnection, before: Timestamp) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!: i64" FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1"#,
         before
@@ -403,10 +418,12 @@ pub async fn count_prunable(conn: &mut SqliteConnection, before: &str) -> sqlx::
 }
 
 /// The earliest run_at of queued jobs (to wake the runner for scheduled work).
-pub async fn next_run_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar!(r#"SELECT min(run_at) AS "at?: String" FROM jobs WHERE status = 'queued'"#)
-        .fetch_one(conn)
-        .await
+pub async fn next_run_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<Timestamp>> {
+    sqlx::query_scalar!(
+        r#"SELECT min(run_at) AS "at?: Timestamp" FROM jobs WHERE status = 'queued'"#
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Switches the connection's `synchronous` setting between FULL and NORMAL
@@ -429,15 +446,15 @@ pub async fn set_synchronous(conn: &mut SqliteConnection, full: bool) -> sqlx::R
 pub struct QueueStats {
     pub queued: i64,
     pub running: i64,
-    pub oldest_queued_run_at: Option<String>,
+    pub oldest_queued_run_at: Option<Timestamp>,
 }
 
 /// Depth of the queue: jobs waiting to run now, running, and the oldest due.
-pub async fn queue_stats(conn: &mut SqliteConnection, now: &str) -> sqlx::Result<QueueStats> {
+pub async fn queue_stats(conn: &mut SqliteConnection, now: Timestamp) -> sqlx::Result<QueueStats> {
     let r = sqlx::query!(
         r#"SELECT (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "queued!: i64",
                   (SELECT count(*) FROM jobs WHERE status = 'running') AS "running!: i64",
-                  (SELECT min(run_at) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "oldest: String""#,
+                  (SELECT min(run_at) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "oldest: Timestamp""#,
         now
     )
     .fetch_one(conn)
@@ -465,7 +482,7 @@ pub async fn active_jobs_by_kind(
 /// (succeeded, failed) jobs finished since `since`.
 pub async fn job_outcomes_since(
     conn: &mut SqliteConnection,
-    since: &str,
+    since: Timestamp,
 ) -> sqlx::Result<(i64, i64)> {
     let r = sqlx::query!(
         r#"SELECT coalesce(sum(status = 'succeeded'), 0) AS "ok!: i64",

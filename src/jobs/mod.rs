@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -38,11 +37,13 @@ pub use self::model::{Job, JobError, JobStatus, NewJob};
 pub use self::runner::spawn_runner;
 use self::writer::WriteOp;
 use crate::config::Config;
-use crate::db::{self as store, Db, ts};
+use crate::db::Db;
 use crate::error::{AppError, Result};
 use crate::http::extract::Json;
+use crate::ids::{JobId, UserId};
 use crate::sessions::auth::Principal;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// Longest `Prefer: wait=N` honoured, in seconds.
 pub const MAX_PREFER_WAIT: u64 = 60;
@@ -87,9 +88,9 @@ pub fn register_jobs(registry: &mut Registry) {
 
 /// What a handler gets: its job, the state, and a cancellation signal.
 pub struct JobContext {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub payload: Value,
     pub attempt: i64,
     pub max_attempts: i64,
@@ -159,8 +160,8 @@ struct Inner {
     db: Db,
     config: Arc<Config>,
     handoff: Arc<writer::Handoff>,
-    finished: broadcast::Sender<String>,
-    running: Mutex<HashMap<String, RunningJob>>,
+    finished: broadcast::Sender<JobId>,
+    running: Mutex<HashMap<JobId, RunningJob>>,
     writer: mpsc::Sender<WriteOp>,
     /// This process's runner identity (lease owner).
     owner: String,
@@ -227,13 +228,13 @@ impl Queue {
     }
 
     /// Reads a job.
-    pub async fn get(&self, id: &str) -> Result<Option<Job>> {
+    pub async fn get(&self, id: &JobId) -> Result<Option<Job>> {
         let mut conn = self.inner.db.reader.acquire().await?;
         Ok(db::find(&mut conn, id).await?.map(Job::from))
     }
 
     /// A job the caller may see (owner or admin), else 404.
-    pub async fn get_visible(&self, caller: &Principal, id: &str) -> Result<Job> {
+    pub async fn get_visible(&self, caller: &Principal, id: &JobId) -> Result<Job> {
         let job = self.get(id).await?.ok_or(AppError::NotFound)?;
         match &job.user_id {
             Some(owner) if caller.can_see(owner) => Ok(job),
@@ -243,7 +244,7 @@ impl Queue {
     }
 
     /// Waits up to `timeout` for the job to finish; returns its latest state.
-    pub async fn wait_finished(&self, id: &str, timeout: Duration) -> Result<Job> {
+    pub async fn wait_finished(&self, id: &JobId, timeout: Duration) -> Result<Job> {
         let mut rx = self.inner.finished.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -254,7 +255,7 @@ impl Queue {
             loop {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Err(_) => return self.get(id).await?.ok_or(AppError::NotFound),
-                    Ok(Ok(done)) if done == id => break,
+                    Ok(Ok(done)) if &done == id => break,
                     Ok(Ok(_)) => continue,
                     Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
                     Ok(Err(broadcast::error::RecvError::Closed)) => {
@@ -266,7 +267,7 @@ impl Queue {
     }
 
     /// Cancels a queued job, or signals a running one's handler.
-    pub async fn cancel(&self, caller: &Principal, id: &str) -> Result<Job> {
+    pub async fn cancel(&self, caller: &Principal, id: &JobId) -> Result<Job> {
         let job = self.get_visible(caller, id).await?;
         if matches!(job.status, JobStatus::Succeeded | JobStatus::Failed) {
             return Err(AppError::Conflict(format!(
@@ -275,7 +276,7 @@ impl Queue {
             )));
         }
         let mut tx = self.inner.db.begin_write().await?;
-        db::cancel(&mut tx, id, &store::now()).await?;
+        db::cancel(&mut tx, id, Timestamp::now()).await?;
         tx.commit().await?;
         if let Ok(running) = self.inner.running.lock()
             && let Some(r) = running.get(id)
@@ -290,9 +291,9 @@ impl Queue {
         Ok(job)
     }
 
-    fn write_progress(&self, id: &str, token: &str, percent: i64, message: Option<String>) {
+    fn write_progress(&self, id: &JobId, token: &str, percent: i64, message: Option<String>) {
         let _ = self.inner.writer.try_send(WriteOp::Progress {
-            id: id.to_string(),
+            id: id.clone(),
             token: token.to_string(),
             percent,
             message,
@@ -303,13 +304,13 @@ impl Queue {
     pub async fn prune(&self) -> anyhow::Result<u64> {
         let before = self.retention_cutoff();
         let mut tx = self.inner.db.begin_write().await?;
-        let n = db::prune_finished(&mut tx, &before).await?;
+        let n = db::prune_finished(&mut tx, before).await?;
         tx.commit().await?;
         Ok(n)
     }
 
-    fn retention_cutoff(&self) -> String {
-        ts(Utc::now() - chrono::Duration::days(i64::from(self.inner.config.job_retention_days)))
+    fn retention_cutoff(&self) -> Timestamp {
+        Timestamp::now() - chrono::Duration::days(i64::from(self.inner.config.job_retention_days))
     }
 }
 
@@ -322,7 +323,7 @@ pub async fn maintenance(
         state.jobs.prune().await?
     } else {
         let mut conn = state.db.reader.acquire().await?;
-        db::count_prunable(&mut conn, &state.jobs.retention_cutoff())
+        db::count_prunable(&mut conn, state.jobs.retention_cutoff())
             .await?
             .max(0) as u64
     };

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::AppError;
+use crate::ids::{JobId, UserId};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -61,19 +62,19 @@ pub struct JobErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
-    pub id: String,
+    pub id: JobId,
     pub kind: String,
     pub status: JobStatus,
     pub priority: i64,
     pub progress: Progress,
     pub attempts: i64,
     pub max_attempts: i64,
-    pub run_at: String,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub updated_at: String,
-    pub user_id: Option<String>,
+    pub run_at: Timestamp,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+    pub user_id: Option<UserId>,
     pub cancel_requested: bool,
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
@@ -85,10 +86,10 @@ pub struct Job {
 pub struct NewJob {
     pub kind: String,
     pub payload: Value,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub priority: i64,
     pub max_attempts: i64,
-    pub run_at: Option<DateTime<Utc>>,
+    pub run_at: Option<Timestamp>,
     pub idempotency_key: Option<String>,
 }
 
@@ -105,8 +106,8 @@ impl NewJob {
         }
     }
 
-    pub fn owner(mut self, user_id: &str) -> Self {
-        self.user_id = Some(user_id.to_string());
+    pub fn owner(mut self, user_id: &UserId) -> Self {
+        self.user_id = Some(user_id.clone());
         self
     }
 
@@ -120,7 +121,7 @@ impl NewJob {
         self
     }
 
-    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+    pub fn run_at(mut self, at: Timestamp) -> Self {
         self.run_at = Some(at);
         self
     }
@@ -219,7 +220,7 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
     pub kind: Option<String>,
     /// Admins only: jobs of this user.
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

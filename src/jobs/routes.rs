@@ -9,6 +9,7 @@ use super::db;
 use super::model::{Job, JobFilter};
 use crate::error::{AppError, Problem, Result};
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
+use crate::ids::JobId;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn get_job(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(state.jobs.get_visible(&user, &id).await?))
 }
@@ -58,7 +59,7 @@ async fn list_jobs(
     let mut conn = state.db.reader.acquire().await?;
     let rows = db::list(
         &mut conn,
-        owner.as_deref(),
+        owner.as_ref(),
         filter.status.map(|s| s.as_str()),
         filter.kind.as_deref(),
         filter.cursor.as_deref(),
@@ -66,7 +67,9 @@ async fn list_jobs(
     )
     .await?;
     let jobs: Vec<Job> = rows.into_iter().map(Job::from).collect();
-    Ok(Json(Page::from_rows(jobs, limit, |j: &Job| j.id.clone())))
+    Ok(Json(Page::from_rows(jobs, limit, |j: &Job| {
+        j.id.to_string()
+    })))
 }
 
 /// Cancel a queued job (it will not run) or a running one (its handler is
@@ -78,7 +81,7 @@ async fn list_jobs(
 async fn cancel_job(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<JobId>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(state.jobs.cancel(&user, &id).await?))
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,8 +16,8 @@ use super::db::{self, Claimed};
 use super::model::{JobError, backoff};
 use super::writer::{Outcome, WriteOp};
 use super::{JobContext, Queue, Registry, RunningJob};
-use crate::db::{self as store, ts};
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// Most jobs claimed by one statement.
 const MAX_CLAIM: usize = 64;
@@ -133,7 +132,7 @@ async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationTok
 /// Claims through the group-commit writer, so that a claim shares its
 /// transaction with the outcomes and enqueues of the same moment.
 async fn claim(state: &AppState, n: usize) -> anyhow::Result<Vec<Claimed>> {
-    let lease = ts(Utc::now() + chrono::Duration::from_std(state.config.job_lease)?);
+    let lease = Timestamp::now() + chrono::Duration::from_std(state.config.job_lease)?;
     let (ack, rx) = oneshot::channel();
     state
         .jobs
@@ -161,8 +160,8 @@ async fn idle_wait(state: &AppState) -> Duration {
         db::next_run_at(&mut conn).await.ok()?
     }
     .await;
-    match next.and_then(|s| store::parse_ts(&s)) {
-        Some(at) => (at - Utc::now())
+    match next {
+        Some(at) => (at - Timestamp::now())
             .to_std()
             .unwrap_or(Duration::from_millis(5))
             .clamp(Duration::from_millis(5), poll),
@@ -261,7 +260,8 @@ async fn execute(
                     retry_after,
                     rand::random::<f64>(),
                 );
-                let run_at = ts(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
+                let run_at =
+                    Timestamp::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 schedule_wake(&queue, delay);
                 Outcome::Retry {
                     code,
@@ -383,16 +383,16 @@ async fn lease_keeper(state: AppState, shutdown: CancellationToken) {
 }
 
 async fn extend(state: &AppState) -> anyhow::Result<()> {
-    let expires = ts(Utc::now() + chrono::Duration::from_std(state.config.job_lease)?);
+    let expires = Timestamp::now() + chrono::Duration::from_std(state.config.job_lease)?;
     let mut tx = state.db.begin_write().await?;
-    db::extend_leases(&mut tx, state.jobs.owner(), &expires).await?;
+    db::extend_leases(&mut tx, state.jobs.owner(), expires).await?;
     tx.commit().await?;
     Ok(())
 }
 
 async fn recover(state: &AppState, at_start: bool) -> anyhow::Result<u64> {
     let mut tx = state.db.begin_write().await?;
-    let n = db::recover_abandoned(&mut tx, state.jobs.owner(), at_start, &store::now()).await?;
+    let n = db::recover_abandoned(&mut tx, state.jobs.owner(), at_start, Timestamp::now()).await?;
     tx.commit().await?;
     if at_start && n > 0 {
         tracing::warn!(
@@ -405,7 +405,7 @@ async fn recover(state: &AppState, at_start: bool) -> anyhow::Result<u64> {
 
 async fn release(state: &AppState) -> anyhow::Result<u64> {
     let mut tx = state.db.begin_write().await?;
-    let n = db::release(&mut tx, state.jobs.owner(), &store::now()).await?;
+    let n = db::release(&mut tx, state.jobs.owner(), Timestamp::now()).await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -11,8 +11,10 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 
 use super::db::{self, InsertJob};
 use super::model::{Job, NewJob};
-use crate::db::{self as store, Db, ts};
+use crate::db::Db;
 use crate::error::AppError;
+use crate::ids::JobId;
+use crate::time::Timestamp;
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 512;
@@ -54,7 +56,7 @@ pub(super) enum WriteOp {
         ack: oneshot::Sender<Result<Job, AppError>>,
     },
     Finish {
-        id: String,
+        id: JobId,
         token: String,
         outcome: Outcome,
         /// Other domains' writes to commit with the outcome.
@@ -62,7 +64,7 @@ pub(super) enum WriteOp {
         ack: oneshot::Sender<bool>,
     },
     Progress {
-        id: String,
+        id: JobId,
         token: String,
         percent: i64,
         message: Option<String>,
@@ -70,7 +72,7 @@ pub(super) enum WriteOp {
     Claim {
         owner: String,
         n: i64,
-        lease_expires_at: String,
+        lease_expires_at: Timestamp,
         ack: oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
     },
 }
@@ -89,7 +91,7 @@ pub(super) enum Outcome {
     Retry {
         code: String,
         message: String,
-        run_at: String,
+        run_at: Timestamp,
     },
 }
 
@@ -102,14 +104,14 @@ enum Pending {
         oneshot::Sender<Result<Job, AppError>>,
         Box<Result<Job, AppError>>,
     ),
-    Finish(oneshot::Sender<bool>, String, bool, bool),
+    Finish(oneshot::Sender<bool>, JobId, bool, bool),
 }
 
 pub(super) async fn run(
     db: Db,
     synchronous_full: bool,
     mut rx: mpsc::Receiver<WriteOp>,
-    finished: broadcast::Sender<String>,
+    finished: broadcast::Sender<JobId>,
     handoff: std::sync::Arc<Handoff>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -134,11 +136,11 @@ pub(super) async fn run(
 async fn apply(
     db: &Db,
     batch: Vec<WriteOp>,
-    finished: &broadcast::Sender<String>,
+    finished: &broadcast::Sender<JobId>,
     handoff: &Handoff,
     synchronous_full: bool,
 ) {
-    let now = store::now();
+    let now = Timestamp::now();
     let relaxed = synchronous_full
         && batch
             .iter()
@@ -156,7 +158,7 @@ async fn apply(
     if relaxed && let Err(e) = db::set_synchronous(&mut conn, false).await {
         tracing::warn!(error = %e, "could not relax synchronous for a claim");
     }
-    apply_on(&mut conn, batch, finished, handoff, &now).await;
+    apply_on(&mut conn, batch, finished, handoff, now).await;
     if relaxed && let Err(e) = db::set_synchronous(&mut conn, true).await {
         // Never leave the writer less durable than configured.
         tracing::error!(error = %e, "could not restore synchronous FULL; closing the connection");
@@ -167,9 +169,9 @@ async fn apply(
 async fn apply_on(
     conn: &mut sqlx::SqliteConnection,
     batch: Vec<WriteOp>,
-    finished: &broadcast::Sender<String>,
+    finished: &broadcast::Sender<JobId>,
     handoff: &Handoff,
-    now: &str,
+    now: Timestamp,
 ) {
     let mut tx = match sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await {
         Ok(tx) => tx,
@@ -203,9 +205,8 @@ async fn apply_on(
         let want = handoff.demand.swap(0, Ordering::SeqCst);
         if want > 0 {
             let lease =
-                ts(chrono::Utc::now()
-                    + chrono::Duration::from_std(handoff.lease).unwrap_or_default());
-            match db::claim(&mut tx, &handoff.owner, want as i64, &lease, now).await {
+                Timestamp::now() + chrono::Duration::from_std(handoff.lease).unwrap_or_default();
+            match db::claim(&mut tx, &handoff.owner, want as i64, lease, now).await {
                 Ok(rows) => handed = rows,
                 Err(e) => tracing::warn!(error = %e, "could not claim new jobs for the runner"),
             }
@@ -239,7 +240,7 @@ async fn apply_on(
                 n,
                 lease_expires_at,
                 ack,
-            } => match db::claim(&mut tx, &owner, n, &lease_expires_at, now).await {
+            } => match db::claim(&mut tx, &owner, n, lease_expires_at, now).await {
                 Ok(rows) => pending.push(Pending::Claim(ack, rows)),
                 Err(e) => {
                     let _ = ack.send(Err(e.into()));
@@ -323,19 +324,19 @@ fn fail_op(op: WriteOp) {
 async fn insert_all(
     conn: &mut sqlx::SqliteConnection,
     jobs: &[Box<NewJob>],
-    now: &str,
+    now: Timestamp,
 ) -> Vec<Result<Job, AppError>> {
     let rows: Vec<InsertJob> = jobs
         .iter()
         .map(|job| InsertJob {
-            id: store::new_id(),
+            id: JobId::generate(),
             kind: &job.kind,
             priority: job.priority,
             payload: job.payload.to_string(),
-            user_id: job.user_id.as_deref(),
+            user_id: job.user_id.as_ref(),
             idempotency_key: job.idempotency_key.as_deref(),
             max_attempts: job.max_attempts,
-            run_at: job.run_at.map(ts).unwrap_or_else(|| now.to_string()),
+            run_at: job.run_at.unwrap_or(now),
         })
         .collect();
     let inserted = match serde_json::to_string(&rows) {
@@ -344,7 +345,7 @@ async fn insert_all(
             .map_err(anyhow::Error::from),
         Err(e) => Err(e.into()),
     };
-    let mut inserted: HashMap<String, db::JobRow> = match inserted {
+    let mut inserted: HashMap<JobId, db::JobRow> = match inserted {
         Ok(list) => list.into_iter().map(|r| (r.id.clone(), r)).collect(),
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), count = jobs.len(), "failed to insert jobs");
@@ -371,7 +372,7 @@ async fn existing_for_key(
     job: &NewJob,
 ) -> Result<Job, AppError> {
     let key = job.idempotency_key.as_deref().unwrap_or_default();
-    let existing = db::find_by_idempotency_key(conn, job.user_id.as_deref(), &job.kind, key)
+    let existing = db::find_by_idempotency_key(conn, job.user_id.as_ref(), &job.kind, key)
         .await?
         .ok_or_else(|| anyhow::anyhow!("idempotent job vanished"))?;
     let same = serde_json::from_str::<serde_json::Value>(&existing.payload)
@@ -386,10 +387,10 @@ async fn existing_for_key(
 
 async fn finish_one(
     conn: &mut sqlx::SqliteConnection,
-    id: &str,
+    id: &JobId,
     token: &str,
     outcome: &Outcome,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<bool> {
     match outcome {
         Outcome::Succeeded(result) => db::succeed(conn, id, token, result, now).await,
@@ -403,6 +404,6 @@ async fn finish_one(
             code,
             message,
             run_at,
-        } => db::retry_later(conn, id, token, code, message, run_at, now).await,
+        } => db::retry_later(conn, id, token, code, message, *run_at, now).await,
     }
 }

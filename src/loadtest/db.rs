@@ -2,10 +2,13 @@
 
 use sqlx::SqliteConnection;
 
+use crate::ids::{JobId, UserId};
+use crate::time::Timestamp;
+
 pub struct LoadTestRow {
     pub id: String,
-    pub job_id: Option<String>,
-    pub user_id: Option<String>,
+    pub job_id: Option<JobId>,
+    pub user_id: Option<UserId>,
     pub status: String,
     pub request: String,
     pub mode: String,
@@ -20,14 +23,14 @@ pub struct LoadTestRow {
     pub passed: Option<i64>,
     pub report: Option<String>,
     pub error: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
 }
 
 pub struct NewLoadTest<'a> {
     pub id: &'a str,
-    pub user_id: Option<&'a str>,
+    pub user_id: Option<&'a UserId>,
     pub request: &'a str,
     pub mode: &'a str,
     pub concurrency: i64,
@@ -59,7 +62,11 @@ pub async fn insert(conn: &mut SqliteConnection, t: &NewLoadTest<'_>) -> sqlx::R
 }
 
 #[tracing::instrument(skip(conn))]
-pub async fn set_running(conn: &mut SqliteConnection, id: &str, now: &str) -> sqlx::Result<()> {
+pub async fn set_running(
+    conn: &mut SqliteConnection,
+    id: &str,
+    now: Timestamp,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE load_tests SET status = 'running', started_at = ?1 WHERE id = ?2",
         now,
@@ -86,7 +93,7 @@ pub struct Finished<'a> {
     pub passed: Option<i64>,
     pub report: &'a str,
     pub error: Option<&'a str>,
-    pub finished_at: &'a str,
+    pub finished_at: Timestamp,
 }
 
 #[tracing::instrument(skip(conn, f))]
@@ -125,7 +132,7 @@ pub async fn end_without_report(
     id: &str,
     status: &str,
     error: Option<&str>,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE load_tests SET status = ?1, error = ?2, finished_at = ?3
@@ -142,7 +149,7 @@ pub async fn end_without_report(
 
 /// Tests left running by a process that stopped without finishing them.
 #[tracing::instrument(skip(conn))]
-pub async fn fail_interrupted(conn: &mut SqliteConnection, now: &str) -> sqlx::Result<u64> {
+pub async fn fail_interrupted(conn: &mut SqliteConnection, now: Timestamp) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "UPDATE load_tests SET status = 'failed', error = 'interrupted: the service stopped',
                 finished_at = ?1
@@ -158,9 +165,11 @@ pub async fn fail_interrupted(conn: &mut SqliteConnection, now: &str) -> sqlx::R
 pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<LoadTestRow>> {
     sqlx::query_as!(
         LoadTestRow,
-        r#"SELECT id AS "id!", job_id, user_id, status, request, mode, concurrency, target_rps,
+        r#"SELECT id AS "id!", job_id AS "job_id?: JobId", user_id AS "user_id?: UserId", status,
+                  request, mode, concurrency, target_rps,
                   requests, succeeded, failed, achieved_rps, p50_ms, p99_ms, passed, report, error,
-                  created_at, started_at, finished_at
+                  created_at AS "created_at: Timestamp", started_at AS "started_at?: Timestamp",
+                  finished_at AS "finished_at?: Timestamp"
            FROM load_tests WHERE id = ?"#,
         id
     )
@@ -173,9 +182,11 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 pub async fn recent(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<LoadTestRow>> {
     sqlx::query_as!(
         LoadTestRow,
-        r#"SELECT id AS "id!", job_id, user_id, status, request, mode, concurrency, target_rps,
+        r#"SELECT id AS "id!", job_id AS "job_id?: JobId", user_id AS "user_id?: UserId", status,
+                  request, mode, concurrency, target_rps,
                   requests, succeeded, failed, achieved_rps, p50_ms, p99_ms, passed,
-                  NULL AS "report?: String", error, created_at, started_at, finished_at
+                  NULL AS "report?: String", error, created_at AS "created_at: Timestamp",
+                  started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp"
            FROM load_tests ORDER BY created_at DESC, id DESC LIMIT ?"#,
         limit
     )

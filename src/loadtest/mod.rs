@@ -26,9 +26,11 @@ use utoipa::ToSchema;
 
 use self::model::{Caps, LoadTestRequest, LoadTestResult, Plan};
 use crate::error::{AppError, Result};
+use crate::ids::{JobId, UserId};
 use crate::jobs::{Job, JobContext, JobError, NewJob, Registry};
 use crate::sessions::auth::Principal;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 pub const JOB_KIND: &str = "loadtest.run";
 
@@ -120,7 +122,7 @@ async fn reconcile(state: &AppState) -> anyhow::Result<()> {
     let Some(test_id) = state.loadtests.current().and_then(|a| a.test_id) else {
         return Ok(());
     };
-    let Some(job) = state.jobs.get(&test_id).await? else {
+    let Some(job) = state.jobs.get(&JobId::from(test_id.as_str())).await? else {
         return Ok(());
     };
     if job.status.is_finished() {
@@ -130,7 +132,7 @@ async fn reconcile(state: &AppState) -> anyhow::Result<()> {
             &test_id,
             job.status.as_str(),
             job.error.as_ref().map(|e| e.message.as_str()),
-            &crate::db::now(),
+            Timestamp::now(),
         )
         .await?;
         tx.commit().await?;
@@ -171,8 +173,8 @@ pub async fn start(state: &AppState, admin: &Principal, req: LoadTestRequest) ->
                     .max_attempts(1),
             )
             .await?;
-        state.loadtests.bind(&claim, &job.id);
-        record(state, &job.id, Some(&admin.user_id), &req, &plan).await?;
+        state.loadtests.bind(&claim, job.id.as_str());
+        record(state, job.id.as_str(), Some(&admin.user_id), &req, &plan).await?;
         Ok::<Job, AppError>(job)
     }
     .await;
@@ -185,7 +187,7 @@ pub async fn start(state: &AppState, admin: &Principal, req: LoadTestRequest) ->
 async fn record(
     state: &AppState,
     id: &str,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     req: &LoadTestRequest,
     plan: &Plan,
 ) -> anyhow::Result<()> {
@@ -222,7 +224,7 @@ pub fn register_jobs(registry: &mut Registry) {
 /// keeps what was measured.
 async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobError> {
     let state = ctx.state.clone();
-    let test_id = ctx.id.clone();
+    let test_id = ctx.id.to_string();
     let req: LoadTestRequest = ctx.payload()?;
     let plan = req.validate(caps(&state)).map_err(|errors| {
         let fields: Vec<String> = errors
@@ -290,7 +292,7 @@ async fn slot_for(
 async fn end(state: &AppState, test_id: &str, status: &str, error: Option<&str>) {
     let done = async {
         let mut tx = state.db.begin_write().await?;
-        db::end_without_report(&mut tx, test_id, status, error, &crate::db::now()).await?;
+        db::end_without_report(&mut tx, test_id, status, error, Timestamp::now()).await?;
         tx.commit().await?;
         Ok::<(), anyhow::Error>(())
     };
@@ -323,7 +325,7 @@ async fn run_test(
     ctx: &JobContext,
     state: &AppState,
     test_id: &str,
-    user_id: &str,
+    user_id: &UserId,
     req: &LoadTestRequest,
     plan: Plan,
     live: Arc<engine::Live>,
@@ -338,10 +340,10 @@ async fn run_test(
     .await?;
     let result = async {
         let target = target(state, test_id, &token)?;
-        let started_at = crate::db::now();
+        let started_at = Timestamp::now();
         {
             let mut tx = state.db.begin_write().await?;
-            db::set_running(&mut tx, test_id, &started_at).await?;
+            db::set_running(&mut tx, test_id, started_at).await?;
             tx.commit().await?;
         }
         ctx.progress(0, "running").await;
@@ -381,12 +383,12 @@ async fn run_test(
         };
         let result = LoadTestResult {
             id: test_id.to_string(),
-            job_id: Some(test_id.to_string()),
+            job_id: Some(JobId::from(test_id)),
             status: status.into(),
             mode: mode.into(),
             concurrency: workers,
             started_at: Some(started_at),
-            finished_at: Some(crate::db::now()),
+            finished_at: Some(Timestamp::now()),
             duration_seconds: (secs * 1000.0).round() / 1000.0,
             achieved_rps: if secs > 0.0 {
                 ((totals.requests as f64 / secs) * 10.0).round() / 10.0
@@ -420,7 +422,7 @@ async fn run_test(
 
 async fn store(state: &AppState, r: &LoadTestResult) -> anyhow::Result<()> {
     let report = serde_json::to_string(r)?;
-    let finished_at = r.finished_at.clone().unwrap_or_else(crate::db::now);
+    let finished_at = r.finished_at.unwrap_or_else(Timestamp::now);
     let error_rate = if r.totals.requests == 0 {
         0.0
     } else {
@@ -444,7 +446,7 @@ async fn store(state: &AppState, r: &LoadTestResult) -> anyhow::Result<()> {
             passed: r.passed.map(i64::from),
             report: &report,
             error: None,
-            finished_at: &finished_at,
+            finished_at,
         },
     )
     .await?;
@@ -469,9 +471,9 @@ pub struct TestSummary {
     pub p99_ms: Option<f64>,
     pub passed: Option<bool>,
     pub error: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
     pub results_url: String,
 }
 
@@ -576,8 +578,8 @@ pub async fn result(state: &AppState, id: &str) -> Result<LoadTestResult> {
         status: row.status.clone(),
         mode: row.mode.clone(),
         concurrency: u32::try_from(row.concurrency).unwrap_or(0),
-        started_at: row.started_at.clone(),
-        finished_at: row.finished_at.clone(),
+        started_at: row.started_at,
+        finished_at: row.finished_at,
         target_rps: row.target_rps,
         coordinated_omission_corrected: row.target_rps.is_some(),
         error: row.error.clone(),
@@ -602,7 +604,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, _shutdown: Cancell
     tracker.spawn(async move {
         let done = async {
             let mut tx = st.db.begin_write().await?;
-            let n = db::fail_interrupted(&mut tx, &crate::db::now()).await?;
+            let n = db::fail_interrupted(&mut tx, Timestamp::now()).await?;
             tx.commit().await?;
             Ok::<u64, anyhow::Error>(n)
         };

@@ -13,6 +13,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::FieldError;
+use crate::ids::JobId;
+use crate::time::Timestamp;
 
 /// `POST /api/load-test/start`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -460,14 +462,14 @@ pub struct ThresholdVerdict {
 #[serde(rename_all = "camelCase")]
 pub struct LoadTestResult {
     pub id: String,
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     /// queued, running, succeeded (ran to its end), failed or cancelled.
     pub status: String,
     /// `concurrency` or `rate`.
     pub mode: String,
     pub concurrency: u32,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
     /// Seconds from the first request sent to the last answer.
     pub duration_seconds: f64,
     pub totals: Totals,

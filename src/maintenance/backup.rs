@@ -26,7 +26,9 @@ use utoipa::ToSchema;
 
 use super::db;
 use crate::config::Config;
+use crate::ids::JobId;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// A lock on `<database>.lock`. The service holds it shared for its whole
 /// life; `restore` takes it exclusively, so it cannot replace the database
@@ -363,7 +365,7 @@ pub async fn apply_pending_restore(config: &Config) -> anyhow::Result<Option<Res
 #[serde(rename_all = "camelCase")]
 pub struct Backup {
     pub id: String,
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     /// `schedule` or `admin`.
     pub trigger: String,
     /// File inside `DATA_DIR/backups`.
@@ -375,8 +377,8 @@ pub struct Backup {
     pub integrity: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
 }
 
 impl From<db::BackupRow> for Backup {
@@ -404,7 +406,7 @@ impl From<db::BackupRow> for Backup {
 pub async fn create(
     state: &AppState,
     trigger: &str,
-    job_id: Option<&str>,
+    job_id: Option<&JobId>,
 ) -> anyhow::Result<Backup> {
     let dir = state.config.backups_dir();
     tokio::fs::create_dir_all(&dir)
@@ -423,7 +425,7 @@ pub async fn create(
     }
     let started = Instant::now();
     let result = write_backup(&state.config, &dir.join(&file_name)).await;
-    let finished_at = crate::db::now();
+    let finished_at = Timestamp::now();
     let duration_ms = started.elapsed().as_millis() as i64;
     let (status, size_bytes, integrity, error) = match &result {
         Ok(w) => (
@@ -444,7 +446,7 @@ pub async fn create(
         integrity: integrity.as_deref(),
         duration_ms,
         error: error.as_deref(),
-        finished_at: &finished_at,
+        finished_at,
     };
     {
         let mut tx = state.db.begin_write().await?;
@@ -513,9 +515,9 @@ pub async fn due(state: &AppState) -> anyhow::Result<bool> {
         let mut conn = state.db.reader.acquire().await?;
         db::last_backup_at(&mut conn).await?
     };
-    Ok(match last.as_deref().and_then(crate::db::parse_ts) {
+    Ok(match last {
         None => true,
-        Some(at) => Utc::now() - at >= chrono::Duration::hours(i64::from(hours)),
+        Some(at) => Timestamp::now() - at >= chrono::Duration::hours(i64::from(hours)),
     })
 }
 

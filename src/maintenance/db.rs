@@ -5,6 +5,9 @@
 
 use sqlx::SqliteConnection;
 
+use crate::ids::JobId;
+use crate::time::Timestamp;
+
 /// `PRAGMA integrity_check` (or the cheaper `quick_check`): the problems found,
 /// empty when the database is sound (SQLite answers the single row `ok`).
 #[tracing::instrument(skip(conn))]
@@ -78,7 +81,7 @@ pub async fn schema_version(conn: &mut SqliteConnection) -> sqlx::Result<Option<
 #[derive(Debug, Clone)]
 pub struct BackupRow {
     pub id: String,
-    pub job_id: Option<String>,
+    pub job_id: Option<JobId>,
     pub trigger: String,
     pub file_name: String,
     pub status: String,
@@ -86,15 +89,15 @@ pub struct BackupRow {
     pub integrity: Option<String>,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
 }
 
 #[tracing::instrument(skip(conn))]
 pub async fn insert_backup(
     conn: &mut SqliteConnection,
     id: &str,
-    job_id: Option<&str>,
+    job_id: Option<&JobId>,
     trigger: &str,
     file_name: &str,
 ) -> sqlx::Result<()> {
@@ -116,7 +119,7 @@ pub struct BackupOutcome<'a> {
     pub integrity: Option<&'a str>,
     pub duration_ms: i64,
     pub error: Option<&'a str>,
-    pub finished_at: &'a str,
+    pub finished_at: Timestamp,
 }
 
 #[tracing::instrument(skip(conn, o))]
@@ -159,8 +162,9 @@ pub async fn list_backups(
 ) -> sqlx::Result<Vec<BackupRow>> {
     sqlx::query_as!(
         BackupRow,
-        r#"SELECT id AS "id!", job_id, trigger, file_name, status, size_bytes, integrity,
-                  duration_ms, error, created_at, finished_at
+        r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
+                  integrity, duration_ms, error, created_at AS "created_at: Timestamp",
+                  finished_at AS "finished_at?: Timestamp"
            FROM backups WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"#,
         cursor,
         limit
@@ -175,8 +179,9 @@ pub async fn list_backups(
 pub async fn kept_backups(conn: &mut SqliteConnection) -> sqlx::Result<Vec<BackupRow>> {
     sqlx::query_as!(
         BackupRow,
-        r#"SELECT id AS "id!", job_id, trigger, file_name, status, size_bytes, integrity,
-                  duration_ms, error, created_at, finished_at
+        r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
+                  integrity, duration_ms, error, created_at AS "created_at: Timestamp",
+                  finished_at AS "finished_at?: Timestamp"
            FROM backups WHERE status = 'succeeded' ORDER BY id DESC"#
     )
     .fetch_all(conn)
@@ -185,9 +190,9 @@ pub async fn kept_backups(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Backu
 
 /// When the latest backup (of any outcome but a crash) was started.
 #[tracing::instrument(skip(conn))]
-pub async fn last_backup_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<String>> {
+pub async fn last_backup_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<Timestamp>> {
     let row = sqlx::query_scalar!(
-        r#"SELECT max(created_at) AS "at?: String" FROM backups WHERE status IN ('succeeded', 'deleted', 'running')"#
+        r#"SELECT max(created_at) AS "at?: Timestamp" FROM backups WHERE status IN ('succeeded', 'deleted', 'running')"#
     )
     .fetch_one(conn)
     .await?;

@@ -21,7 +21,9 @@ use tokio_util::task::TaskTracker;
 
 use self::model::{DatabaseStats, Failure, Report, Totals};
 use crate::config::Config;
+use crate::ids::JobId;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// One thing maintenance did, or would do on a dry run. Each domain that
 /// keeps data reports its own actions through a
@@ -61,7 +63,7 @@ pub async fn run(state: &AppState, apply: bool) -> Report {
 
 struct Run {
     apply: bool,
-    started_at: String,
+    started_at: Timestamp,
     started: Instant,
     actions: Vec<Action>,
     failures: Vec<Failure>,
@@ -71,7 +73,7 @@ impl Run {
     fn new(apply: bool) -> Self {
         Self {
             apply,
-            started_at: crate::db::now(),
+            started_at: Timestamp::now(),
             started: Instant::now(),
             actions: Vec::new(),
             failures: Vec::new(),
@@ -118,7 +120,7 @@ impl Run {
         Report {
             applied: self.apply,
             started_at: self.started_at,
-            finished_at: crate::db::now(),
+            finished_at: Timestamp::now(),
             duration_ms: self.started.elapsed().as_millis() as u64,
             actions: self.actions,
             totals,
@@ -319,7 +321,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
         );
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         backups.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pending_backup: Option<String> = None;
+        let mut pending_backup: Option<JobId> = None;
         loop {
             tokio::select! {
                 _ = maintenance.tick() => {
@@ -330,7 +332,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
                     }
                 }
                 _ = backups.tick() => {
-                    match schedule_backup(&st, pending_backup.as_deref()).await {
+                    match schedule_backup(&st, pending_backup.as_ref()).await {
                         Ok(Some(id)) => pending_backup = Some(id),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %format!("{e:#}"), "failed to schedule a backup"),
@@ -344,8 +346,8 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
 
 async fn schedule_backup(
     state: &AppState,
-    pending: Option<&str>,
-) -> anyhow::Result<Option<String>> {
+    pending: Option<&JobId>,
+) -> anyhow::Result<Option<JobId>> {
     if let Some(id) = pending
         && let Some(job) = state.jobs.get(id).await?
         && !job.status.is_finished()

@@ -4,6 +4,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::Action;
+use crate::time::Timestamp;
 
 /// What a maintenance run did (`applied`) or would do (dry run).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -11,8 +12,8 @@ use super::Action;
 pub struct Report {
     /// false for the dry run of `GET /api/performance/optimize`.
     pub applied: bool,
-    pub started_at: String,
-    pub finished_at: String,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
     pub duration_ms: u64,
     pub actions: Vec<Action>,
     pub totals: Totals,

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::Alert;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// Fewer requests (or finished jobs) than this in a window never fire a
 /// rate-based alert: one failure out of two requests is not an incident.
@@ -113,11 +114,10 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
         message: format!("p95 latency {p95:.1} ms over {} requests", pending.count),
     });
 
-    let now = chrono::Utc::now();
-    let since = crate::db::ts(now - chrono::Duration::from_std(JOB_WINDOW).unwrap_or_default());
-    let now_s = crate::db::ts(now);
+    let now = Timestamp::now();
+    let since = now - chrono::Duration::from_std(JOB_WINDOW).unwrap_or_default();
     if let Ok(mut conn) = state.db.reader.acquire().await {
-        if let Ok((ok, failed)) = crate::jobs::db::job_outcomes_since(&mut conn, &since).await {
+        if let Ok((ok, failed)) = crate::jobs::db::job_outcomes_since(&mut conn, since).await {
             let total = (ok + failed).max(0) as u64;
             let rate = if total == 0 {
                 0.0
@@ -132,8 +132,8 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
                 message: format!("{failed} of {total} jobs failed in the last 5 minutes"),
             });
         }
-        if let Ok(q) = crate::jobs::db::queue_stats(&mut conn, &now_s).await {
-            let age = super::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
+        if let Ok(q) = crate::jobs::db::queue_stats(&mut conn, now).await {
+            let age = super::metrics::age_seconds(q.oldest_queued_run_at);
             out.push(Reading {
                 rule: "queue_age",
                 value: age,
@@ -188,7 +188,7 @@ async fn apply(state: &AppState, client: &reqwest::Client, r: Reading) -> anyhow
                 last_value: r.value,
                 threshold: r.threshold,
                 message: r.message,
-                fired_at: crate::db::now(),
+                fired_at: Timestamp::now(),
                 resolved_at: None,
             };
             let mut tx = state.db.begin_write().await?;
@@ -202,9 +202,9 @@ async fn apply(state: &AppState, client: &reqwest::Client, r: Reading) -> anyhow
             notify(state, client, alert);
         }
         (Some(mut alert), false) => {
-            let at = crate::db::now();
+            let at = Timestamp::now();
             let mut tx = state.db.begin_write().await?;
-            super::db::resolve_alert(&mut tx, &alert.id, r.value, &at).await?;
+            super::db::resolve_alert(&mut tx, &alert.id, r.value, at).await?;
             tx.commit().await?;
             alert.status = "resolved".into();
             alert.last_value = r.value;

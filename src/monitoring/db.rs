@@ -5,12 +5,15 @@ use std::net::IpAddr;
 use std::ptr::NonNull;
 use std::sync::LazyLock;
 
+use chrono::NaiveDate;
 use libsqlite3_sys as ffi;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::model::{
     Alert, ErrorEvent, ErrorGroup, ErrorRecord, LogEntry, ROLLUP_BUCKETS, RequestRecord,
 };
+use crate::ids::UserId;
+use crate::time::Timestamp;
 
 /// Rows per multi-row INSERT: fewer rows cost more per row, more gain little
 /// (bench/sqlite/insert_floor.sh).
@@ -78,7 +81,7 @@ fn insert_chunk(
         i
     };
     for r in chunk {
-        stmt.int(next(), Some(r.at.timestamp_millis()))?;
+        stmt.int(next(), Some(r.at.unix_ms()))?;
         stmt.text(next(), Some(r.method))?;
         stmt.text(next(), Some(&r.route))?;
         stmt.int(next(), Some(i64::from(r.status)))?;
@@ -221,7 +224,7 @@ pub struct RollupDelta {
 }
 
 /// (hour, route, method, status, source)
-pub type RollupKey = (String, String, &'static str, u16, &'static str);
+pub type RollupKey = (Timestamp, String, &'static str, u16, &'static str);
 
 /// Adds aggregates to the hourly roll-ups.
 pub async fn add_rollups(
@@ -274,7 +277,7 @@ pub async fn add_rollups(
 /// Adds authenticated requests per (day, user).
 pub async fn add_activity(
     conn: &mut SqliteConnection,
-    rows: &[((String, String), i64)],
+    rows: &[((NaiveDate, String), i64)],
 ) -> sqlx::Result<()> {
     for chunk in rows.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> =
@@ -335,7 +338,7 @@ pub struct LogFilter {
     pub status_range: Option<(i64, i64)>,
     pub route: Option<String>,
     pub method: Option<String>,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub min_duration_ms: Option<f64>,
     pub source: Option<String>,
     pub request_id: Option<String>,
@@ -402,7 +405,7 @@ struct LogRow {
     duration_ms: f64,
     bytes_in: Option<i64>,
     bytes_out: Option<i64>,
-    user_id: Option<String>,
+    user_id: Option<UserId>,
     client_ip: Option<String>,
     user_agent: Option<String>,
     request_id: Option<String>,
@@ -414,7 +417,7 @@ impl From<LogRow> for LogEntry {
     fn from(r: LogRow) -> Self {
         LogEntry {
             id: r.id,
-            at: crate::db::ts(chrono::DateTime::from_timestamp_millis(r.at_ms).unwrap_or_default()),
+            at: Timestamp::from_unix_ms(r.at_ms).unwrap_or(Timestamp::UNIX_EPOCH),
             method: r.method,
             route: r.route,
             status: r.status,
@@ -437,8 +440,8 @@ struct GroupRow {
     location: String,
     message: String,
     count: i64,
-    first_seen: String,
-    last_seen: String,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
     last_request_id: Option<String>,
     last_context: String,
 }
@@ -466,9 +469,9 @@ impl From<GroupRow> for ErrorGroup {
 pub async fn list_error_groups(
     conn: &mut SqliteConnection,
     kind: Option<&str>,
-    since: Option<&str>,
+    since: Option<Timestamp>,
     fingerprint: Option<&str>,
-    cursor: Option<(&str, &str)>,
+    cursor: Option<(Timestamp, &str)>,
     limit: i64,
 ) -> sqlx::Result<Vec<ErrorGroup>> {
     let (c_seen, c_fp) = match cursor {
@@ -478,8 +481,9 @@ pub async fn list_error_groups(
     let limit = limit + 1;
     let rows = sqlx::query_as!(
         GroupRow,
-        r#"SELECT fingerprint AS "fingerprint!", kind, location, message, count, first_seen,
-                  last_seen, last_request_id, last_context
+        r#"SELECT fingerprint AS "fingerprint!", kind, location, message, count,
+                  first_seen AS "first_seen: Timestamp", last_seen AS "last_seen: Timestamp",
+                  last_request_id, last_context
            FROM error_groups
            WHERE (?1 IS NULL OR kind = ?1)
              AND (?2 IS NULL OR last_seen >= ?2)
@@ -505,7 +509,7 @@ pub async fn recent_error_events(
     limit: i64,
 ) -> sqlx::Result<Vec<ErrorEvent>> {
     let rows = sqlx::query!(
-        r#"SELECT at, message, context, request_id FROM error_events
+        r#"SELECT at AS "at: Timestamp", message, context, request_id FROM error_events
            WHERE fingerprint = ? ORDER BY id DESC LIMIT ?"#,
         fingerprint,
         limit
@@ -538,8 +542,8 @@ pub struct RouteRollup {
 /// (exclusive; open-ended when `None`).
 pub async fn rollups_by_route(
     conn: &mut SqliteConnection,
-    from_hour: &str,
-    to: Option<&str>,
+    from_hour: Timestamp,
+    to: Option<Timestamp>,
 ) -> sqlx::Result<Vec<RouteRollup>> {
     let rows = sqlx::query!(
         r#"SELECT route AS "route!: String", method AS "method!: String",
@@ -673,7 +677,7 @@ pub async fn delete_requests_before(
 
 pub async fn count_error_events_before(
     conn: &mut SqliteConnection,
-    before: &str,
+    before: Timestamp,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!: i64" FROM error_events WHERE at < ?"#,
@@ -685,7 +689,7 @@ pub async fn count_error_events_before(
 
 pub async fn delete_error_events_before(
     conn: &mut SqliteConnection,
-    before: &str,
+    before: Timestamp,
 ) -> sqlx::Result<u64> {
     Ok(
         sqlx::query!("DELETE FROM error_events WHERE at < ?", before)
@@ -697,8 +701,8 @@ pub async fn delete_error_events_before(
 
 pub async fn count_rollups_before(
     conn: &mut SqliteConnection,
-    before_hour: &str,
-    before_day: &str,
+    before_hour: Timestamp,
+    before_day: NaiveDate,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT (SELECT count(*) FROM request_rollups WHERE hour < ?1)
@@ -716,8 +720,8 @@ pub async fn count_rollups_before(
 /// than the roll-up retention.
 pub async fn delete_rollups_before(
     conn: &mut SqliteConnection,
-    before_hour: &str,
-    before_day: &str,
+    before_hour: Timestamp,
+    before_day: NaiveDate,
 ) -> sqlx::Result<u64> {
     let mut n = sqlx::query!("DELETE FROM request_rollups WHERE hour < ?", before_hour)
         .execute(&mut *conn)
@@ -764,7 +768,7 @@ pub async fn resolve_alert(
     conn: &mut SqliteConnection,
     id: &str,
     last_value: f64,
-    at: &str,
+    at: Timestamp,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE alerts SET status = 'resolved', last_value = ?, resolved_at = ? WHERE id = ?",
@@ -795,8 +799,8 @@ pub async fn update_alert_value(
 pub async fn firing_alerts(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Alert>> {
     sqlx::query_as!(
         Alert,
-        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message, fired_at,
-                  resolved_at
+        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message,
+                  fired_at AS "fired_at: Timestamp", resolved_at AS "resolved_at?: Timestamp"
            FROM alerts WHERE status = 'firing' ORDER BY fired_at DESC"#
     )
     .fetch_all(conn)
@@ -806,8 +810,8 @@ pub async fn firing_alerts(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Aler
 pub async fn recent_alerts(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec<Alert>> {
     sqlx::query_as!(
         Alert,
-        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message, fired_at,
-                  resolved_at
+        r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message,
+                  fired_at AS "fired_at: Timestamp", resolved_at AS "resolved_at?: Timestamp"
            FROM alerts ORDER BY fired_at DESC, id DESC LIMIT ?"#,
         limit
     )
@@ -833,7 +837,7 @@ mod tests {
 
     fn record(i: usize) -> RequestRecord {
         RequestRecord {
-            at: chrono::DateTime::from_timestamp_millis(1_795_000_000_000 + i as i64).unwrap(),
+            at: Timestamp::from_unix_ms(1_795_000_000_000 + i as i64).unwrap(),
             method: if i.is_multiple_of(2) { "GET" } else { "POST" },
             route: format!("/r/{}", i % 3).into(),
             status: 200 + (i % 5) as u16,
@@ -886,12 +890,7 @@ mod tests {
                 (&row.0, &row.1, &row.2, &row.3, &row.4, &row.5, &row.6);
             assert_eq!(
                 (at_ms, method.as_str(), route.as_str(), status),
-                (
-                    &r.at.timestamp_millis(),
-                    r.method,
-                    &*r.route,
-                    &i64::from(r.status)
-                )
+                (&r.at.unix_ms(), r.method, &*r.route, &i64::from(r.status))
             );
             assert_eq!(
                 (duration_ms, bytes_in, bytes_out),

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -145,12 +146,10 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
     if let Some(rss) = state.monitor.system().rss_bytes() {
         metrics::gauge!("hs_process_resident_memory_bytes").set(rss as f64);
     }
-    let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, Timestamp::now()).await?;
     metrics::gauge!("hs_job_queue_depth").set(q.queued as f64);
-    metrics::gauge!("hs_job_queue_oldest_seconds")
-        .set(age_seconds(q.oldest_queued_run_at.as_deref()));
+    metrics::gauge!("hs_job_queue_oldest_seconds").set(age_seconds(q.oldest_queued_run_at));
     let by_kind = crate::jobs::db::active_jobs_by_kind(&mut conn).await?;
     for status in ["queued", "running"] {
         // Kinds that emptied since the last sample go back to zero.
@@ -165,10 +164,9 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Seconds since a stored timestamp (0 when absent).
-pub fn age_seconds(ts: Option<&str>) -> f64 {
-    ts.and_then(crate::db::parse_ts)
-        .map(|t| ((chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
+/// Seconds since a time (0 when absent).
+pub fn age_seconds(at: Option<Timestamp>) -> f64 {
+    at.map(|t| ((Timestamp::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
         .unwrap_or(0.0)
 }
 

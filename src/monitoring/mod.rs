@@ -129,7 +129,7 @@ impl Monitor {
             context = serde_json::json!({"truncated": true}).to_string();
         }
         let record = ErrorRecord {
-            at: crate::db::now(),
+            at: crate::time::Timestamp::now(),
             fingerprint: fingerprint(kind, location),
             kind: truncate(kind, 64),
             location: truncate(location, 300),
@@ -283,7 +283,13 @@ pub async fn maintenance(
     state: &AppState,
     apply: bool,
 ) -> anyhow::Result<Vec<crate::maintenance::Action>> {
-    retention::run(&state.db, &state.config, chrono::Utc::now(), apply).await
+    retention::run(
+        &state.db,
+        &state.config,
+        crate::time::Timestamp::now(),
+        apply,
+    )
+    .await
 }
 
 #[cfg(test)]

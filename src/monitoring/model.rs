@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::ids::UserId;
+use crate::time::Timestamp;
+
 /// Upper bounds (ms) of the request_rollups latency buckets (`le_1` ..
 /// `le_10000`); a last bucket (`le_inf`) counts everything slower.
 pub const ROLLUP_BOUNDS_MS: [f64; 13] = [
@@ -114,7 +117,7 @@ impl From<&str> for ShortStr {
 /// path.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub at: chrono::DateTime<chrono::Utc>,
+    pub at: Timestamp,
     pub method: &'static str,
     pub route: std::sync::Arc<str>,
     pub status: u16,
@@ -141,7 +144,7 @@ impl RequestRecord {
 /// One occurrence of a tracked error.
 #[derive(Debug, Clone)]
 pub struct ErrorRecord {
-    pub at: String,
+    pub at: Timestamp,
     pub fingerprint: String,
     pub kind: String,
     pub location: String,
@@ -193,14 +196,14 @@ pub struct LogQuery {
 #[serde(rename_all = "camelCase")]
 pub struct LogEntry {
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub method: String,
     pub route: String,
     pub status: i64,
     pub duration_ms: f64,
     pub bytes_in: Option<i64>,
     pub bytes_out: Option<i64>,
-    pub user_id: Option<String>,
+    pub user_id: Option<UserId>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -232,8 +235,8 @@ pub struct ErrorGroup {
     /// Latest message.
     pub message: String,
     pub count: i64,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
     pub last_request_id: Option<String>,
     #[schema(value_type = Object)]
     pub last_context: Value,
@@ -245,7 +248,7 @@ pub struct ErrorGroup {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorEvent {
-    pub at: String,
+    pub at: Timestamp,
     pub message: String,
     #[schema(value_type = Object)]
     pub context: Value,
@@ -330,8 +333,8 @@ pub struct Alert {
     pub last_value: f64,
     pub threshold: f64,
     pub message: String,
-    pub fired_at: String,
-    pub resolved_at: Option<String>,
+    pub fired_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -104,7 +104,7 @@ pub fn method_label(method: &Method) -> &'static str {
 
 /// What the middleware knew when the request arrived.
 pub struct Started {
-    pub at: chrono::DateTime<chrono::Utc>,
+    pub at: crate::time::Timestamp,
     pub route: Arc<RouteStats>,
     pub request_id: Arc<str>,
     pub user_agent: Option<String>,
@@ -129,7 +129,7 @@ impl Started {
             None
         };
         Self {
-            at: chrono::Utc::now(),
+            at: crate::time::Timestamp::now(),
             route,
             request_id,
             user_agent,

@@ -7,13 +7,14 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, Utc};
+use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
 use crate::maintenance::Action;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// Raw rows deleted per transaction, so the writer is never held up long.
 const DELETE_CHUNK: i64 = 5000;
@@ -28,7 +29,7 @@ pub async fn daily(state: AppState, shutdown: CancellationToken) {
             () = tokio::time::sleep(wait) => {}
             () = shutdown.cancelled() => break,
         }
-        match run(&state.db, &state.config, Utc::now(), true).await {
+        match run(&state.db, &state.config, Timestamp::now(), true).await {
             Ok(actions) => {
                 for a in actions.iter().filter(|a| a.count > 0) {
                     tracing::info!(action = %a.name, count = a.count, bytes = a.bytes, "retention");
@@ -42,40 +43,34 @@ pub async fn daily(state: AppState, shutdown: CancellationToken) {
 
 /// The boundaries for a given "now": raw rows before `log_cutoff` (an hour
 /// boundary) go; aggregates before `rollup_cutoff` go.
-pub fn cutoffs(config: &Config, now: DateTime<Utc>) -> (String, String, String) {
-    let log = log_boundary(config, now);
+/// The activity day of `rollup_cutoff` is the day boundary.
+pub fn cutoffs(config: &Config, now: Timestamp) -> (Timestamp, Timestamp, NaiveDate) {
     let rollup = now - chrono::Duration::days(i64::from(config.rollup_retention_days));
-    let rollup = rollup
-        .duration_trunc(chrono::Duration::hours(1))
-        .unwrap_or(rollup);
-    let rollup_s = crate::db::ts(rollup);
-    let day = rollup_s.get(..10).unwrap_or(&rollup_s).to_string();
-    (crate::db::ts(log), rollup_s, day)
+    let rollup = rollup.start_of_hour();
+    (log_boundary(config, now), rollup, rollup.date())
 }
 
 /// Raw request rows before this hour boundary go.
-fn log_boundary(config: &Config, now: DateTime<Utc>) -> DateTime<Utc> {
-    let log = now - chrono::Duration::days(i64::from(config.log_retention_days));
-    log.duration_trunc(chrono::Duration::hours(1))
-        .unwrap_or(log)
+fn log_boundary(config: &Config, now: Timestamp) -> Timestamp {
+    (now - chrono::Duration::days(i64::from(config.log_retention_days))).start_of_hour()
 }
 
 /// Applies (or, with `apply = false`, reports) the retention as of `now`.
 pub async fn run(
     db: &Db,
     config: &Config,
-    now: DateTime<Utc>,
+    now: Timestamp,
     apply: bool,
 ) -> anyhow::Result<Vec<Action>> {
     use super::db as q;
     let (log_cutoff, rollup_cutoff, rollup_day) = cutoffs(config, now);
     // request_log keeps its times as Unix milliseconds; the other tables, as
     // text.
-    let log_cutoff_ms = log_boundary(config, now).timestamp_millis();
+    let log_cutoff_ms = log_cutoff.unix_ms();
     let mut conn = db.reader.acquire().await?;
     let old_rows = q::count_requests_before(&mut conn, log_cutoff_ms).await?;
-    let old_events = q::count_error_events_before(&mut conn, &log_cutoff).await?;
-    let old_aggregates = q::count_rollups_before(&mut conn, &rollup_cutoff, &rollup_day).await?;
+    let old_events = q::count_error_events_before(&mut conn, log_cutoff).await?;
+    let old_aggregates = q::count_rollups_before(&mut conn, rollup_cutoff, rollup_day).await?;
     drop(conn);
 
     let mut actions = Vec::new();
@@ -101,8 +96,8 @@ pub async fn run(
             }
         }
         let mut tx = db.begin_write().await?;
-        deleted_events = q::delete_error_events_before(&mut tx, &log_cutoff).await?;
-        deleted_aggregates = q::delete_rollups_before(&mut tx, &rollup_cutoff, &rollup_day).await?;
+        deleted_events = q::delete_error_events_before(&mut tx, log_cutoff).await?;
+        deleted_aggregates = q::delete_rollups_before(&mut tx, rollup_cutoff, rollup_day).await?;
         tx.commit().await?;
         let mut conn = db.writer.acquire().await?;
         let page = crate::db::page_size(&mut conn).await?;
@@ -173,10 +168,10 @@ mod tests {
             ("ROLLUP_RETENTION_DAYS".to_string(), "30".to_string()),
         ]))
         .unwrap();
-        let now = crate::db::parse_ts("2026-11-27T18:34:56.789Z").unwrap();
+        let now = Timestamp::parse("2026-11-27T18:34:56.789Z").unwrap();
         let (log, rollup, day) = cutoffs(&config, now);
-        assert_eq!(log, "2026-11-20T18:00:00.000Z");
-        assert_eq!(rollup, "2026-10-28T18:00:00.000Z");
-        assert_eq!(day, "2026-10-28");
+        assert_eq!(log.to_string(), "2026-11-20T18:00:00.000Z");
+        assert_eq!(rollup.to_string(), "2026-10-28T18:00:00.000Z");
+        assert_eq!(day.to_string(), "2026-10-28");
     }
 }

@@ -6,7 +6,6 @@ use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +22,7 @@ use crate::health::model::{CheckStatus, HealthDetailed};
 use crate::http::extract::{AdminUser, Json, Query};
 use crate::sessions::auth::Principal;
 use crate::state::AppState;
+use crate::time::Timestamp;
 
 /// How long expensive answers are served from the response cache.
 pub const HEALTH_TTL: Duration = Duration::from_secs(2);
@@ -83,24 +83,20 @@ fn page_limit(limit: Option<u32>) -> Result<i64> {
     .limit()
 }
 
-fn parse_instant(field: &str, value: Option<&String>) -> Result<Option<DateTime<Utc>>> {
+/// An RFC 3339 time filter.
+fn parse_time(field: &str, value: Option<&String>) -> Result<Option<Timestamp>> {
     value
         .map(|v| {
-            crate::db::parse_ts(v)
+            Timestamp::parse(v)
                 .ok_or_else(|| AppError::validation(field, "must be an RFC 3339 timestamp"))
         })
         .transpose()
 }
 
-/// An RFC 3339 time filter in the stored text form.
-fn parse_time(field: &str, value: Option<&String>) -> Result<Option<String>> {
-    Ok(parse_instant(field, value)?.map(crate::db::ts))
-}
-
 /// An RFC 3339 time filter as Unix milliseconds (how the request log keeps
 /// its times).
 fn parse_time_ms(field: &str, value: Option<&String>) -> Result<Option<i64>> {
-    Ok(parse_instant(field, value)?.map(|t| t.timestamp_millis()))
+    Ok(parse_time(field, value)?.map(Timestamp::unix_ms))
 }
 
 /// The request log, newest first, with filters and cursor pagination.
@@ -157,7 +153,7 @@ async fn logs(
         status_range,
         route: q.route,
         method: q.method.map(|m| m.to_ascii_uppercase()),
-        user_id: q.user_id,
+        user_id: q.user_id.map(crate::ids::UserId::from),
         min_duration_ms: q.min_duration_ms,
         source: q.source,
         request_id: q.request_id,
@@ -194,6 +190,7 @@ async fn errors(
         None => None,
         Some(c) => Some(
             c.split_once('|')
+                .and_then(|(seen, fp)| Some((Timestamp::parse(seen)?, fp)))
                 .ok_or_else(|| AppError::BadRequest("invalid cursor".into()))?,
         ),
     };
@@ -201,7 +198,7 @@ async fn errors(
     let mut groups = db::list_error_groups(
         &mut conn,
         q.kind.as_deref(),
-        since.as_deref(),
+        since,
         q.fingerprint.as_deref(),
         cursor,
         limit,
@@ -280,10 +277,9 @@ async fn compute_performance(state: &AppState, window: &str, secs: u64) -> Resul
             routes,
         });
     }
-    let from = chrono::Utc::now() - chrono::Duration::seconds(secs as i64);
-    let from_hour = format!("{}:00:00.000Z", &crate::db::ts(from)[..13]);
+    let from_hour = (Timestamp::now() - chrono::Duration::seconds(secs as i64)).start_of_hour();
     let mut conn = state.db.reader.acquire().await?;
-    let rows = db::rollups_by_route(&mut conn, &from_hour, None).await?;
+    let rows = db::rollups_by_route(&mut conn, from_hour, None).await?;
     let mut all = [0i64; super::model::ROLLUP_BUCKETS];
     let (mut n, mut errs, mut total_ms, mut max_ms) = (0i64, 0i64, 0.0f64, 0.0f64);
     let mut routes: Vec<RouteStats> = rows
@@ -380,7 +376,7 @@ async fn performance(
         .cache()
         .json(
             "performance",
-            &admin.user_id,
+            admin.user_id.as_str(),
             raw.as_deref().unwrap_or(""),
             &headers,
             PERFORMANCE_TTL,
@@ -417,9 +413,8 @@ async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
         p.push("-wal");
         std::path::PathBuf::from(p)
     };
-    let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, Timestamp::now()).await?;
     drop(conn);
     Ok(Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -436,7 +431,6 @@ async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
         queue_depth: q.queued,
         oldest_queued_age_seconds: q
             .oldest_queued_run_at
-            .as_deref()
             .map(|t| super::metrics::age_seconds(Some(t))),
         running_jobs: q.running,
         browser_processes: process.browser_processes,
@@ -468,7 +462,7 @@ async fn health_detailed(
         .cache()
         .json(
             "health_detailed",
-            &admin.user_id,
+            admin.user_id.as_str(),
             "",
             &headers,
             HEALTH_TTL,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::DateTime;
+use chrono::NaiveDate;
 use foldhash::HashMap;
 
 use tokio_util::sync::CancellationToken;
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::db::{self, RollupDelta, RollupKey};
 use super::model::{Record, RequestRecord, rollup_bucket};
 use crate::db::Db;
+use crate::time::Timestamp;
 
 /// Records waiting that wake the writer before its interval is over, so that
 /// batches (and the memory they hold) stay small under heavy load.
@@ -140,7 +141,10 @@ fn insert_requests(conn: &mut sqlx::SqliteConnection, batch: &[Record]) -> anyho
 #[allow(clippy::type_complexity)]
 pub fn aggregate(
     requests: &[&RequestRecord],
-) -> (Vec<(RollupKey, RollupDelta)>, Vec<((String, String), i64)>) {
+) -> (
+    Vec<(RollupKey, RollupDelta)>,
+    Vec<((NaiveDate, String), i64)>,
+) {
     const HOUR: i64 = 3600;
     const DAY: i64 = 86_400;
     // Keyed by the hour and day numbers; their stored forms are made once
@@ -149,7 +153,7 @@ pub fn aggregate(
         HashMap::default();
     let mut activity: HashMap<(i64, &str), i64> = HashMap::default();
     for r in requests {
-        let secs = r.at.timestamp();
+        let secs = r.at.unix_ms().div_euclid(1000);
         let key = (
             secs.div_euclid(HOUR),
             &*r.route,
@@ -168,32 +172,20 @@ pub fn aggregate(
             *activity.entry((secs.div_euclid(DAY), user)).or_default() += 1;
         }
     }
-    let stored = |secs: i64| {
-        crate::db::ts(DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::UNIX_EPOCH))
-    };
+    let at = |secs: i64| Timestamp::from_unix_ms(secs * 1000).unwrap_or(Timestamp::UNIX_EPOCH);
     (
         rollups
             .into_iter()
             .map(|((hour, route, method, status, source), d)| {
                 (
-                    (
-                        stored(hour * HOUR),
-                        route.to_string(),
-                        method,
-                        status,
-                        source,
-                    ),
+                    (at(hour * HOUR), route.to_string(), method, status, source),
                     d,
                 )
             })
             .collect(),
         activity
             .into_iter()
-            .map(|((day, user), n)| {
-                let mut day = stored(day * DAY);
-                day.truncate(10);
-                ((day, user.to_string()), n)
-            })
+            .map(|((day, user), n)| ((at(day * DAY).date(), user.to_string()), n))
             .collect(),
     )
 }
@@ -204,7 +196,7 @@ mod tests {
 
     fn rec(at: &str, status: u16, ms: f64, user: Option<&str>) -> RequestRecord {
         RequestRecord {
-            at: crate::db::parse_ts(at).unwrap(),
+            at: Timestamp::parse(at).unwrap(),
             method: "GET",
             route: "/x".into(),
             status,
@@ -244,7 +236,7 @@ mod tests {
         let db = Db::open(&config).await.unwrap();
         let error = || {
             Record::Error(Box::new(crate::monitoring::model::ErrorRecord {
-                at: crate::db::now(),
+                at: Timestamp::now(),
                 fingerprint: "f1".into(),
                 kind: "http_500".into(),
                 location: "GET /x".into(),
@@ -285,7 +277,7 @@ mod tests {
         assert_eq!(rollups.len(), 2);
         let h18 = rollups
             .iter()
-            .find(|(k, _)| k.0 == "2026-11-27T18:00:00.000Z")
+            .find(|(k, _)| k.0.to_string() == "2026-11-27T18:00:00.000Z")
             .unwrap();
         assert_eq!(h18.1.requests, 2);
         assert_eq!(h18.1.max_ms, 30.0);
@@ -293,7 +285,13 @@ mod tests {
         assert_eq!(h18.1.buckets[2] + h18.1.buckets[5], 2);
         assert_eq!(
             activity,
-            vec![(("2026-11-27".to_string(), "u1".to_string()), 2)]
+            vec![(
+                (
+                    NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+                    "u1".to_string()
+                ),
+                2
+            )]
         );
     }
 }

@@ -18,15 +18,17 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 use std::sync::Mutex;
 
-use crate::db::{self, Db};
+use crate::db::Db;
 use crate::error::AppError;
+use crate::ids::{SessionId, UserId};
+use crate::time::Timestamp;
 use crate::users::model::Role;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user_id: String,
-    pub session_id: String,
+    pub user_id: UserId,
+    pub session_id: SessionId,
     pub role: Role,
 }
 
@@ -37,8 +39,8 @@ impl Principal {
 
     /// Owners and admins may see an object; everyone else is told it does not
     /// exist (404), never that it is someone else's.
-    pub fn can_see(&self, owner_id: &str) -> bool {
-        self.is_admin() || self.user_id == owner_id
+    pub fn can_see(&self, owner_id: &UserId) -> bool {
+        self.is_admin() || self.user_id == *owner_id
     }
 }
 
@@ -50,7 +52,7 @@ struct Entry {
 #[derive(Clone)]
 struct Live {
     principal: Principal,
-    expires_at: String,
+    expires_at: Timestamp,
     last_touch_ms: Arc<AtomicI64>,
 }
 
@@ -61,7 +63,7 @@ pub const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
 pub struct AuthCache {
     db: Db,
     cache: Cache<String, Entry>,
-    touched: Arc<Mutex<HashMap<String, String>>>,
+    touched: Arc<Mutex<HashMap<SessionId, Timestamp>>>,
 }
 
 /// A new random token and its stored hash.
@@ -99,12 +101,12 @@ impl AuthCache {
             return Ok(None);
         }
         let hash = hash_token(token);
-        let now = db::now();
+        let now = Timestamp::now();
         let entry = match self.cache.get(&hash) {
             Some(e) => e,
             None => {
                 let mut conn = self.db.reader.acquire().await?;
-                let row = super::db::find_live_by_token_hash(&mut conn, &hash, &now).await?;
+                let row = super::db::find_live_by_token_hash(&mut conn, &hash, now).await?;
                 let entry = Entry {
                     live: row.map(|r| Live {
                         principal: Principal {
@@ -126,25 +128,25 @@ impl AuthCache {
         if live.expires_at <= now {
             return Ok(None);
         }
-        self.note_activity(&live, &now);
+        self.note_activity(&live, now);
         Ok(Some(live.principal))
     }
 
-    fn note_activity(&self, live: &Live, now: &str) {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+    fn note_activity(&self, live: &Live, now: Timestamp) {
+        let now_ms = now.unix_ms();
         let last = live.last_touch_ms.load(Ordering::Relaxed);
         if now_ms - last < 1000 * TOUCH_INTERVAL.as_secs() as i64 {
             return;
         }
         live.last_touch_ms.store(now_ms, Ordering::Relaxed);
         if let Ok(mut map) = self.touched.lock() {
-            map.insert(live.principal.session_id.clone(), now.to_string());
+            map.insert(live.principal.session_id.clone(), now);
         }
     }
 
     /// Writes the collected last-activity times.
     pub async fn flush_activity(&self) -> anyhow::Result<()> {
-        let batch: Vec<(String, String)> = match self.touched.lock() {
+        let batch: Vec<(SessionId, Timestamp)> = match self.touched.lock() {
             Ok(mut map) => map.drain().collect(),
             Err(_) => return Ok(()),
         };
@@ -153,7 +155,7 @@ impl AuthCache {
         }
         let mut tx = self.db.begin_write().await?;
         for (id, seen) in &batch {
-            super::db::touch(&mut tx, id, seen).await?;
+            super::db::touch(&mut tx, id, *seen).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -168,7 +170,7 @@ impl AuthCache {
     /// and sessions that expired since they were cached): counts them, and
     /// drops them when `apply`. Live sessions stay cached.
     pub fn purge_dead(&self, apply: bool) -> u64 {
-        let now = db::now();
+        let now = Timestamp::now();
         let is_dead = move |e: &Entry| e.live.as_ref().is_none_or(|l| l.expires_at <= now);
         self.cache.run_pending_tasks();
         let n = self.cache.iter().filter(|(_, e)| is_dead(e)).count() as u64;
@@ -180,8 +182,8 @@ impl AuthCache {
     }
 
     /// Forgets every cached session of a user (password or role change).
-    pub fn forget_user(&self, user_id: &str) {
-        let user_id = user_id.to_string();
+    pub fn forget_user(&self, user_id: &UserId) {
+        let user_id = user_id.clone();
         let _ = self.cache.invalidate_entries_if(move |_, e| {
             e.live
                 .as_ref()

@@ -3,15 +3,17 @@
 use sqlx::SqliteConnection;
 
 use super::model::Session;
+use crate::ids::{SessionId, UserId};
+use crate::time::Timestamp;
 use crate::users::model::object_from_db;
 
 pub struct SessionRow {
-    pub id: String,
-    pub user_id: String,
-    pub created_at: String,
-    pub expires_at: String,
-    pub revoked_at: Option<String>,
-    pub last_seen_at: Option<String>,
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub last_seen_at: Option<Timestamp>,
     pub data: String,
     pub metadata: String,
     pub ip: Option<String>,
@@ -19,9 +21,9 @@ pub struct SessionRow {
 }
 
 impl SessionRow {
-    pub fn into_session(self, now: &str) -> Session {
+    pub fn into_session(self, now: Timestamp) -> Session {
         Session {
-            active: self.revoked_at.is_none() && self.expires_at.as_str() > now,
+            active: self.revoked_at.is_none() && self.expires_at > now,
             id: self.id,
             user_id: self.user_id,
             created_at: self.created_at,
@@ -37,10 +39,10 @@ impl SessionRow {
 }
 
 pub struct NewSession<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
+    pub id: &'a SessionId,
+    pub user_id: &'a UserId,
     pub token_hash: &'a str,
-    pub expires_at: &'a str,
+    pub expires_at: Timestamp,
     pub metadata: &'a str,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
@@ -52,7 +54,9 @@ pub async fn insert(conn: &mut SqliteConnection, s: &NewSession<'_>) -> sqlx::Re
         SessionRow,
         r#"INSERT INTO sessions (id, user_id, token_hash, expires_at, metadata, ip, user_agent)
            VALUES (?, ?, ?, ?, ?, ?, ?)
-           RETURNING id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+           RETURNING id AS "id!: SessionId", user_id AS "user_id: UserId",
+                     created_at AS "created_at: Timestamp", expires_at AS "expires_at: Timestamp",
+                     revoked_at AS "revoked_at?: Timestamp", last_seen_at AS "last_seen_at?: Timestamp",
                      data, metadata, ip, user_agent"#,
         s.id,
         s.user_id,
@@ -67,10 +71,12 @@ pub async fn insert(conn: &mut SqliteConnection, s: &NewSession<'_>) -> sqlx::Re
 }
 
 #[tracing::instrument(skip(conn))]
-pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<SessionRow>> {
+pub async fn find(conn: &mut SqliteConnection, id: &SessionId) -> sqlx::Result<Option<SessionRow>> {
     sqlx::query_as!(
         SessionRow,
-        r#"SELECT id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+        r#"SELECT id AS "id!: SessionId", user_id AS "user_id: UserId",
+                  created_at AS "created_at: Timestamp", expires_at AS "expires_at: Timestamp",
+                  revoked_at AS "revoked_at?: Timestamp", last_seen_at AS "last_seen_at?: Timestamp",
                   data, metadata, ip, user_agent
            FROM sessions WHERE id = ?"#,
         id
@@ -81,21 +87,22 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 
 /// A live session found by its token hash, with what authorization needs.
 pub struct LiveSession {
-    pub session_id: String,
-    pub user_id: String,
+    pub session_id: SessionId,
+    pub user_id: UserId,
     pub role: String,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 #[tracing::instrument(skip_all)]
 pub async fn find_live_by_token_hash(
     conn: &mut SqliteConnection,
     token_hash: &str,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<Option<LiveSession>> {
     sqlx::query_as!(
         LiveSession,
-        r#"SELECT s.id AS "session_id!", s.user_id, u.role, s.expires_at
+        r#"SELECT s.id AS "session_id!: SessionId", s.user_id AS "user_id: UserId", u.role,
+                  s.expires_at AS "expires_at: Timestamp"
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.token_hash = ? AND s.revoked_at IS NULL AND s.expires_at > ?"#,
         token_hash,
@@ -108,13 +115,15 @@ pub async fn find_live_by_token_hash(
 #[tracing::instrument(skip(conn))]
 pub async fn list_for_user(
     conn: &mut SqliteConnection,
-    user_id: &str,
+    user_id: &UserId,
     cursor: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<SessionRow>> {
     sqlx::query_as!(
         SessionRow,
-        r#"SELECT id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+        r#"SELECT id AS "id!: SessionId", user_id AS "user_id: UserId",
+                  created_at AS "created_at: Timestamp", expires_at AS "expires_at: Timestamp",
+                  revoked_at AS "revoked_at?: Timestamp", last_seen_at AS "last_seen_at?: Timestamp",
                   data, metadata, ip, user_agent
            FROM sessions
            WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
@@ -127,10 +136,10 @@ pub async fn list_for_user(
     .await
 }
 
-#[tracing::instrument(skip_all, fields(session_id = id))]
+#[tracing::instrument(skip_all, fields(session_id = %id))]
 pub async fn update_data(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &SessionId,
     data: Option<&str>,
     metadata: Option<&str>,
 ) -> sqlx::Result<Option<SessionRow>> {
@@ -138,7 +147,9 @@ pub async fn update_data(
         SessionRow,
         r#"UPDATE sessions SET data = coalesce(?1, data), metadata = coalesce(?2, metadata)
            WHERE id = ?3
-           RETURNING id AS "id!", user_id, created_at, expires_at, revoked_at, last_seen_at,
+           RETURNING id AS "id!: SessionId", user_id AS "user_id: UserId",
+                     created_at AS "created_at: Timestamp", expires_at AS "expires_at: Timestamp",
+                     revoked_at AS "revoked_at?: Timestamp", last_seen_at AS "last_seen_at?: Timestamp",
                      data, metadata, ip, user_agent"#,
         data,
         metadata,
@@ -152,8 +163,8 @@ pub async fn update_data(
 #[tracing::instrument(skip(conn))]
 pub async fn revoke(
     conn: &mut SqliteConnection,
-    id: &str,
-    now: &str,
+    id: &SessionId,
+    now: Timestamp,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(
         r#"UPDATE sessions SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2
@@ -169,8 +180,8 @@ pub async fn revoke(
 #[tracing::instrument(skip(conn))]
 pub async fn revoke_all_for_user(
     conn: &mut SqliteConnection,
-    user_id: &str,
-    now: &str,
+    user_id: &UserId,
+    now: Timestamp,
 ) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
@@ -184,7 +195,7 @@ pub async fn revoke_all_for_user(
 
 /// Deletes sessions that expired or were revoked before `before`.
 #[tracing::instrument(skip(conn))]
-pub async fn delete_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<u64> {
+pub async fn delete_dead(conn: &mut SqliteConnection, before: Timestamp) -> sqlx::Result<u64> {
     let r = sqlx::query!(
         "DELETE FROM sessions WHERE expires_at <= ?1 OR revoked_at <= ?1",
         before
@@ -195,7 +206,7 @@ pub async fn delete_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Res
 }
 
 /// Counts what [`delete_dead`] would delete.
-pub async fn count_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Result<i64> {
+pub async fn count_dead(conn: &mut SqliteConnection, before: Timestamp) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!: i64" FROM sessions WHERE expires_at <= ?1 OR revoked_at <= ?1"#,
         before
@@ -204,7 +215,11 @@ pub async fn count_dead(conn: &mut SqliteConnection, before: &str) -> sqlx::Resu
     .await
 }
 
-pub async fn touch(conn: &mut SqliteConnection, id: &str, seen_at: &str) -> sqlx::Result<()> {
+pub async fn touch(
+    conn: &mut SqliteConnection,
+    id: &SessionId,
+    seen_at: Timestamp,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE sessions SET last_seen_at = ?1 WHERE id = ?2 AND (last_seen_at IS NULL OR last_seen_at < ?1)",
         seen_at,

@@ -8,15 +8,15 @@ pub mod routes;
 
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
-use crate::db::{self as store, ts};
 use crate::error::{AppError, Result};
 use crate::http::extract::Page;
+use crate::ids::{SessionId, UserId};
 use crate::state::AppState;
+use crate::time::Timestamp;
 use crate::users::model::{Email, parse_object};
 use auth::Principal;
 
@@ -52,10 +52,9 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
     let user_id = user_id.ok_or(AppError::Unauthorized)?;
 
     let (token, token_hash) = auth::new_token();
-    let now = Utc::now();
-    let expires_at =
-        ts(now + chrono::Duration::from_std(state.config.session_ttl).unwrap_or_default());
-    let id = store::new_id();
+    let now = Timestamp::now();
+    let expires_at = now + chrono::Duration::from_std(state.config.session_ttl).unwrap_or_default();
+    let id = SessionId::generate();
     let user_agent = origin
         .user_agent
         .map(|ua| ua.chars().take(512).collect::<String>());
@@ -66,7 +65,7 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
             id: &id,
             user_id: &user_id,
             token_hash: &token_hash,
-            expires_at: &expires_at,
+            expires_at,
             metadata: &metadata,
             ip: origin.ip.as_deref(),
             user_agent: user_agent.as_deref(),
@@ -78,9 +77,8 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
         .ok_or(AppError::Unauthorized)?;
     tx.commit().await?;
     state.users.invalidate_profile(&user_id);
-    let now_s = ts(now);
     Ok(LoginResponse {
-        session: row.into_session(&now_s),
+        session: row.into_session(now),
         user: user.into(),
         token,
         token_type: "Bearer",
@@ -88,7 +86,11 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
     })
 }
 
-async fn find_visible(state: &AppState, caller: &Principal, id: &str) -> Result<db::SessionRow> {
+async fn find_visible(
+    state: &AppState,
+    caller: &Principal,
+    id: &SessionId,
+) -> Result<db::SessionRow> {
     let mut conn = state.db.reader.acquire().await?;
     let row = db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?;
     if !caller.can_see(&row.user_id) {
@@ -97,14 +99,14 @@ async fn find_visible(state: &AppState, caller: &Principal, id: &str) -> Result<
     Ok(row)
 }
 
-pub async fn get(state: &AppState, caller: &Principal, id: &str) -> Result<SessionWithUser> {
+pub async fn get(state: &AppState, caller: &Principal, id: &SessionId) -> Result<SessionWithUser> {
     let row = find_visible(state, caller, id).await?;
     let mut conn = state.db.reader.acquire().await?;
     let user = crate::users::db::find(&mut conn, &row.user_id)
         .await?
         .ok_or(AppError::NotFound)?;
     Ok(SessionWithUser {
-        session: row.into_session(&store::now()),
+        session: row.into_session(Timestamp::now()),
         user: user.into(),
     })
 }
@@ -113,7 +115,7 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> Result<Sessi
 pub async fn update(
     state: &AppState,
     caller: &Principal,
-    id: &str,
+    id: &SessionId,
     req: UpdateSession,
 ) -> Result<Session> {
     let row = find_visible(state, caller, id).await?;
@@ -137,14 +139,14 @@ pub async fn update(
         .await?
         .ok_or(AppError::NotFound)?;
     tx.commit().await?;
-    Ok(row.into_session(&store::now()))
+    Ok(row.into_session(Timestamp::now()))
 }
 
 /// Logout: the token stops working at once.
-pub async fn revoke(state: &AppState, caller: &Principal, id: &str) -> Result<()> {
+pub async fn revoke(state: &AppState, caller: &Principal, id: &SessionId) -> Result<()> {
     find_visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, id, &store::now()).await?;
+    let hash = db::revoke(&mut tx, id, Timestamp::now()).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
@@ -155,7 +157,7 @@ pub async fn revoke(state: &AppState, caller: &Principal, id: &str) -> Result<()
 pub async fn list_for_user(
     state: &AppState,
     caller: &Principal,
-    user_id: &str,
+    user_id: &UserId,
     cursor: Option<&str>,
     limit: i64,
 ) -> Result<Page<Session>> {
@@ -167,9 +169,11 @@ pub async fn list_for_user(
         return Err(AppError::NotFound);
     }
     let rows = db::list_for_user(&mut conn, user_id, cursor, limit + 1).await?;
-    let now = store::now();
-    let sessions = rows.into_iter().map(|r| r.into_session(&now)).collect();
-    Ok(Page::from_rows(sessions, limit, |s: &Session| s.id.clone()))
+    let now = Timestamp::now();
+    let sessions = rows.into_iter().map(|r| r.into_session(now)).collect();
+    Ok(Page::from_rows(sessions, limit, |s: &Session| {
+        s.id.to_string()
+    }))
 }
 
 /// A session the service issues for its own use (the load tester acts as the
@@ -177,13 +181,13 @@ pub async fn list_for_user(
 /// [`revoke_internal`] when done; it also expires after `ttl`.
 pub async fn issue_internal(
     state: &AppState,
-    user_id: &str,
+    user_id: &UserId,
     ttl: Duration,
     metadata: &serde_json::Value,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<(SessionId, String)> {
     let (token, token_hash) = auth::new_token();
-    let expires_at = ts(Utc::now() + chrono::Duration::from_std(ttl)?);
-    let id = store::new_id();
+    let expires_at = Timestamp::now() + chrono::Duration::from_std(ttl)?;
+    let id = SessionId::generate();
     let metadata = metadata.to_string();
     let mut tx = state.db.begin_write().await?;
     db::insert(
@@ -192,7 +196,7 @@ pub async fn issue_internal(
             id: &id,
             user_id,
             token_hash: &token_hash,
-            expires_at: &expires_at,
+            expires_at,
             metadata: &metadata,
             ip: None,
             user_agent: Some("hs-platform internal"),
@@ -205,9 +209,9 @@ pub async fn issue_internal(
 
 /// Revokes a session issued by [`issue_internal`]; its token stops working at
 /// once.
-pub async fn revoke_internal(state: &AppState, session_id: &str) -> anyhow::Result<()> {
+pub async fn revoke_internal(state: &AppState, session_id: &SessionId) -> anyhow::Result<()> {
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, session_id, &store::now()).await?;
+    let hash = db::revoke(&mut tx, session_id, Timestamp::now()).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
@@ -217,9 +221,9 @@ pub async fn revoke_internal(state: &AppState, session_id: &str) -> anyhow::Resu
 
 /// Deletes sessions that ended more than a day ago; returns how many.
 pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
-    let before = ts(Utc::now() - chrono::Duration::days(1));
+    let before = Timestamp::now() - chrono::Duration::days(1);
     let mut tx = state.db.begin_write().await?;
-    let n = db::delete_dead(&mut tx, &before).await?;
+    let n = db::delete_dead(&mut tx, before).await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -233,9 +237,9 @@ pub async fn maintenance(
     let count = if apply {
         prune(state).await?
     } else {
-        let before = ts(Utc::now() - chrono::Duration::days(1));
+        let before = Timestamp::now() - chrono::Duration::days(1);
         let mut conn = state.db.reader.acquire().await?;
-        db::count_dead(&mut conn, &before).await?.max(0) as u64
+        db::count_dead(&mut conn, before).await?.max(0) as u64
     };
     Ok(vec![crate::maintenance::Action {
         name: "sessions.prune".into(),

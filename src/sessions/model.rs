@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::ids::{SessionId, UserId};
+use crate::time::Timestamp;
 use crate::users::model::User;
 
 /// `POST /api/sessions`.
@@ -31,12 +33,12 @@ pub struct UpdateSession {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
-    pub id: String,
-    pub user_id: String,
-    pub created_at: String,
-    pub expires_at: String,
-    pub revoked_at: Option<String>,
-    pub last_seen_at: Option<String>,
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub last_seen_at: Option<Timestamp>,
     /// Not expired and not revoked.
     pub active: bool,
     #[schema(value_type = Object)]
@@ -56,7 +58,7 @@ pub struct LoginResponse {
     /// Bearer token for `Authorization: Bearer <token>`; shown once.
     pub token: String,
     pub token_type: &'static str,
-    pub expires_at: String,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Serialize, ToSchema)]

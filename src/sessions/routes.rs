@@ -12,6 +12,7 @@ use super::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession
 use crate::error::{Problem, Result};
 use crate::http::client_ip::client_ip;
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query, SESSION_COOKIE};
+use crate::ids::{SessionId, UserId};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -74,7 +75,7 @@ async fn login(
 async fn get_session(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(super::get(&state, &user, &id).await?))
 }
@@ -86,7 +87,7 @@ async fn get_session(
 async fn update_session(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
     Json(req): Json<UpdateSession>,
 ) -> Result<impl IntoResponse> {
     Ok(Json(super::update(&state, &user, &id, req).await?))
@@ -99,7 +100,7 @@ async fn update_session(
 async fn delete_session(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Path(id): Path<SessionId>,
 ) -> Result<impl IntoResponse> {
     super::revoke(&state, &user, &id).await?;
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -119,7 +120,7 @@ async fn delete_session(
 async fn list_user_sessions(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     Query(page): Query<PageParams>,
 ) -> Result<impl IntoResponse> {
     let limit = page.limit()?;

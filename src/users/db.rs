@@ -3,16 +3,18 @@
 use sqlx::SqliteConnection;
 
 use super::model::{Role, User, UserStats, object_from_db};
+use crate::ids::UserId;
+use crate::time::Timestamp;
 
 pub struct UserRow {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: Option<String>,
     pub role: String,
     pub preferences: String,
     pub metadata: String,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 impl From<UserRow> for User {
@@ -31,7 +33,7 @@ impl From<UserRow> for User {
 }
 
 pub struct NewUserRow<'a> {
-    pub id: &'a str,
+    pub id: &'a UserId,
     pub email: &'a str,
     pub password_hash: &'a str,
     pub name: Option<&'a str>,
@@ -47,7 +49,8 @@ pub async fn insert(conn: &mut SqliteConnection, u: &NewUserRow<'_>) -> sqlx::Re
         UserRow,
         r#"INSERT INTO users (id, email, password_hash, name, role, preferences, metadata)
            VALUES (?, ?, ?, ?, ?, ?, ?)
-           RETURNING id AS "id!", email, name, role, preferences, metadata, created_at, updated_at"#,
+           RETURNING id AS "id!: UserId", email, name, role, preferences, metadata,
+                     created_at AS "created_at: Timestamp", updated_at AS "updated_at: Timestamp""#,
         u.id,
         u.email,
         u.password_hash,
@@ -61,10 +64,11 @@ pub async fn insert(conn: &mut SqliteConnection, u: &NewUserRow<'_>) -> sqlx::Re
 }
 
 #[tracing::instrument(skip(conn))]
-pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<UserRow>> {
+pub async fn find(conn: &mut SqliteConnection, id: &UserId) -> sqlx::Result<Option<UserRow>> {
     sqlx::query_as!(
         UserRow,
-        r#"SELECT id AS "id!", email, name, role, preferences, metadata, created_at, updated_at
+        r#"SELECT id AS "id!: UserId", email, name, role, preferences, metadata,
+                     created_at AS "created_at: Timestamp", updated_at AS "updated_at: Timestamp"
            FROM users WHERE id = ?"#,
         id
     )
@@ -73,7 +77,7 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
 }
 
 pub struct Credentials {
-    pub id: String,
+    pub id: UserId,
     pub password_hash: String,
 }
 
@@ -84,7 +88,7 @@ pub async fn credentials_by_email(
 ) -> sqlx::Result<Option<Credentials>> {
     sqlx::query_as!(
         Credentials,
-        r#"SELECT id AS "id!", password_hash FROM users WHERE email = ?"#,
+        r#"SELECT id AS "id!: UserId", password_hash FROM users WHERE email = ?"#,
         email
     )
     .fetch_optional(conn)
@@ -92,7 +96,10 @@ pub async fn credentials_by_email(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn password_hash(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<String>> {
+pub async fn password_hash(
+    conn: &mut SqliteConnection,
+    id: &UserId,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = ?", id)
         .fetch_optional(conn)
         .await
@@ -107,12 +114,12 @@ pub struct UserChanges<'a> {
     pub password_hash: Option<&'a str>,
 }
 
-#[tracing::instrument(skip_all, fields(user_id = id))]
+#[tracing::instrument(skip_all, fields(user_id = %id))]
 pub async fn update(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &UserId,
     c: &UserChanges<'_>,
-    now: &str,
+    now: Timestamp,
 ) -> sqlx::Result<Option<UserRow>> {
     let role = c.role.map(Role::as_str);
     sqlx::query_as!(
@@ -125,7 +132,8 @@ pub async fn update(
              password_hash = coalesce(?5, password_hash),
              updated_at = ?6
            WHERE id = ?7
-           RETURNING id AS "id!", email, name, role, preferences, metadata, created_at, updated_at"#,
+           RETURNING id AS "id!: UserId", email, name, role, preferences, metadata,
+                     created_at AS "created_at: Timestamp", updated_at AS "updated_at: Timestamp""#,
         c.name,
         c.preferences,
         c.metadata,
@@ -149,17 +157,17 @@ pub async fn admin_exists(conn: &mut SqliteConnection) -> sqlx::Result<bool> {
 /// it if needed. Returns its id.
 pub async fn upsert_admin(
     conn: &mut SqliteConnection,
-    id: &str,
+    id: &UserId,
     email: &str,
     password_hash: &str,
-    now: &str,
-) -> sqlx::Result<String> {
+    now: Timestamp,
+) -> sqlx::Result<UserId> {
     sqlx::query_scalar!(
         r#"INSERT INTO users (id, email, password_hash, role, name)
            VALUES (?1, ?2, ?3, 'admin', 'Administrator')
            ON CONFLICT (email) DO UPDATE SET role = 'admin', password_hash = excluded.password_hash,
                                              updated_at = ?4
-           RETURNING id AS "id!""#,
+           RETURNING id AS "id!: UserId""#,
         id,
         email,
         password_hash,
@@ -170,14 +178,18 @@ pub async fn upsert_admin(
 }
 
 #[tracing::instrument(skip(conn))]
-pub async fn stats(conn: &mut SqliteConnection, id: &str, now: &str) -> sqlx::Result<UserStats> {
+pub async fn stats(
+    conn: &mut SqliteConnection,
+    id: &UserId,
+    now: Timestamp,
+) -> sqlx::Result<UserStats> {
     let r = sqlx::query!(
         r#"SELECT
              (SELECT count(*) FROM sessions WHERE user_id = ?1) AS "sessions!: i64",
              (SELECT count(*) FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL
                 AND expires_at > ?2) AS "active_sessions!: i64",
              (SELECT max(coalesce(last_seen_at, created_at)) FROM sessions WHERE user_id = ?1)
-                AS "last_activity_at?: String",
+                AS "last_activity_at?: Timestamp",
              (SELECT count(*) FROM jobs WHERE user_id = ?1) AS "jobs!: i64",
              (SELECT count(*) FROM jobs WHERE user_id = ?1 AND status = 'succeeded') AS "jobs_succeeded!: i64",
              (SELECT count(*) FROM jobs WHERE user_id = ?1 AND status = 'failed') AS "jobs_failed!: i64",

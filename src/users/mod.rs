@@ -16,9 +16,11 @@ use secrecy::SecretString;
 use self::model::{
     Checks, Email, Password, Role, SignUp, UpdateUser, User, UserProfile, parse_name, parse_object,
 };
-use crate::db::{self as store, Db};
+use crate::db::Db;
 use crate::error::{AppError, Result, conflict_on_unique};
+use crate::ids::UserId;
 use crate::sessions::auth::{AuthCache, Principal};
+use crate::time::Timestamp;
 
 /// How long a computed profile (with statistics) is served from memory.
 /// Changes to the user invalidate it at once; statistics may lag this much.
@@ -29,7 +31,7 @@ pub struct Users {
     db: Db,
     pub hasher: password::Hasher,
     auth: AuthCache,
-    profiles: Cache<String, Arc<UserProfile>>,
+    profiles: Cache<UserId, Arc<UserProfile>>,
 }
 
 impl Users {
@@ -69,7 +71,7 @@ impl Users {
             return Err(anyhow::anyhow!("validated sign-up lost a field").into());
         };
         let hash = self.hasher.hash(password.0).await?;
-        let id = store::new_id();
+        let id = UserId::generate();
         let mut tx = self.db.begin_write().await?;
         let row = db::insert(
             &mut tx,
@@ -90,7 +92,7 @@ impl Users {
     }
 
     /// The profile of `user_id` as seen by `caller` (404 for other users').
-    pub async fn profile(&self, caller: &Principal, user_id: &str) -> Result<Arc<UserProfile>> {
+    pub async fn profile(&self, caller: &Principal, user_id: &UserId) -> Result<Arc<UserProfile>> {
         if !caller.can_see(user_id) {
             return Err(AppError::NotFound);
         }
@@ -101,17 +103,22 @@ impl Users {
         let user = db::find(&mut conn, user_id)
             .await?
             .ok_or(AppError::NotFound)?;
-        let stats = db::stats(&mut conn, user_id, &store::now()).await?;
+        let stats = db::stats(&mut conn, user_id, Timestamp::now()).await?;
         let profile = Arc::new(UserProfile {
             user: user.into(),
             stats,
         });
-        self.profiles.insert(user_id.to_string(), profile.clone());
+        self.profiles.insert(user_id.clone(), profile.clone());
         Ok(profile)
     }
 
     #[tracing::instrument(skip_all, fields(user_id))]
-    pub async fn update(&self, caller: &Principal, user_id: &str, req: UpdateUser) -> Result<User> {
+    pub async fn update(
+        &self,
+        caller: &Principal,
+        user_id: &UserId,
+        req: UpdateUser,
+    ) -> Result<User> {
         if !caller.can_see(user_id) {
             return Err(AppError::NotFound);
         }
@@ -136,7 +143,7 @@ impl Users {
             Some(p) => checks.take(Password::parse("password", p)),
             None => None,
         };
-        let needs_current = new_password.is_some() && caller.user_id == user_id;
+        let needs_current = new_password.is_some() && caller.user_id == *user_id;
         if needs_current && req.current_password.is_none() {
             checks.0.push(model::FieldError::new(
                 "currentPassword",
@@ -165,7 +172,7 @@ impl Users {
             Some(p) => Some(self.hasher.hash(p.0).await?),
             None => None,
         };
-        let now = store::now();
+        let now = Timestamp::now();
         let mut tx = self.db.begin_write().await?;
         let row = db::update(
             &mut tx,
@@ -177,12 +184,12 @@ impl Users {
                 role: req.role,
                 password_hash: new_hash.as_deref(),
             },
-            &now,
+            now,
         )
         .await?
         .ok_or(AppError::NotFound)?;
         if new_hash.is_some() {
-            crate::sessions::db::revoke_all_for_user(&mut tx, user_id, &now).await?;
+            crate::sessions::db::revoke_all_for_user(&mut tx, user_id, now).await?;
         }
         tx.commit().await?;
         self.profiles.invalidate(user_id);
@@ -206,7 +213,7 @@ impl Users {
         n
     }
 
-    pub fn invalidate_profile(&self, user_id: &str) {
+    pub fn invalidate_profile(&self, user_id: &UserId) {
         self.profiles.invalidate(user_id);
     }
 
@@ -216,7 +223,7 @@ impl Users {
         &self,
         email: &str,
         password: SecretString,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<UserId> {
         let email =
             Email::parse(email).map_err(|e| anyhow::anyhow!("admin email {}", e.message))?;
         let password = Password::parse("password", password)
@@ -229,10 +236,10 @@ impl Users {
         let mut tx = self.db.begin_write().await?;
         let id = db::upsert_admin(
             &mut tx,
-            &store::new_id(),
+            &UserId::generate(),
             email.as_str(),
             &hash,
-            &store::now(),
+            Timestamp::now(),
         )
         .await
         .context("failed to store the admin account")?;

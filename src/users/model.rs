@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 
 use crate::error::AppError;
 pub use crate::error::FieldError;
+use crate::ids::UserId;
+use crate::time::Timestamp;
 
 /// Largest JSON object accepted for `preferences`, `metadata` and `data`.
 pub const MAX_JSON_OBJECT_BYTES: usize = 16 * 1024;
@@ -171,7 +173,7 @@ pub struct UpdateUser {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub name: Option<String>,
     pub role: Role,
@@ -179,8 +181,8 @@ pub struct User {
     pub preferences: Map<String, Value>,
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
-    pub created_at: String,
-    pub updated_at: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// Usage figures of a user, computed by SQL (may lag a few seconds).
@@ -189,7 +191,7 @@ pub struct User {
 pub struct UserStats {
     pub sessions: i64,
     pub active_sessions: i64,
-    pub last_activity_at: Option<String>,
+    pub last_activity_at: Option<Timestamp>,
     pub jobs: i64,
     pub jobs_succeeded: i64,
     pub jobs_failed: i64,

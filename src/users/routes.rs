@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 use super::model::{SignUp, UpdateUser, User, UserProfile};
 use crate::error::{Problem, Result};
 use crate::http::extract::{AuthUser, Json, Path};
+use crate::ids::UserId;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -46,7 +47,7 @@ async fn sign_up(
 async fn get_user(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
 ) -> Result<impl IntoResponse> {
     let profile = state.users.profile(&user, &user_id).await?;
     Ok(Json(profile))
@@ -67,7 +68,7 @@ async fn get_user(
 async fn update_user(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(user_id): Path<String>,
+    Path(user_id): Path<UserId>,
     Json(req): Json<UpdateUser>,
 ) -> Result<impl IntoResponse> {
     let updated = state.users.update(&user, &user_id, req).await?;

@@ -37,6 +37,13 @@ pub struct TestUser {
     pub session_id: String,
 }
 
+impl TestUser {
+    /// The id as the service's type, for calls into the library.
+    pub fn user_id(&self) -> hs_platform::ids::UserId {
+        self.id.as_str().into()
+    }
+}
+
 /// Settings every test app gets unless the test overrides them.
 fn base_env(dir: &TempDir) -> HashMap<String, String> {
     let mut env = HashMap::new();
@@ -270,7 +277,7 @@ impl TestApp {
             std::time::Duration::from_millis(10),
         );
         wait_until(timeout, every, async || {
-            let job = self.state.jobs.get(id).await.unwrap().unwrap();
+            let job = self.state.jobs.get(&id.into()).await.unwrap().unwrap();
             last = job.status.as_str().to_string();
             last == status
         })
@@ -355,7 +362,7 @@ impl TestApp {
             .await
             .unwrap();
         db.close().await;
-        self.login_as(&id, &email, &password).await
+        self.login_as(id.as_str(), &email, &password).await
     }
 }
 

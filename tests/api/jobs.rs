@@ -32,7 +32,7 @@ impl TestApp {
     async fn enqueue_empty(&self, kind: &str, owner: &TestUser) -> Job {
         self.state
             .jobs
-            .enqueue(NewJob::new(kind, json!({})).owner(&owner.id))
+            .enqueue(NewJob::new(kind, json!({})).owner(&owner.user_id()))
             .await
             .unwrap()
     }
@@ -59,7 +59,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let user = app.new_user().await;
     let blocker = app.enqueue_empty("test.block", &user).await;
     // Wait until the blocker holds the only slot.
-    app.wait_job_status(&blocker.id, "running").await;
+    app.wait_job_status(blocker.id.as_str(), "running").await;
     let mut ids = Vec::new();
     for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
         let job = app
@@ -67,7 +67,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
             .jobs
             .enqueue(
                 NewJob::new("test.record", json!({"name": name}))
-                    .owner(&user.id)
+                    .owner(&user.user_id())
                     .priority(priority),
             )
             .await
@@ -76,7 +76,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     }
     gate.add_permits(1);
     for id in &ids {
-        app.wait_job(id, &user.token).await;
+        app.wait_job(id.as_str(), &user.token).await;
     }
     assert_eq!(*order.lock().unwrap(), ["high", "mid", "low-1", "low-2"]);
 }
@@ -104,12 +104,12 @@ async fn a_failing_job_is_retried_then_failed_with_its_error() {
         .jobs
         .enqueue(
             NewJob::new("test.flaky", json!({}))
-                .owner(&user.id)
+                .owner(&user.user_id())
                 .max_attempts(3),
         )
         .await
         .unwrap();
-    let done = app.wait_job(&job.id, &user.token).await;
+    let done = app.wait_job(job.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["attempts"], 3);
     assert_eq!(done["maxAttempts"], 3);
@@ -143,12 +143,12 @@ async fn a_permanent_error_fails_at_once_and_success_after_a_retry_is_kept() {
     .await;
     let user = app.new_user().await;
     let bad = app.enqueue_empty("test.bad_input", &user).await;
-    let done = app.wait_job(&bad.id, &user.token).await;
+    let done = app.wait_job(bad.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["attempts"], 1);
 
     let ok = app.enqueue_empty("test.second_time", &user).await;
-    let done = app.wait_job(&ok.id, &user.token).await;
+    let done = app.wait_job(ok.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["attempts"], 2);
     assert_eq!(done["result"]["answer"], 42);
@@ -177,7 +177,7 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
     let user = app.new_user().await;
     let running = app.enqueue_empty("test.until_cancelled", &user).await;
     let queued = app.enqueue_empty("test.count", &user).await;
-    app.wait_job_status(&running.id, "running").await;
+    app.wait_job_status(running.id.as_str(), "running").await;
     let res = app
         .post(
             &format!("/api/jobs/{}/cancel", queued.id),
@@ -197,13 +197,13 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let done = app.wait_job(&running.id, &user.token).await;
+    let done = app.wait_job(running.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "cancelled");
     // The queue is free again; the cancelled job never ran.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(*ran.lock().unwrap(), 0);
     let q: Value = app
-        .get_job(&queued.id, &user.token)
+        .get_job(queued.id.as_str(), &user.token)
         .await
         .json()
         .await
@@ -230,7 +230,7 @@ async fn cancelling_a_finished_job_is_a_409() {
     let app = spawn_app_with_jobs(&[], |_| {}).await;
     let user = app.new_user().await;
     let job = app.enqueue_empty("jobs.noop", &user).await;
-    app.wait_job(&job.id, &user.token).await;
+    app.wait_job(job.id.as_str(), &user.token).await;
     let res = app
         .post(
             &format!("/api/jobs/{}/cancel", job.id),
@@ -247,14 +247,14 @@ async fn the_same_idempotency_key_returns_the_same_job() {
     let user = app.new_user().await;
     let new = || {
         NewJob::new("jobs.noop", json!({"x": 1}))
-            .owner(&user.id)
+            .owner(&user.user_id())
             .idempotency_key(Some("order-17".into()))
     };
     let a = app.state.jobs.enqueue(new()).await.unwrap();
     let b = app.state.jobs.enqueue(new()).await.unwrap();
     assert_eq!(a.id, b.id);
     let other = NewJob::new("jobs.noop", json!({"x": 2}))
-        .owner(&user.id)
+        .owner(&user.user_id())
         .idempotency_key(Some("order-17".into()));
     let err = app.state.jobs.enqueue(other).await.unwrap_err();
     assert_eq!(err.code(), "conflict");
@@ -270,7 +270,7 @@ async fn concurrent_enqueues_with_one_idempotency_key_make_one_job() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let queue = app.state.jobs.clone();
-        let owner = user.id.clone();
+        let owner = user.user_id();
         tasks.push(tokio::spawn(async move {
             // Half share a key and a payload; the others are plain jobs.
             let key = (i % 2 == 0).then(|| "batch-key".to_string());
@@ -310,9 +310,9 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
     let bob = app.new_user().await;
     let admin = app.new_admin().await;
     let job = app.enqueue_empty("jobs.noop", &ann).await;
-    app.wait_job(&job.id, &ann.token).await;
+    app.wait_job(job.id.as_str(), &ann.token).await;
     assert_problem(
-        app.get_job(&job.id, &bob.token).await,
+        app.get_job(job.id.as_str(), &bob.token).await,
         StatusCode::NOT_FOUND,
         "not_found",
     )
@@ -328,7 +328,7 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
     let list: Value = app.get_json("/api/jobs", &bob.token).await;
     assert!(list["items"].as_array().unwrap().is_empty());
     assert_eq!(
-        app.get_job(&job.id, &admin.token).await.status(),
+        app.get_job(job.id.as_str(), &admin.token).await.status(),
         StatusCode::OK
     );
     let list: Value = app
@@ -357,7 +357,7 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     .await;
     let user = a.new_user().await;
     let job = a.enqueue_empty("test.work", &user).await;
-    a.wait_job_status(&job.id, "running").await;
+    a.wait_job_status(job.id.as_str(), "running").await;
     let settings: Vec<(String, String)> =
         a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let settings: Vec<(&str, &str)> = settings
@@ -368,13 +368,18 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
         r.register("test.work", |_ctx| async { Ok(json!({"by": "B"})) });
     })
     .await;
-    let done = b.wait_job(&job.id, &user.token).await;
+    let done = b.wait_job(job.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["result"]["by"], "B");
     assert_eq!(done["attempts"], 2);
     gate.add_permits(1);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after: Value = b.get_job(&job.id, &user.token).await.json().await.unwrap();
+    let after: Value = b
+        .get_job(job.id.as_str(), &user.token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
         after["result"]["by"], "B",
         "the stale attempt must not overwrite the result"

@@ -431,7 +431,7 @@ async fn retention_rolls_old_requests_up_and_deletes_them() {
     // were 8 days later (LOG_RETENTION_DAYS defaults to 7).
     let config = hs_platform::config::Config::from_map(&app.env).unwrap();
     let db = hs_platform::db::Db::open(&config).await.unwrap();
-    let later = chrono::Utc::now() + chrono::Duration::days(8);
+    let later = hs_platform::time::Timestamp::now() + chrono::Duration::days(8);
     let dry = hs_platform::monitoring::retention::run(&db, &config, later, false)
         .await
         .unwrap();
