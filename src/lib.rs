@@ -6,7 +6,7 @@
 //! - [`config`]: the only reader of the environment.
 //! - [`app`]: build, serve, shut down.
 //! - [`state`]: the handles, built once, and each domain's service cut from
-//!   them (`FromRef`); only `app`, `state` and `http` name `AppState`.
+//!   them (`FromRef`); only `app`, `state` and `http` see the whole state.
 //! - [`error`]: the one error type and problem+json.
 //! - [`retry`]: the one backoff schedule (jobs, the Claude API client, the
 //!   alert webhook).
