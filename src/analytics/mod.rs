@@ -8,16 +8,15 @@ pub mod model;
 pub mod routes;
 
 use chrono::NaiveDate;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use self::model::{
     AiFigures, FileFigures, JobFigures, RequestFigures, RouteLatency, SessionFigures, Summary,
     UserFigures,
 };
+use crate::db::Db;
 use crate::error::{AppError, Result};
+use crate::http::cache::ResponseCache;
 use crate::monitoring::model::rollup_quantile;
-use crate::state::AppState;
 use crate::time::Timestamp;
 
 /// Longest range a summary may cover.
@@ -25,9 +24,13 @@ pub const MAX_RANGE_DAYS: i64 = 3660;
 /// Routes with fewer requests are left out of the slowest-routes list.
 pub const MIN_ROUTE_REQUESTS: i64 = 5;
 
-/// Starts this domain's background work (none: everything is computed on
-/// request and cached briefly).
-pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// The analytics domain's service: exactly the handles it needs. (It has no
+/// background work: everything is computed on request and cached briefly.)
+#[derive(Clone)]
+pub struct Analytics {
+    pub db: Db,
+    pub cache: ResponseCache,
+}
 
 /// Parses a range bound: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.
 pub fn parse_bound(field: &str, raw: &str) -> Result<Timestamp> {
@@ -63,7 +66,7 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timesta
 }
 
 /// Computes the summary for `[from, to)`.
-pub async fn summary(state: &AppState, from: Timestamp, to: Timestamp) -> Result<Summary> {
+pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Result<Summary> {
     let from_hour = from.start_of_hour();
     let from_day = from.date();
     let last_day = (to - chrono::Duration::milliseconds(1)).date();

@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
 pub mod request_id;
+pub mod route;
 pub mod server;
 
 use axum::Router;
@@ -77,7 +78,10 @@ pub fn router(state: AppState) -> Router {
         StatusCode::REQUEST_TIMEOUT,
         config.request_timeout,
     ))
-    .layer(from_fn_with_state(state.clone(), ratelimit::middleware))
+    .layer(from_fn_with_state(
+        state.limits.clone(),
+        ratelimit::middleware,
+    ))
     .layer(option_layer(cors(&config.cors_origins)))
     .layer(CatchPanicLayer::custom(middleware::panic_response))
     .layer(from_fn_with_state(state.clone(), middleware::edge))

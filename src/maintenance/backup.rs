@@ -24,10 +24,10 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use utoipa::ToSchema;
 
+use super::Maintenance;
 use super::db;
 use crate::config::Config;
 use crate::ids::JobId;
-use crate::state::AppState;
 use crate::time::Timestamp;
 
 /// A lock on `<database>.lock`. The service holds it shared for its whole
@@ -404,7 +404,7 @@ impl From<db::BackupRow> for Backup {
 /// fails.
 #[tracing::instrument(skip(state))]
 pub async fn create(
-    state: &AppState,
+    state: &Maintenance,
     trigger: &str,
     job_id: Option<&JobId>,
 ) -> anyhow::Result<Backup> {
@@ -468,7 +468,7 @@ pub async fn create(
 }
 
 /// Deletes succeeded backups beyond the newest `BACKUP_KEEP`.
-async fn rotate(state: &AppState) -> anyhow::Result<()> {
+async fn rotate(state: &Maintenance) -> anyhow::Result<()> {
     let keep = state.config.backup_keep as usize;
     let rows = {
         let mut conn = state.db.reader.acquire().await?;
@@ -493,7 +493,7 @@ async fn rotate(state: &AppState) -> anyhow::Result<()> {
 
 /// Lists the backups made by the service, newest first.
 pub async fn list(
-    state: &AppState,
+    state: &Maintenance,
     cursor: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Vec<Backup>> {
@@ -506,7 +506,7 @@ pub async fn list(
 }
 
 /// Whether a scheduled backup is due (BACKUP_INTERVAL_HOURS since the last).
-pub async fn due(state: &AppState) -> anyhow::Result<bool> {
+pub async fn due(state: &Maintenance) -> anyhow::Result<bool> {
     let hours = state.config.backup_interval_hours;
     if hours == 0 {
         return Ok(false);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use super::Monitoring;
 use crate::time::Timestamp;
 
 const SECONDS_BUCKETS: [f64; 14] = [
@@ -90,19 +90,6 @@ fn describe() {
     );
 }
 
-/// The status class labels, in order.
-pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
 /// Request count and duration, labelled by route template (bounded),
 /// method (bounded) and status class, through the route's cached handles.
 pub fn record_request(route: &super::live::RouteStats, status: u16, elapsed: Duration) {
@@ -118,7 +105,7 @@ pub fn render() -> String {
 
 /// Every 5 seconds: job queue gauges (from the jobs table), pool use,
 /// process memory, limiter size, and the exporter's upkeep.
-pub async fn sampler(state: AppState, shutdown: CancellationToken) {
+pub async fn sampler(state: Monitoring, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -133,7 +120,7 @@ pub async fn sampler(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn sample(state: &AppState) -> anyhow::Result<()> {
+async fn sample(state: &Monitoring) -> anyhow::Result<()> {
     for (pool, p) in [("reader", &state.db.reader), ("writer", &state.db.writer)] {
         let size = p.size();
         let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
@@ -142,7 +129,7 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
         metrics::gauge!("hs_db_pool_connections", "pool" => pool, "state" => "in_use")
             .set(f64::from(size.saturating_sub(idle)));
     }
-    metrics::gauge!("hs_rate_limiter_keys").set(state.monitor.limits().keys() as f64);
+    metrics::gauge!("hs_rate_limiter_keys").set(state.limits.keys() as f64);
     if let Some(rss) = state.monitor.system().rss_bytes() {
         metrics::gauge!("hs_process_resident_memory_bytes").set(rss as f64);
     }
@@ -168,16 +155,4 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
 pub fn age_seconds(at: Option<Timestamp>) -> f64 {
     at.map(|t| ((Timestamp::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(status_class(204), "2xx");
-        assert_eq!(status_class(429), "4xx");
-        assert_eq!(status_class(503), "5xx");
-    }
 }

@@ -33,9 +33,11 @@ use tokio_util::task::TaskTracker;
 
 use self::model::{ErrorRecord, Record, RequestRecord};
 use crate::config::Config;
+use crate::db::Db;
+use crate::health::probe::Probe;
 use crate::http::cache::ResponseCache;
 use crate::http::ratelimit::RateLimits;
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
 /// Most records waiting for the writer; beyond it, records are dropped (and
 /// counted). At 60k requests/s it absorbs about a second of writer stall.
@@ -47,7 +49,26 @@ impl std::fmt::Debug for Monitor {
     }
 }
 
-/// The monitoring handle in `AppState`: cheap to clone.
+/// The monitoring domain's service: exactly the handles its routes, the
+/// request-edge hooks ([`observe`]) and its workers need.
+#[derive(Clone)]
+pub struct Monitoring {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub monitor: Monitor,
+    /// The service's uptime, for `system`.
+    pub health: Probe,
+    /// The rate limits: their keys are counted, idle ones cleaned up.
+    pub limits: Arc<RateLimits>,
+    /// Callers are identified from their tokens at the edge.
+    pub auth: AuthCache,
+    /// Recognises the load tester's own requests (see
+    /// [`observe::LOADTEST_HEADER`]).
+    pub loadtest_secret: Arc<str>,
+}
+
+/// The monitoring handle: the request log's buffer, live statistics, limits;
+/// cheap to clone.
 #[derive(Clone)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -67,7 +88,6 @@ struct Inner {
     dropped: AtomicU64,
     written: AtomicU64,
     live: live::LiveStats,
-    limits: RateLimits,
     cache: ResponseCache,
     system: system::SystemSampler,
     alerts: alerts::AlertState,
@@ -86,10 +106,6 @@ impl Monitor {
                 dropped: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 live: live::LiveStats::default(),
-                limits: RateLimits::new(
-                    config.rate_limit_per_minute,
-                    config.ai_rate_limit_per_minute,
-                ),
                 cache: ResponseCache::new(),
                 system: system::SystemSampler::new(),
                 alerts: alerts::AlertState::default(),
@@ -213,10 +229,6 @@ impl Monitor {
         &self.inner.live
     }
 
-    pub fn limits(&self) -> &RateLimits {
-        &self.inner.limits
-    }
-
     pub fn cache(&self) -> &ResponseCache {
         &self.inner.cache
     }
@@ -252,7 +264,7 @@ fn truncate(s: &str, max_chars: usize) -> String {
 
 /// Starts the writer, the metrics sampler, the alert evaluator, the daily
 /// retention and the rate limiter's clean-up.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_workers(state: &Monitoring, tracker: &TaskTracker, shutdown: CancellationToken) {
     if state.monitor.claim_writer() {
         tracker.spawn(writer::run(
             state.db.clone(),
@@ -268,7 +280,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => limits_state.monitor.limits().clean_up(),
+                _ = tick.tick() => limits_state.limits.clean_up(),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -280,9 +292,9 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
 /// aggregates and delete them, delete old error occurrences, roll-ups older
 /// than `ROLLUP_RETENTION_DAYS`, and return free pages to the file system.
 pub async fn maintenance(
-    state: &AppState,
+    state: &Monitoring,
     apply: bool,
-) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+) -> anyhow::Result<Vec<crate::maintenance::model::Action>> {
     retention::run(
         &state.db,
         &state.config,

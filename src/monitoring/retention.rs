@@ -10,10 +10,10 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use tokio_util::sync::CancellationToken;
 
+use super::Monitoring;
 use crate::config::Config;
 use crate::db::Db;
-use crate::maintenance::Action;
-use crate::state::AppState;
+use crate::maintenance::model::Action;
 use crate::time::Timestamp;
 
 /// Raw rows deleted per transaction, so the writer is never held up long.
@@ -21,7 +21,7 @@ const DELETE_CHUNK: i64 = 5000;
 /// A rough size of a request-log row with its index entries, for dry runs.
 const ROW_BYTES_ESTIMATE: u64 = 180;
 
-pub async fn daily(state: AppState, shutdown: CancellationToken) {
+pub async fn daily(state: Monitoring, shutdown: CancellationToken) {
     // First run a minute after start, then every day.
     let mut wait = Duration::from_secs(60);
     loop {

@@ -6,19 +6,31 @@ pub mod db;
 pub mod model;
 pub mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
+use crate::config::Config;
+use crate::db::Db;
 use crate::error::{AppError, Result};
 use crate::http::extract::Page;
 use crate::ids::{SessionId, UserId};
-use crate::state::AppState;
 use crate::time::Timestamp;
+use crate::users::Users;
 use crate::users::model::{Email, parse_object};
-use auth::Principal;
+use auth::{AuthCache, Principal};
+
+/// The sessions domain's service: exactly the handles it needs.
+#[derive(Clone)]
+pub struct Sessions {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub users: Users,
+    pub auth: AuthCache,
+}
 
 /// Where a login came from (stored with the session).
 pub struct Origin {
@@ -27,7 +39,7 @@ pub struct Origin {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<LoginResponse> {
+pub async fn login(state: &Sessions, req: Login, origin: Origin) -> Result<LoginResponse> {
     let metadata = match &req.metadata {
         Some(v) => parse_object("metadata", v).map_err(|e| AppError::Validation(vec![e]))?,
         None => "{}".to_string(),
@@ -87,7 +99,7 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
 }
 
 async fn find_visible(
-    state: &AppState,
+    state: &Sessions,
     caller: &Principal,
     id: &SessionId,
 ) -> Result<db::SessionRow> {
@@ -99,7 +111,7 @@ async fn find_visible(
     Ok(row)
 }
 
-pub async fn get(state: &AppState, caller: &Principal, id: &SessionId) -> Result<SessionWithUser> {
+pub async fn get(state: &Sessions, caller: &Principal, id: &SessionId) -> Result<SessionWithUser> {
     let row = find_visible(state, caller, id).await?;
     let mut conn = state.db.reader.acquire().await?;
     let user = crate::users::db::find(&mut conn, &row.user_id)
@@ -113,7 +125,7 @@ pub async fn get(state: &AppState, caller: &Principal, id: &SessionId) -> Result
 
 /// Only the session's owner may change its data.
 pub async fn update(
-    state: &AppState,
+    state: &Sessions,
     caller: &Principal,
     id: &SessionId,
     req: UpdateSession,
@@ -143,7 +155,7 @@ pub async fn update(
 }
 
 /// Logout: the token stops working at once.
-pub async fn revoke(state: &AppState, caller: &Principal, id: &SessionId) -> Result<()> {
+pub async fn revoke(state: &Sessions, caller: &Principal, id: &SessionId) -> Result<()> {
     find_visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
     let hash = db::revoke(&mut tx, id, Timestamp::now()).await?;
@@ -155,7 +167,7 @@ pub async fn revoke(state: &AppState, caller: &Principal, id: &SessionId) -> Res
 }
 
 pub async fn list_for_user(
-    state: &AppState,
+    state: &Sessions,
     caller: &Principal,
     user_id: &UserId,
     cursor: Option<&str>,
@@ -180,7 +192,7 @@ pub async fn list_for_user(
 /// admin who started a test): returns `(session id, token)`. Revoke it with
 /// [`revoke_internal`] when done; it also expires after `ttl`.
 pub async fn issue_internal(
-    state: &AppState,
+    state: &Sessions,
     user_id: &UserId,
     ttl: Duration,
     metadata: &serde_json::Value,
@@ -209,7 +221,7 @@ pub async fn issue_internal(
 
 /// Revokes a session issued by [`issue_internal`]; its token stops working at
 /// once.
-pub async fn revoke_internal(state: &AppState, session_id: &SessionId) -> anyhow::Result<()> {
+pub async fn revoke_internal(state: &Sessions, session_id: &SessionId) -> anyhow::Result<()> {
     let mut tx = state.db.begin_write().await?;
     let hash = db::revoke(&mut tx, session_id, Timestamp::now()).await?;
     tx.commit().await?;
@@ -220,7 +232,7 @@ pub async fn revoke_internal(state: &AppState, session_id: &SessionId) -> anyhow
 }
 
 /// Deletes sessions that ended more than a day ago; returns how many.
-pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
+pub async fn prune(state: &Sessions) -> anyhow::Result<u64> {
     let before = Timestamp::now() - chrono::Duration::days(1);
     let mut tx = state.db.begin_write().await?;
     let n = db::delete_dead(&mut tx, before).await?;
@@ -231,9 +243,9 @@ pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
 /// Maintenance of this domain: dead sessions (expired or revoked more than a
 /// day ago) are deleted when `apply`, counted otherwise.
 pub async fn maintenance(
-    state: &AppState,
+    state: &Sessions,
     apply: bool,
-) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+) -> anyhow::Result<Vec<crate::maintenance::model::Action>> {
     let count = if apply {
         prune(state).await?
     } else {
@@ -241,7 +253,7 @@ pub async fn maintenance(
         let mut conn = state.db.reader.acquire().await?;
         db::count_dead(&mut conn, before).await?.max(0) as u64
     };
-    Ok(vec![crate::maintenance::Action {
+    Ok(vec![crate::maintenance::model::Action {
         name: "sessions.prune".into(),
         description: "delete sessions that expired or were revoked more than a day ago".into(),
         count,
@@ -250,7 +262,7 @@ pub async fn maintenance(
 }
 
 /// Background work: flush last-activity times; prune dead sessions hourly.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_workers(state: &Sessions, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
         let mut touch = tokio::time::interval(auth::TOUCH_INTERVAL);

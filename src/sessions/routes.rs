@@ -1,5 +1,6 @@
 //! HTTP handlers of the sessions domain.
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,14 +9,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Origin;
+use super::Sessions;
+use super::auth::AuthCache;
 use super::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
 use crate::error::{Problem, Result};
 use crate::http::client_ip::client_ip;
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query, SESSION_COOKIE};
 use crate::ids::{SessionId, UserId};
-use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Sessions: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(get_session, update_session, delete_session))
@@ -33,7 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "too many logins at once", body = Problem),
     ))]
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     parts: Parts,
     Json(req): Json<Login>,
 ) -> Result<impl IntoResponse> {
@@ -73,7 +80,7 @@ async fn login(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SessionWithUser), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<SessionId>,
 ) -> Result<impl IntoResponse> {
@@ -85,7 +92,7 @@ async fn get_session(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<SessionId>,
     Json(req): Json<UpdateSession>,
@@ -98,7 +105,7 @@ async fn update_session(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "logged out"), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn delete_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<SessionId>,
 ) -> Result<impl IntoResponse> {
@@ -118,7 +125,7 @@ async fn delete_session(
     params(("userId" = String, Path), PageParams), security(("bearer" = [])),
     responses((status = 200, body = Page<Session>), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn list_user_sessions(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(user_id): Path<UserId>,
     Query(page): Query<PageParams>,
