@@ -142,8 +142,10 @@ impl Application {
     }
 }
 
-/// `create-admin`: makes (or promotes) the admin account `email` through the
-/// users domain alone, without starting the service.
+/// `create-admin`: makes the admin account `email` (promoting an existing
+/// account only when `promote_existing`) through the users domain alone,
+/// without starting the service. A running service forgets the promoted
+/// account's sessions within a second (`auth_invalidations`).
 pub async fn create_admin(
     config: &Config,
     db: &Db,
@@ -152,7 +154,8 @@ pub async fn create_admin(
 ) -> anyhow::Result<String> {
     let auth = crate::sessions::auth::AuthCache::new(db.clone());
     let users = crate::users::Users::from_config(db.clone(), config, auth)?;
-    users.ensure_admin(email, password).await
+    promote_existing: bool,
+    users.ensure_admin(email, password, promote_existing).await
 }
 
 /// The data directory must exist and be writable; anything else fails

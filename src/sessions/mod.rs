@@ -155,7 +155,7 @@ pub async fn update(
 pub async fn revoke(state: &Sessions, caller: &Principal, id: &str) -> Result<()> {
     find_visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, id, &store::now()).await?;
+    let hash = revoke_and_log(&mut tx, id).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
@@ -213,12 +213,39 @@ pub async fn issue_internal(
     tx.commit().await?;
     Ok((id, token))
 }
+/// Revokes one session and records it for the other processes' caches;
+/// returns its token hash.
+async fn revoke_and_log(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+) -> sqlx::Result<Option<String>> {
+    let hash = db::revoke(conn, id, &store::now()).await?;
+    if let Some(hash) = &hash {
+        db::log_invalidation(conn, None, Some(hash)).await?;
+    }
+    Ok(hash)
+}
+
+/// Ends every session of a user by deleting it (promotion to admin: no token
+/// issued before may act as admin, in this process, another one, or after a
+/// restart). The caller owns the transaction and then calls
+/// [`AuthCache::forget_user`]; other processes forget within
+/// [`auth::INVALIDATION_POLL`].
+pub async fn delete_all_for_user(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &str,
+) -> sqlx::Result<u64> {
+    let n = db::delete_all_for_user(conn, user_id).await?;
+    db::log_invalidation(conn, Some(user_id), None).await?;
+    Ok(n)
+}
+
 
 /// Revokes a session issued by [`issue_internal`]; its token stops working at
 /// once.
 pub async fn revoke_internal(state: &Sessions, session_id: &str) -> anyhow::Result<()> {
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, session_id, &store::now()).await?;
+    let hash = revoke_and_log(&mut tx, session_id).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
@@ -256,7 +283,8 @@ pub async fn maintenance(
     }])
 }
 
-/// Background work: flush last-activity times; prune dead sessions hourly.
+/// Background work: flush last-activity times; apply other processes'
+/// invalidations every second; prune dead sessions hourly.
 pub fn spawn_workers(state: &Sessions, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
@@ -281,4 +309,12 @@ pub fn spawn_workers(state: &Sessions, tracker: &TaskTracker, shutdown: Cancella
             }
         }
     });
+    db::prune_invalidations(&mut tx, &before).await?;
 }
+        let mut poll = tokio::time::interval(auth::INVALIDATION_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                _ = poll.tick() => {
+                    if let Err(e) = st.auth.apply_invalidations().await {
+                        tracing::warn!(error = %format!("{e:#}"), "failed to read session invalidations");
+                    }
+                }

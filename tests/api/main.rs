@@ -14,3 +14,4 @@ mod maintenance;
 mod monitoring;
 mod sessions;
 mod users;
+mod takeover;
