@@ -8,7 +8,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_sharing, unique_email, wait_until};
+use crate::helpers::{
+    TestApp, spawn_app, spawn_app_sharing, spawn_app_with, unique_email, wait_until,
+};
 
 /// Runs the real `hs-platform create-admin` against the app's data directory
 /// (while the app runs, as an operator would in the Render shell).
@@ -157,5 +159,50 @@ async fn an_admin_promoting_a_user_ends_its_sessions_in_every_process() {
     assert_eq!(
         other.get_user(&admin.id, &again.token).await.status(),
         StatusCode::OK
+    );
+}
+
+/// A POST /api/sessions through Cloudflare and Render's proxy: the client
+/// may prepend its own entries; Cloudflare appends the client's address,
+/// Render's proxy the edge's, and the peer is Render's private proxy.
+async fn login_via_render(app: &TestApp, forwarded_for: &str) -> StatusCode {
+    app.client
+        .post(app.url("/api/sessions"))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn behind_cloudflare_and_render_each_client_has_its_own_limit_and_spoofed_entries_change_nothing()
+ {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "2"), ("TRUST_PROXY_HOPS", "2")]).await;
+    let edge = "104.16.0.1";
+    let (alice, bob) = ("198.51.100.7", "198.51.100.8");
+    for spoof in ["6.6.6.1", "6.6.6.2"] {
+        assert_eq!(
+            login_via_render(&app, &format!("{spoof}, {alice}, {edge}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    // Alice is out of allowance, whatever she writes to the left ...
+    for chain in [
+        format!("6.6.6.3, {alice}, {edge}"),
+        format!("{bob}, {alice}, {edge}"),
+        format!("{alice}, {edge}"),
+    ] {
+        assert_eq!(
+            login_via_render(&app, &chain).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{chain}"
+        );
+    }
+    // ... while Bob, behind the same edge, has his own.
+    assert_eq!(
+        login_via_render(&app, &format!("{bob}, {edge}")).await,
+        StatusCode::UNPROCESSABLE_ENTITY
     );
 }
