@@ -104,6 +104,7 @@ impl AppState {
             config: config.clone(),
             users: users.clone(),
             auth: auth.clone(),
+            backoff: crate::sessions::backoff::LoginBackoff::default(),
         };
         let chat = Chat {
             db: db.clone(),

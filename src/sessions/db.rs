@@ -79,6 +79,22 @@ pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<
     .await
 }
 
+/// Whether a kept session of the user (live, or ended less than a day ago)
+/// logged in from `ip`.
+pub async fn has_session_from(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    ip: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = ? AND ip = ?) AS "known!: bool""#,
+        user_id,
+        ip
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// A live session found by its token hash, with what authorization needs.
 pub struct LiveSession {
     pub session_id: String,

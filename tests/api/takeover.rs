@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, spawn_app, spawn_app_sharing, spawn_app_with, unique_email, wait_until,
+    TestApp, assert_problem, spawn_app, spawn_app_sharing, spawn_app_with, unique_email, wait_until,
 };
 
 /// Runs the real `hs-platform create-admin` against the app's data directory
@@ -205,4 +205,132 @@ async fn behind_cloudflare_and_render_each_client_has_its_own_limit_and_spoofed_
         login_via_render(&app, &format!("{bob}, {edge}")).await,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+}
+
+/// An account signed up and logged in from `ip` (behind one trusted proxy).
+async fn account_from(app: &TestApp, ip: &str) -> (String, String, String) {
+    let email = unique_email("acct");
+    let password = "correct horse battery";
+    let res = app
+        .client
+        .post(app.url("/api/users"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let token = guess(app, ip, None, &email, password).await;
+    assert_eq!(token.status(), StatusCode::CREATED);
+    let body: Value = token.json().await.unwrap();
+    (
+        email,
+        password.to_string(),
+        body["token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// A login attempt from `ip`, carrying someone's valid token.
+async fn guess(
+    app: &TestApp,
+    ip: &str,
+    token: Option<&str>,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(app.url("/api/sessions"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"email": email, "password": password}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn login_guesses_carrying_different_valid_tokens_share_one_limit_per_address() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3"), ("TRUST_PROXY_HOPS", "1")]).await;
+    let mut tokens = Vec::new();
+    for i in 1..=3 {
+        tokens.push(account_from(&app, &format!("198.51.100.{i}")).await.2);
+    }
+    // Password spraying (a different account each time, so no account's
+    // backoff is involved), each guess under another throwaway token.
+    let attacker = "203.0.113.66";
+    for i in 0..3 {
+        let res = guess(
+            &app,
+            attacker,
+            Some(&tokens[i]),
+            &unique_email("v"),
+            "guess",
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    let res = guess(
+        &app,
+        attacker,
+        Some(&tokens[0]),
+        &unique_email("v"),
+        "guess",
+    )
+    .await;
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Sign-ups from that address are limited the same way.
+    let res = app
+        .client
+        .post(app.url("/api/users"))
+        .header("x-forwarded-for", attacker)
+        .bearer_auth(&tokens[1])
+        .json(&json!({"email": unique_email("new"), "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn guessing_at_one_account_backs_off_but_its_owner_still_logs_in_from_a_known_address() {
+    let app = spawn_app_with(&[("TRUST_PROXY_HOPS", "1")]).await;
+    let owner_ip = "198.51.100.20";
+    let (email, password, _) = account_from(&app, owner_ip).await;
+    let mut tokens = Vec::new();
+    for i in 1..=3 {
+        tokens.push(
+            account_from(&app, &format!("198.51.100.{}", 30 + i))
+                .await
+                .2,
+        );
+    }
+    let attacker = "203.0.113.66";
+    for i in 0..5 {
+        let res = guess(
+            &app,
+            attacker,
+            Some(&tokens[i % 3]),
+            &email,
+            &format!("wrong {i}"),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {i}");
+    }
+    // Backed off: not even the right password is checked, from any new
+    // address or token.
+    for (ip, token) in [(attacker, &tokens[0]), ("203.0.113.99", &tokens[1])] {
+        let res = guess(&app, ip, Some(token), &email, &password).await;
+        let wait: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "retry-after {wait}");
+        assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    }
+    // The owner, from the address it logged in from before, is not held.
+    let res = guess(&app, owner_ip, None, &email, &password).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
 }
