@@ -122,7 +122,10 @@ impl Application {
         crate::http::server::serve(
             self.listener,
             router,
-            config.header_read_timeout,
+            crate::http::server::ConnectionLimits {
+                idle_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+            },
             self.shutdown.clone(),
             config.shutdown_grace,
         )
@@ -151,10 +154,10 @@ pub async fn create_admin(
     db: &Db,
     email: &str,
     password: secrecy::SecretString,
+    promote_existing: bool,
 ) -> anyhow::Result<String> {
     let auth = crate::sessions::auth::AuthCache::new(db.clone());
     let users = crate::users::Users::from_config(db.clone(), config, auth)?;
-    promote_existing: bool,
     users.ensure_admin(email, password, promote_existing).await
 }
 

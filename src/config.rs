@@ -41,7 +41,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    /// Also the idle timeout of connections (HTTP/1 and HTTP/2).
     pub header_read_timeout: Duration,
+    /// Open connections at most (beyond: 503 and close).
+    pub max_connections: usize,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
     pub cookie_secure: bool,
@@ -171,6 +174,12 @@ impl Config {
             cors_origins: env.list("CORS_ORIGINS"),
             request_timeout: env.seconds("REQUEST_TIMEOUT_SECONDS", 90, 1, 3600)?,
             header_read_timeout: env.seconds("HEADER_READ_TIMEOUT_SECONDS", 10, 1, 300)?,
+            max_connections: env.parse_range(
+                "MAX_CONNECTIONS",
+                crate::http::server::default_max_connections(),
+                1,
+                1_000_000,
+            )?,
             body_limit_bytes: env.parse_range("MAX_BODY_BYTES", 1_048_576, 1024, 1 << 30)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECONDS", 20, 0, 600)?,
             cookie_secure: env.bool("COOKIE_SECURE", false)?,

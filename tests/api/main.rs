@@ -5,6 +5,7 @@ mod helpers;
 
 mod ai;
 mod analytics;
+mod connections;
 mod fake_claude;
 mod files;
 mod foundation;
@@ -13,5 +14,5 @@ mod loadtest;
 mod maintenance;
 mod monitoring;
 mod sessions;
-mod users;
 mod takeover;
+mod users;
