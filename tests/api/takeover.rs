@@ -259,15 +259,8 @@ async fn login_guesses_carrying_different_valid_tokens_share_one_limit_per_addre
     // Password spraying (a different account each time, so no account's
     // backoff is involved), each guess under another throwaway token.
     let attacker = "203.0.113.66";
-    for i in 0..3 {
-        let res = guess(
-            &app,
-            attacker,
-            Some(&tokens[i]),
-            &unique_email("v"),
-            "guess",
-        )
-        .await;
+    for (i, token) in tokens.iter().enumerate() {
+        let res = guess(&app, attacker, Some(token), &unique_email("v"), "guess").await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "guess {i}");
     }
     let res = guess(
