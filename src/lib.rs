@@ -13,6 +13,7 @@
 //!   `model.rs` (types): [`health`], [`users`], [`sessions`], [`jobs`],
 //!   [`ai`], [`files`], [`monitoring`], [`analytics`], [`loadtest`],
 //!   [`maintenance`].
+//! - [`sys`]: the only `unsafe` code (allocator and SQLite settings).
 
 pub mod ai;
 pub mod analytics;
@@ -29,6 +30,7 @@ pub mod maintenance;
 pub mod monitoring;
 pub mod sessions;
 pub mod state;
+pub mod sys;
 pub mod telemetry;
 pub mod users;
 
