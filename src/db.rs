@@ -176,22 +176,6 @@ pub fn ts(dt: DateTime<Utc>) -> String {
     out.iter().map(|b| char::from(*b)).collect()
 }
 
-/// Turns off SQLite's memory statistics, which take a global mutex on every
-/// allocation and free inside SQLite (nothing here reads them). Must run
-/// before the first connection initialises the library; later it is a no-op.
-#[allow(unsafe_code)]
-pub fn tune_sqlite() {
-    // SAFETY: sqlite3_config only changes global settings, and SQLite refuses
-    // it (SQLITE_MISUSE, ignored) once initialised; the one variadic argument
-    // is the int that SQLITE_CONFIG_MEMSTATUS takes.
-    unsafe {
-        libsqlite3_sys::sqlite3_config(
-            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
-            0 as std::ffi::c_int,
-        );
-    }
-}
-
 /// The current time in the stored format.
 pub fn now() -> String {
     ts(Utc::now())

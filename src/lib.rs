@@ -22,6 +22,7 @@
 //!   [`users`], [`sessions`], [`jobs`], [`ai`], [`files`], [`monitoring`]
 //!   (request log, errors, performance, alerts, metrics), [`analytics`],
 //!   [`loadtest`], [`maintenance`].
+//! - [`sys`]: the only `unsafe` code (allocator and SQLite settings).
 
 pub mod ai;
 pub mod analytics;
@@ -39,6 +40,7 @@ pub mod monitoring;
 pub mod retry;
 pub mod sessions;
 pub mod state;
+pub mod sys;
 pub mod telemetry;
 pub mod users;
 

@@ -50,8 +50,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tune_allocator();
-    hs_platform::db::tune_sqlite();
+    hs_platform::sys::tune_allocator();
+    hs_platform::sys::tune_sqlite();
     let _ = dotenvy::dotenv();
     let cli = Cli::parse();
     let config = Config::from_env()?;
@@ -68,7 +68,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(config).await?;
-            release_startup_memory();
+            hs_platform::sys::release_startup_memory();
             let token = app.shutdown_token();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -143,35 +143,5 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
-}
-
-/// Start-up (migrations, the OpenAPI document, the router) frees a few MiB
-/// of small allocations in the middle of the heap, which glibc keeps mapped
-/// until asked: hand those pages back before serving.
-#[allow(unsafe_code)]
-fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it is
-    // thread-safe (it takes each arena's lock).
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// glibc raises its mmap threshold after the first large free, so the 19 MiB
-/// blocks of argon2id hashing would then stay in the heap and RSS would grow
-/// by one block per hashing thread. A fixed threshold keeps large blocks
-/// mmapped (returned to the OS when freed), and a 4 MiB trim threshold
-/// avoids trimming churn after bursts of small frees. (mimalloc was tried:
-/// ~25% more requests/s, but twice the RSS, since it keeps freed pages.)
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called first
-    // thing in main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     }
 }

@@ -406,8 +406,8 @@ async fn start_up_fails_clearly_when_the_data_dir_is_missing_or_read_only() {
 #[test]
 fn render_yaml_names_the_health_path_the_disk_and_only_variables_the_service_reads() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let blueprint: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root.join("render.yaml")).unwrap())
+    let blueprint: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("render.yaml")).unwrap())
             .expect("render.yaml parses");
     let services = blueprint["services"].as_sequence().unwrap();
     assert_eq!(services.len(), 1);
