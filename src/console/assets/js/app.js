@@ -74,8 +74,9 @@ function enter(session) {
   }
   $("me").textContent = me.user.name ? `${me.user.name} (${me.user.email})` : me.user.email;
   show("shell");
+  // Setting the hash renders through the hashchange event.
   if (!location.hash) location.hash = "#/overview";
-  render(true);
+  else render(true);
 }
 
 async function signOut() {

@@ -64,23 +64,26 @@ function place(el, opts, data) {
 }
 
 /**
- * A time series chart. xs: Unix seconds; series: [{label, values, color,
- * fmt}]. fmt formats the axis and legend values.
+ * A time series chart. xs: Unix seconds (or seconds from a start, with
+ * `relative`); series: [{label, values, color, fmt}]. fmt formats the axis
+ * and legend values.
  */
-export function timeChart(name, xs, series, { height = 220, fmt = fmtNum, stepped = false, fill = false } = {}) {
+export function timeChart(name, xs, series, { height = 220, fmt = fmtNum, stepped = false, fill = false, relative = false } = {}) {
   const el = h("div.chart");
   describe(el, name, xs, series[0]?.values || []);
   later(el, () => {
     place(el, {
       height,
       cursor: { drag: { x: true, y: false } },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      scales: { x: { time: !relative }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { stroke: "#667085", grid: { stroke: "#eef1f5" } },
+        relative
+          ? { stroke: "#667085", grid: { stroke: "#eef1f5" }, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], values: (u, vals) => vals.map((v) => `${v} s`) }
+          : { stroke: "#667085", grid: { stroke: "#eef1f5" } },
         { stroke: "#667085", grid: { stroke: "#eef1f5" }, size: 64, values: (u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [
-        { value: (u, v) => (v == null ? "–" : new Date(v * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC") },
+        { value: (u, v) => (v == null ? "–" : relative ? `${v} s` : new Date(v * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC") },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: s.color || palette[i % palette.length],

@@ -139,8 +139,7 @@ function results(r) {
   const lat = r.latencyMs;
   const pcts = [["min", lat.min], ["p50", lat.p50], ["p75", lat.p75], ["p90", lat.p90], ["p95", lat.p95], ["p99", lat.p99], ["p99.9", lat.p999], ["max", lat.max]];
   const tl = r.timeline || [];
-  const start = r.startedAt ? Date.parse(r.startedAt) / 1000 : 0;
-  const xs = tl.map((p) => start + p.second);
+  const xs = tl.map((p) => p.second);
   const codes = Object.entries(r.statusCodes || {});
   return h("div.view",
     h("div.grid.kpis",
@@ -160,13 +159,13 @@ function results(r) {
           ? timeChart("loadtest-timeline", xs, [
             { label: "requests", values: tl.map((p) => p.requests), color: "#2563eb" },
             { label: "errors", values: tl.map((p) => p.errors), color: "#dc2626" },
-          ], { height: 160 })
+          ], { height: 160, relative: true })
           : empty("No timeline."),
         tl.length
           ? timeChart("loadtest-timeline-latency", xs, [
             { label: "p50", values: tl.map((p) => p.p50Ms), color: "#16a34a" },
             { label: "p99", values: tl.map((p) => p.p99Ms), color: "#dc2626" },
-          ], { height: 160, fmt: fmtMs })
+          ], { height: 160, fmt: fmtMs, relative: true })
           : null),
     ),
     h("div.grid.three",
