@@ -80,7 +80,7 @@ export function timeChart(name, xs, series, { height = 220, fmt = fmtNum, steppe
         relative
           ? { stroke: "#667085", grid: { stroke: "#eef1f5" }, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600], values: (u, vals) => vals.map((v) => `${v} s`) }
           : { stroke: "#667085", grid: { stroke: "#eef1f5" } },
-        { stroke: "#667085", grid: { stroke: "#eef1f5" }, size: 64, values: (u, vals) => vals.map((v) => fmt(v)) },
+        { stroke: "#667085", grid: { stroke: "#eef1f5" }, size: 84, values: (u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [
         { value: (u, v) => (v == null ? "–" : relative ? `${v} s` : new Date(v * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC") },
@@ -115,7 +115,7 @@ export function barChart(name, labels, values, { height = 220, label = "count", 
       scales: { x: { time: false, range: () => [-0.5, labels.length - 0.5] }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
         { stroke: "#667085", grid: { show: false }, splits: () => xs, values: (u, vals) => vals.map((v) => labels[v] ?? ""), rotate: 0 },
-        { stroke: "#667085", grid: { stroke: "#eef1f5" }, size: 64, values: (u, vals) => vals.map((v) => fmt(v)) },
+        { stroke: "#667085", grid: { stroke: "#eef1f5" }, size: 84, values: (u, vals) => vals.map((v) => fmt(v)) },
       ],
       series: [
         { value: (u, v) => (v == null ? "–" : labels[v] ?? "") },

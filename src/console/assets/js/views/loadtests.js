@@ -144,7 +144,7 @@ function results(r) {
   return h("div.view",
     h("div.grid.kpis",
       kpi("Requests", fmtNum(r.totals.requests), `${fmtNum(r.totals.failed)} failed`, r.totals.failed > r.totals.requests / 100 ? "bad" : null),
-      kpi("Achieved", `${fmtNum(r.achievedRps, 1)} req/s`, r.targetRps ? `target ${fmtNum(r.targetRps, 1)}` : `${r.concurrency} users, ${r.mode}`),
+      kpi("Achieved", fmtNum(r.achievedRps, 0), `req/s · ${r.targetRps ? `target ${fmtNum(r.targetRps, 1)}` : `${r.concurrency} users, ${r.mode}`}`),
       kpi("p95", fmtMs(lat.p95), `p50 ${fmtMs(lat.p50)} · p99 ${fmtMs(lat.p99)}`),
       kpi("Verdict", r.passed == null ? "–" : r.passed ? "passed" : "failed", r.error || `${fmtNum(r.durationSeconds, 1)} s`, r.passed === false ? "bad" : r.passed ? "ok" : null),
     ),

@@ -53,12 +53,10 @@ export default {
       h("div.grid.two",
         card(["Backups", h("button.primary", { type: "button", id: "backup-now", onclick: (ev) => backupNow(ev, ctx) }, "Back up now")],
           table([
-            { key: "status", title: "Status", render: (b) => badge(b.status, b.status) },
+            { key: "status", title: "Status", render: (b) => h("span", { title: b.error || `integrity: ${b.integrity || "not checked"}` }, badge(b.status, b.status)) },
             { key: "createdAt", title: "Taken", render: (b) => when(b.createdAt) },
             { key: "trigger", title: "By" },
             { key: "sizeBytes", title: "Size", num: true, render: (b) => fmtBytes(b.sizeBytes) },
-            { key: "integrity", title: "Integrity", render: (b) => b.integrity || "–" },
-            { key: "durationMs", title: "Took", num: true, render: (b) => (b.durationMs != null ? fmtMs(b.durationMs) : "–") },
             { key: "id", title: "", sortable: false, render: (b) => (b.status === "succeeded" ? h("a", { href: `/api/maintenance/backups/${encodeURIComponent(b.id)}`, download: b.fileName }, "Download") : null) },
           ], backups.items, { sortKey: "createdAt", empty: "No backup yet." })),
         card(["Maintenance", h("button", { type: "button", id: "run-maintenance", onclick: (ev) => runMaintenance(ev, ctx) }, "Run maintenance now")],
@@ -70,14 +68,19 @@ export default {
   },
 };
 
+/** The steps with something to do; the others folded away. */
 function maintenanceTable(report) {
+  const busy = report.actions.filter((a) => a.count > 0 || a.bytes > 0);
+  const idle = report.actions.filter((a) => !(a.count > 0 || a.bytes > 0));
+  const rows = (list, msg) => table([
+    { key: "name", title: "Step", render: (a) => h("span.mono", a.name) },
+    { key: "description", title: "What", wrap: true },
+    { key: "count", title: "Count", num: true },
+    { key: "bytes", title: "Bytes", num: true, render: (a) => fmtBytes(a.bytes) },
+  ], list, { empty: msg });
   return h("div",
-    table([
-      { key: "name", title: "Step", render: (a) => h("span.mono", a.name) },
-      { key: "description", title: "What", wrap: true },
-      { key: "count", title: "Count", num: true },
-      { key: "bytes", title: "Bytes", num: true, render: (a) => fmtBytes(a.bytes) },
-    ], report.actions, { empty: "Nothing to do." }),
+    rows(busy, "Nothing to do."),
+    idle.length ? h("details", h("summary", `${idle.length} steps with nothing to do`), rows(idle, "")) : null,
     report.failures?.length ? h("p.error", report.failures.map((f) => `${f.domain}: ${f.message}`).join("; ")) : null);
 }
 
