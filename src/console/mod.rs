@@ -126,7 +126,10 @@ fn serve(i: usize, req: &HeaderMap) -> Response {
     let h = res.headers_mut();
     h.insert(header::ETAG, etag.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
@@ -169,15 +172,26 @@ mod tests {
         assert!(!html.contains("<style"), "inline style element");
         for (i, part) in html.split("<script").enumerate().skip(1) {
             let tag = &part[..part.find('>').unwrap()];
-            assert!(tag.contains("src=\"/admin/assets/"), "script {i} is inline or external");
+            assert!(
+                tag.contains("src=\"/admin/assets/"),
+                "script {i} is inline or external"
+            );
         }
         for a in ASSETS {
             let text = String::from_utf8_lossy(a.bytes);
             if a.path.starts_with("vendor/") || ![HTML, JS, CSS].contains(&a.content_type) {
                 continue;
             }
-            assert!(!text.contains("http://") && !text.contains("https://"), "{} names another origin", a.path);
-            assert!(!text.contains("innerHTML"), "{} writes markup from strings", a.path);
+            assert!(
+                !text.contains("http://") && !text.contains("https://"),
+                "{} names another origin",
+                a.path
+            );
+            assert!(
+                !text.contains("innerHTML"),
+                "{} writes markup from strings",
+                a.path
+            );
         }
     }
 
