@@ -120,6 +120,7 @@ export function fmtNum(n, digits) {
   if (n === null || n === undefined || Number.isNaN(n)) return "–";
   if (digits !== undefined) return Number(n).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
   const abs = Math.abs(n);
+  if (abs > 0 && abs < 0.01) return Number(n).toPrecision(2);
   return Number(n).toLocaleString("en-US", { maximumFractionDigits: abs >= 100 ? 0 : abs >= 10 ? 1 : 2 });
 }
 

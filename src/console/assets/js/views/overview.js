@@ -29,8 +29,8 @@ export default {
 
     mount(el,
       h("div.grid.kpis",
-        kpi("Requests", fmtNum(t.requests), `${fmtNum(t.requestsPerSecond, 2)} req/s, ${WINDOW_LABEL[win]}`),
-        kpi("Error rate", fmtPct(t.errorRate), `${fmtNum(t.serverErrors)} server errors`, t.errorRate > 0.01 ? "bad" : null),
+        kpi("Requests", fmtNum(t.requests), `${fmtNum(t.requestsPerSecond)} req/s, ${WINDOW_LABEL[win]}`),
+        kpi("Error rate", fmtPct(t.errorRate), `${fmtNum(t.serverErrors)} server error${t.serverErrors === 1 ? "" : "s"}`, t.errorRate > 0.01 ? "bad" : null),
         kpi("p95 latency", fmtMs(t.p95Ms), `p50 ${fmtMs(t.p50Ms)} · p99 ${fmtMs(t.p99Ms)}`),
         kpi("Active users", fmtNum(summary.users.activeInRange), `${fmtNum(summary.sessions.active)} live sessions · ${fmtNum(summary.users.total)} accounts`),
         kpi("Jobs waiting", fmtNum(system.queueDepth), `${fmtNum(system.runningJobs)} running`),
@@ -63,7 +63,9 @@ function trafficCharts(s, win) {
     ], { fmt: fmtMs })
     : empty("Percentiles per period need GET /api/monitoring/timeseries.");
   return h("div.grid.three",
-    card(["Requests per second", h("span.muted", `${step}, from ${s.source}`)], timeChart("rps", s.xs, [{ label: "req/s", values: s.rps }], { fill: true })),
+    s.stepSeconds >= 3600
+      ? card([`Requests ${step}`, h("span.muted", `from ${s.source}`)], timeChart("rps", s.xs, [{ label: "requests", values: s.requests }], { fill: true }))
+      : card(["Requests per second", h("span.muted", `${step}, from ${s.source}`)], timeChart("rps", s.xs, [{ label: "req/s", values: s.rps }], { fill: true })),
     card(["Error rate", h("span.muted", "5xx / requests")], timeChart("error-rate", s.xs, [{ label: "error rate", values: s.errorRate, color: "#dc2626" }], { fmt: fmtPct })),
     card(["Latency", h("span.muted", "p50 / p95 / p99")], latency),
   );
