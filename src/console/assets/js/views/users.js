@@ -63,8 +63,8 @@ async function userDetail(id, ctx) {
     throw e;
   }
   const sessions = await get(`/api/users/${encodeURIComponent(id)}/sessions` + qs({ limit: 100 }));
-  const u = profile.user;
-  const s = profile.stats;
+  // The profile is the user's fields with `stats` beside them.
+  const { stats: s, ...u } = profile;
   const isMe = ctx.me?.user?.id === u.id;
   const role = h("select", { name: "role", disabled: isMe, title: isMe ? "You cannot change your own role here." : "" },
     ["user", "admin"].map((r) => h("option", { value: r, selected: r === u.role }, r)));
@@ -105,6 +105,7 @@ async function userDetail(id, ctx) {
 }
 
 function isActive(s) {
+  if (typeof s.active === "boolean") return s.active;
   return !s.revokedAt && (!s.expiresAt || Date.parse(s.expiresAt) > Date.now());
 }
 
