@@ -5,6 +5,7 @@ mod helpers;
 
 mod ai;
 mod analytics;
+mod contract;
 mod fake_claude;
 mod files;
 mod foundation;
