@@ -53,7 +53,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The complete application router.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api().split_for_parts();
+    let (api, mut doc) = api().split_for_parts();
+    openapi::complete(&mut doc);
     // The document is served as the JSON it serialises to once; the tree
     // itself (about 1 MB of small allocations) is not kept.
     let doc_json =

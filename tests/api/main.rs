@@ -6,6 +6,7 @@ mod helpers;
 mod ai;
 mod analytics;
 mod console;
+mod contract;
 mod fake_claude;
 mod files;
 mod foundation;
