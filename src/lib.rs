@@ -28,6 +28,7 @@ pub mod ai;
 pub mod analytics;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod files;

@@ -1,12 +1,13 @@
 //! The `hs-platform` command: parse, initialise telemetry, load the
 //! configuration, run.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use hs_platform::app::{Application, shutdown_signal};
-use hs_platform::config::Config;
+use hs_platform::config::{self, Config, Setting, Source};
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -18,8 +19,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (the default).
+    /// Run the service (the default). Every setting is an environment
+    /// variable, listed below with its default and meaning.
     Serve,
+    /// Print the effective configuration (every variable, its value and
+    /// where it came from; secrets redacted) and check it: exits non-zero,
+    /// naming the variable, when it is invalid.
+    CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
     /// Create an admin account. The password comes from ADMIN_PASSWORD or,
@@ -52,20 +58,52 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     hs_platform::sys::tune_allocator();
     hs_platform::sys::tune_sqlite();
-    let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
-    let config = Config::from_env()?;
+    let from_dotenv = config::load_dotenv();
+    let matches = config::with_variables(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let settings = config::resolve(&matches);
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CheckConfig = command {
+        return check_config(&settings, &from_dotenv);
+    }
+    let config = Config::from_settings(&settings)?;
     hs_platform::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(run(cli, config))
+    runtime.block_on(run(command, config))
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+/// `check-config`: prints every variable (secrets as `[redacted]`), then
+/// validates the whole configuration; an error names the variable.
+fn check_config(settings: &[Setting], from_dotenv: &BTreeSet<String>) -> anyhow::Result<()> {
+    let width = settings.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in settings {
+        let source = match s.source {
+            Source::Environment if from_dotenv.contains(&s.name) => ".env",
+            Source::Environment => "environment",
+            Source::CommandLine => "command line",
+            Source::Default => "default",
+            Source::Unset => "",
+        };
+        println!("{:width$}  {source:<12}  {}", s.name, s.shown());
+    }
+    let config = Config::from_settings(settings)?;
+    if config.data_dir_explicit && !config.data_dir.is_dir() {
+        anyhow::bail!(
+            "DATA_DIR: {} does not exist or is not a directory (a DATA_DIR set explicitly is not created)",
+            config.data_dir.display()
+        );
+    }
+    println!("configuration is valid");
+    Ok(())
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     hs_platform::init_crypto();
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::CheckConfig => unreachable!("check-config runs before the runtime starts"),
         Command::Serve => {
             let app = Application::build(config).await?;
             hs_platform::sys::release_startup_memory();

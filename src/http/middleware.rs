@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::error::{InternalCause, PROBLEM_JSON, Panicked, Problem};
-use crate::http::request_id;
 use crate::http::route::route_of;
+use crate::http::{csrf, request_id};
 use crate::monitoring;
 use crate::monitoring::observe::method_label;
 use crate::state::AppState;
@@ -55,7 +55,10 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
             let mut record =
                 monitoring::observe::Started::new(&state.monitoring, &parts, route, request_id);
             record.caller = monitoring::observe::identify(&state.monitoring, &mut parts).await;
-            let res = next.run(Request::from_parts(parts, body)).await;
+            let res = match csrf::check(&parts.method, &parts.headers, &state.config.cors_origins) {
+                Ok(()) => next.run(Request::from_parts(parts, body)).await,
+                Err(refused) => refused.into_response(),
+            };
             let mut res = problem_errors(res);
             security_headers(&mut res, is_docs);
             let status = res.status();

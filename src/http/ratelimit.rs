@@ -29,8 +29,15 @@ pub const AI_CHAT_ROUTE: &str = "/api/claude-ai/chat";
 /// Routes (POST) where a caller proves or creates an identity: limited by
 /// client IP only.
 pub const CREDENTIAL_ROUTES: [&str; 2] = ["/api/sessions", "/api/users"];
-/// Routes never limited.
-pub const EXEMPT_ROUTES: [&str; 2] = ["/health", "/metrics"];
+/// Routes never limited: probes, the scraper, and the console's static
+/// files (a page load fetches a dozen; its API calls are limited as usual).
+pub const EXEMPT_ROUTES: [&str; 5] = [
+    "/health",
+    "/metrics",
+    "/admin",
+    "/admin/",
+    "/admin/assets/{*path}",
+];
 
 pub struct Limit {
     per_minute: u32,

@@ -121,17 +121,15 @@ impl TestApp {
 
     /// Waits until `n` ai_calls rows exist (streams record after the answer).
     async fn wait_ai_calls(&self, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
+        wait_until(&format!("{n} ai_calls rows"), async || {
             let rows = self.ai_calls().await;
             if rows.len() >= n {
-                return rows;
+                Ok(rows)
+            } else {
+                Err(Value::from(rows))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "expected {n} ai_calls rows, got {:?}",
-            self.ai_calls().await
-        );
+        })
+        .await
     }
 }
 
@@ -582,8 +580,15 @@ async fn the_breaker_opens_after_repeated_failures_then_a_probe_closes_it() {
 
     // After the cool-down, one probe succeeds and closes it.
     fake.set_default(None);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(app.state.ai.health().breaker, "half_open");
+    wait_until("the breaker to half-open after its cool-down", async || {
+        let breaker = app.state.ai.health().breaker;
+        if breaker == "half_open" {
+            Ok(())
+        } else {
+            Err(breaker)
+        }
+    })
+    .await;
     let res = app
         .chat_wait(&user.token, json!({"message": "Hello"}), 20)
         .await;
@@ -722,19 +727,20 @@ async fn token_usage_appears_in_the_user_profile_statistics() {
     let usage = job["result"]["usage"].clone();
 
     // Profiles are cached for a few seconds: poll.
-    let mut profile = Value::Null;
-    let (timeout, every) = (Duration::from_secs(15), Duration::from_millis(250));
-    let shown = wait_until(timeout, every, async || {
-        profile = app
+    let profile = wait_until("the profile's stats to show the call", async || {
+        let profile: Value = app
             .get_user(&user.id, &user.token)
             .await
             .json()
             .await
             .unwrap();
-        profile["stats"]["aiCalls"] == 1
+        if profile["stats"]["aiCalls"] == 1 {
+            Ok(profile)
+        } else {
+            Err(profile)
+        }
     })
     .await;
-    assert!(shown.is_ok(), "stats never showed the call: {profile}");
     let stats = &profile["stats"];
     assert_eq!(stats["aiInputTokens"], usage["inputTokens"]);
     assert_eq!(stats["aiOutputTokens"], usage["outputTokens"]);
@@ -789,14 +795,15 @@ async fn configured_models_are_checked_against_the_models_api_at_start_up() {
         )],
     )
     .await;
-    let mut health = app.state.ai.health();
-    let (timeout, every) = (Duration::from_secs(10), Duration::from_millis(20));
-    let reported = wait_until(timeout, every, async || {
-        health = app.state.ai.health();
-        health.detail.contains("claude-retired-3-0")
+    let health = wait_until("the retired model to be reported", async || {
+        let health = app.state.ai.health();
+        if health.detail.contains("claude-retired-3-0") {
+            Ok(health)
+        } else {
+            Err(format!("{health:?}"))
+        }
     })
     .await;
-    assert!(reported.is_ok(), "never reported: {health:?}");
     assert!(health.configured);
     assert!(!health.detail.contains("claude-sonnet-4-5,"));
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();

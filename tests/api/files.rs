@@ -10,7 +10,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with, wait_until,
+};
 
 const BOUNDARY: &str = "hs-test-boundary-7d1c";
 
@@ -71,25 +73,19 @@ impl TestApp {
             .unwrap();
         let status = res.status();
         let job: Value = res.json().await.unwrap();
-        assert!(
-            status == StatusCode::OK || status == StatusCode::ACCEPTED,
-            "{status}: {job}"
+        // `Prefer: wait` answers 200 with the finished job when it finished
+        // in time, else 202 with the job still queued or running.
+        let finished = matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
         );
-        self.wait_file_job(token, job["id"].as_str().unwrap()).await
-    }
-
-    async fn wait_file_job(&self, token: &str, id: &str) -> Value {
-        for _ in 0..240 {
-            let job: Value = self.get_json(&format!("/api/jobs/{id}"), token).await;
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("job {id} did not finish");
+        let expected = if finished {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        assert_eq!(status, expected, "{job}");
+        self.wait_job(job["id"].as_str().unwrap(), token).await
     }
 
     async fn download(&self, token: &str, file: &Value) -> Vec<u8> {
@@ -987,16 +983,13 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let slow_job: Value = res.json().await.unwrap();
-    for _ in 0..200 {
-        if site.slow_hits.load(Ordering::SeqCst) > 0 {
-            break;
+    wait_until("the browser to reach the slow page", async || {
+        match site.slow_hits.load(Ordering::SeqCst) {
+            0 => Err("no hit yet"),
+            _ => Ok(()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        site.slow_hits.load(Ordering::SeqCst) > 0,
-        "the browser reached the page"
-    );
+    })
+    .await;
     let pids = browser_pids(&app.data_dir());
     assert!(!pids.is_empty(), "a browser is running");
     for pid in &pids {
@@ -1016,20 +1009,16 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
     let (w, h, _, _) = decode_png(&app.download(&user.token, &file).await);
     assert_eq!((w, h), (100, 80));
     let slow = app
-        .wait_file_job(&user.token, slow_job["id"].as_str().unwrap())
+        .wait_job(slow_job["id"].as_str().unwrap(), &user.token)
         .await;
     assert_ne!(slow["status"], "running");
 
     // Stopping the service leaves no browser process behind.
     let dir = app.data_dir();
     app.stop().await;
-    let mut left = browser_pids(&dir);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = browser_pids(&dir)
+    // Zombies (exited, not yet reaped by their parent) are not running.
+    wait_until("every browser process to exit", async || {
+        let left: Vec<u32> = browser_pids(&dir)
             .into_iter()
             .filter(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/stat"))
@@ -1037,6 +1026,11 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
                     .unwrap_or(false)
             })
             .collect();
-    }
-    assert!(left.is_empty(), "leaked browser processes: {left:?}");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("leaked: {left:?}"))
+        }
+    })
+    .await;
 }

@@ -1,8 +1,8 @@
 //! The job queue: ordering, retries, cancellation, idempotency, recovery,
 //! ownership.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hs_platform::jobs::{Job, JobError, NewJob, Registry};
 use reqwest::StatusCode;
@@ -199,9 +199,12 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
     assert_eq!(res.status(), StatusCode::OK);
     let done = app.wait_job(&running.id, &user.token).await;
     assert_eq!(done["status"], "cancelled");
-    // The queue is free again; the cancelled job never ran.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(*ran.lock().unwrap(), 0);
+    // The queue is free again and the cancelled job never ran: a job
+    // enqueued after it runs (one at a time, oldest first), and only it.
+    let later = app.enqueue_empty("test.count", &user).await;
+    let done = app.wait_job(&later.id, &user.token).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(*ran.lock().unwrap(), 1);
     let q: Value = app
         .get_job(&queued.id, &user.token)
         .await
@@ -350,9 +353,17 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     // database (as after a crash of A) and re-runs it. A's late completion
     // is refused because its lease is no longer current.
     let gate = Arc::new(Semaphore::new(0));
-    let g = gate.clone();
-    let a = spawn_app_with_jobs(&[], move |r| {
-        register_gated(r, "test.work", &g, json!({"by": "A"}));
+    let returned = Arc::new(AtomicBool::new(false));
+    let (g, done) = (gate.clone(), returned.clone());
+    let mut a = spawn_app_with_jobs(&[], move |r| {
+        r.register("test.work", move |_ctx| {
+            let (g, done) = (g.clone(), done.clone());
+            async move {
+                let _p = g.acquire().await.unwrap();
+                done.store(true, Ordering::SeqCst);
+                Ok(json!({"by": "A"}))
+            }
+        });
     })
     .await;
     let user = a.new_user().await;
@@ -373,7 +384,17 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     assert_eq!(done["result"]["by"], "B");
     assert_eq!(done["attempts"], 2);
     gate.add_permits(1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("A's stale attempt to return", async || {
+        if returned.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("A still waits at the gate")
+        }
+    })
+    .await;
+    // Stopping A waits until its runner has offered that outcome to the
+    // database (refused: the lease is B's now).
+    a.stop().await;
     let after: Value = b.get_job(&job.id, &user.token).await.json().await.unwrap();
     assert_eq!(
         after["result"]["by"], "B",
@@ -418,15 +439,14 @@ async fn fetch_job(client: &reqwest::Client, base: &str, id: &str, token: &str) 
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        if let Ok(res) = client.get(format!("{base}/health")).send().await
-            && res.status() == StatusCode::OK
-        {
-            return;
+    wait_until("the service to answer /health", async || {
+        match client.get(format!("{base}/health")).send().await {
+            Ok(res) if res.status() == StatusCode::OK => Ok(()),
+            Ok(res) => Err(res.status().to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service did not become healthy");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -478,22 +498,28 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
         .unwrap()
         .to_string();
     // Wait until the job is running and its upstream call is in flight.
-    let every = Duration::from_millis(25);
-    let _ = wait_until(Duration::from_secs(5), every, async || {
-        let job = fetch_job(&client, &base, &job_id, &token).await;
-        job["status"] == "running" && fake.message_calls() == 1
-    })
+    wait_until(
+        "the job to run with its upstream call in flight",
+        async || {
+            let job = fetch_job(&client, &base, &job_id, &token).await;
+            match (job["status"].as_str(), fake.message_calls()) {
+                (Some("running"), 1) => Ok(()),
+                (status, calls) => Err(format!("{status:?}, {calls} upstream calls")),
+            }
+        },
+    )
     .await;
-    assert_eq!(fake.message_calls(), 1);
     first.kill().expect("kill -9 the service");
     first.wait().unwrap();
 
     let mut second = start_binary(dir.path(), port, &settings);
     wait_healthy(&client, &base).await;
-    let mut job = Value::Null;
-    let _ = wait_until(Duration::from_secs(10), every, async || {
-        job = fetch_job(&client, &base, &job_id, &token).await;
-        job["status"] == "succeeded" || job["status"] == "failed"
+    let job = wait_until("the job to finish after the restart", async || {
+        let job = fetch_job(&client, &base, &job_id, &token).await;
+        match job["status"].as_str() {
+            Some("succeeded" | "failed") => Ok(job),
+            _ => Err(job),
+        }
     })
     .await;
     second.kill().unwrap();

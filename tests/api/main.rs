@@ -6,6 +6,8 @@ mod helpers;
 mod ai;
 mod analytics;
 mod connections;
+mod console;
+mod contract;
 mod fake_claude;
 mod files;
 mod foundation;
