@@ -49,7 +49,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    /// Also the idle timeout of connections (HTTP/1 and HTTP/2).
     pub header_read_timeout: Duration,
+    /// Open connections at most (beyond: 503 and close).
+    pub max_connections: usize,
     pub body_limit_bytes: usize,
     pub shutdown_grace: Duration,
     pub cookie_secure: bool,
@@ -195,6 +198,11 @@ impl Config {
             cors_origins: env.list("CORS_ORIGINS"),
             request_timeout: env.seconds("REQUEST_TIMEOUT_SECONDS", 1, 3600)?,
             header_read_timeout: env.seconds("HEADER_READ_TIMEOUT_SECONDS", 1, 300)?,
+            max_connections: match env.opt_parse::<usize>("MAX_CONNECTIONS")? {
+                None => crate::http::server::default_max_connections(),
+                Some(n) if (1..=1_000_000).contains(&n) => n,
+                Some(n) => bail!("MAX_CONNECTIONS: expected a value from 1 to 1000000, got {n}"),
+            },
             body_limit_bytes: env.parse_range("MAX_BODY_BYTES", 1024, 1 << 30)?,
             shutdown_grace: env.seconds("SHUTDOWN_GRACE_SECONDS", 0, 600)?,
             cookie_secure: env.bool("COOKIE_SECURE")?,

@@ -28,11 +28,17 @@ enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
-    /// Create an admin, or make an existing account admin. The password comes
-    /// from ADMIN_PASSWORD or, when unset, from standard input.
+    /// Create an admin account. The password comes from ADMIN_PASSWORD or,
+    /// when unset, from standard input. An existing account is refused unless
+    /// --promote-existing is given.
     CreateAdmin {
         #[arg(long)]
         email: String,
+        /// Make an existing account with this email admin (anyone may have
+        /// registered it first: check it is yours). It gets the given
+        /// password and all its sessions are ended.
+        #[arg(long)]
+        promote_existing: bool,
     },
     /// Write a consistent copy of the live database to PATH (safe while the
     /// service runs; PATH must not exist). The copy is integrity-checked.
@@ -114,7 +120,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             println!("migrations applied to {}", config.database_path().display());
             Ok(())
         }
-        Command::CreateAdmin { email } => {
+        Command::CreateAdmin {
+            email,
+            promote_existing,
+        } => {
             let password = match config.admin_password.clone() {
                 Some(p) => p,
                 None => {
@@ -126,8 +135,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 }
             };
             let db = hs_platform::db::Db::open(&config).await?;
-            let id = hs_platform::app::create_admin(&config, &db, &email, password).await?;
+            let created =
+                hs_platform::app::create_admin(&config, &db, &email, password, promote_existing)
+                    .await;
             db.close().await;
+            let id = created?;
             println!("admin {email} ready (id {id})");
             Ok(())
         }

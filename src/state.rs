@@ -86,6 +86,7 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let auth = AuthCache::new(db.clone());
+        auth.skip_past_invalidations().await?;
         let users = Users::from_config(db.clone(), &config, auth.clone())?;
         let monitor = Monitor::new(&config);
         let limits = Arc::new(RateLimits::new(
@@ -103,6 +104,7 @@ impl AppState {
             config: config.clone(),
             users: users.clone(),
             auth: auth.clone(),
+            backoff: crate::sessions::backoff::LoginBackoff::default(),
         };
         let chat = Chat {
             db: db.clone(),

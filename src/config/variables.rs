@@ -48,9 +48,16 @@ pub struct Variables {
     /// Longest time to produce a response (408 after).
     #[arg(long, env = "REQUEST_TIMEOUT_SECONDS", default_value = "90")]
     pub request_timeout_seconds: Option<String>,
-    /// A client must send its request headers within this.
+    /// A client must send its request headers within this; also the idle
+    /// timeout: an HTTP/1 or HTTP/2 connection with no request in flight for
+    /// this long is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECONDS", default_value = "10")]
     pub header_read_timeout_seconds: Option<String>,
+    /// Open connections at most; beyond it a new connection is answered 503
+    /// and closed at once. Unset: 1024, or the open-file limit minus 128 when
+    /// that is lower.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<String>,
     /// Largest JSON body (413 over it); uploads have their own limit.
     #[arg(long, env = "MAX_BODY_BYTES", default_value = "1048576")]
     pub max_body_bytes: Option<String>,
@@ -63,7 +70,8 @@ pub struct Variables {
     /// Session lifetime.
     #[arg(long, env = "SESSION_TTL_SECONDS", default_value = "86400")]
     pub session_ttl_seconds: Option<String>,
-    /// With `ADMIN_PASSWORD`: create the first admin at start-up when no admin exists.
+    /// With `ADMIN_PASSWORD`: create the first admin at start-up when no admin exists
+    /// (an existing account with this email is never promoted).
     #[arg(long, env = "ADMIN_EMAIL")]
     pub admin_email: Option<String>,
     /// Password of `ADMIN_EMAIL` (and of `create-admin`; unset: read from standard input).
@@ -142,7 +150,8 @@ pub struct Variables {
     /// Per-user AI chat limit (`0`: off).
     #[arg(long, env = "AI_RATE_LIMIT_PER_MINUTE", default_value = "10")]
     pub ai_rate_limit_per_minute: Option<String>,
-    /// Proxies in front whose `X-Forwarded-For` entries are trusted (Render: `1`).
+    /// Proxies in front whose `X-Forwarded-For` entries are trusted (Render: `2`,
+    /// Cloudflare then Render's proxy).
     #[arg(long, env = "TRUST_PROXY_HOPS", default_value = "0")]
     pub trust_proxy_hops: Option<String>,
     /// Total bytes of stored files (507 / job `quota_exceeded`).

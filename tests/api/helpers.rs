@@ -344,7 +344,7 @@ impl TestApp {
                 .unwrap();
         let id = state
             .users
-            .ensure_admin(&email, password.clone().into())
+            .ensure_admin(&email, password.clone().into(), false)
             .await
             .unwrap();
         db.close().await;

@@ -444,7 +444,7 @@ fn render_yaml_names_the_health_path_the_disk_and_only_variables_the_service_rea
         "the disk is not mounted where DATA_DIR points"
     );
     assert_eq!(vars["HOST"]["value"].as_str(), Some("0.0.0.0"));
-    assert_eq!(vars["TRUST_PROXY_HOPS"]["value"].as_str(), Some("1"));
+    assert_eq!(vars["TRUST_PROXY_HOPS"]["value"].as_str(), Some("2"));
     for secret in [
         "ANTHROPIC_API_KEY",
         "ADMIN_EMAIL",
