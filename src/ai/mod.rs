@@ -172,7 +172,8 @@ impl AiService {
             inner: Arc::new(Inner {
                 client,
                 breaker: Breaker::new(config.ai_breaker_failures, config.ai_breaker_cooldown),
-                daily_budget: config.ai_daily_token_budget,
+                daily_budget: (config.ai_daily_token_budget > 0)
+                    .then_some(config.ai_daily_token_budget),
                 models,
                 unknown_models: Mutex::new(Vec::new()),
                 monitor,
