@@ -80,7 +80,10 @@ pub struct Config {
     pub ai_timeout: Duration,
     pub ai_connect_timeout: Duration,
     pub ai_max_retries: u32,
-    pub ai_daily_token_budget: Option<u64>,
+    /// Per user and UTC day; 0 switches the budget off.
+    pub ai_daily_token_budget: u64,
+    /// All users together per UTC day; unset or 0: no global budget.
+    pub ai_global_daily_token_budget: Option<u64>,
     pub ai_breaker_failures: u32,
     pub ai_breaker_cooldown: Duration,
 
@@ -88,8 +91,12 @@ pub struct Config {
     pub ai_rate_limit_per_minute: u32,
     pub trust_proxy_hops: usize,
 
-    pub storage_quota_bytes: u64,
+    /// Unset: half of the disk holding `DATA_DIR` (see `files::space`).
+    pub storage_quota_bytes: Option<u64>,
+    /// Unset: 100 MiB, or a tenth of the storage quota if that is less.
     pub user_quota_bytes: Option<u64>,
+    /// Unset: 5% of the disk, at least 64 MiB and at most 1 GiB.
+    pub storage_min_free_bytes: Option<u64>,
     pub upload_max_bytes: u64,
     pub upload_allowed_types: Vec<String>,
     pub chromium_path: Option<PathBuf>,
@@ -249,7 +256,10 @@ impl Config {
             ai_timeout: env.seconds("AI_TIMEOUT_SECONDS", 1, 3600)?,
             ai_connect_timeout: env.seconds("AI_CONNECT_TIMEOUT_SECONDS", 1, 300)?,
             ai_max_retries: env.parse_range("AI_MAX_RETRIES", 0, 10)?,
-            ai_daily_token_budget: env.opt_parse("AI_DAILY_TOKEN_BUDGET")?,
+            ai_daily_token_budget: env.parse("AI_DAILY_TOKEN_BUDGET")?,
+            ai_global_daily_token_budget: env
+                .opt_parse("AI_GLOBAL_DAILY_TOKEN_BUDGET")?
+                .filter(|b: &u64| *b > 0),
             ai_breaker_failures: env.parse_range("AI_BREAKER_FAILURES", 1, 1000)?,
             ai_breaker_cooldown: env.seconds("AI_BREAKER_COOLDOWN_SECONDS", 1, 3600)?,
 
@@ -257,8 +267,9 @@ impl Config {
             ai_rate_limit_per_minute: env.parse("AI_RATE_LIMIT_PER_MINUTE")?,
             trust_proxy_hops: env.parse_range("TRUST_PROXY_HOPS", 0, 16)?,
 
-            storage_quota_bytes: env.parse("STORAGE_QUOTA_BYTES")?,
+            storage_quota_bytes: env.opt_parse("STORAGE_QUOTA_BYTES")?,
             user_quota_bytes: env.opt_parse("USER_QUOTA_BYTES")?,
+            storage_min_free_bytes: env.opt_parse("STORAGE_MIN_FREE_BYTES")?,
             upload_max_bytes: env.parse_range("UPLOAD_MAX_BYTES", 1, 1 << 40)?,
             upload_allowed_types: {
                 let list = env.list("UPLOAD_ALLOWED_TYPES");
@@ -454,7 +465,11 @@ mod tests {
         assert_eq!(c.session_ttl, Duration::from_secs(86_400));
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.ai_rate_limit_per_minute, 10);
-        assert_eq!(c.storage_quota_bytes, 2_147_483_648);
+        assert_eq!(
+            c.storage_quota_bytes, None,
+            "derived from the disk at start-up"
+        );
+        assert_eq!(c.ai_daily_token_budget, 200_000);
         assert_eq!(c.upload_max_bytes, 26_214_400);
         assert!(c.anthropic_api_key.is_none());
         assert_eq!(c.database_path(), PathBuf::from("./data/hs-platform.db"));

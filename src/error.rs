@@ -71,7 +71,7 @@ pub enum AppError {
     },
     /// 500: a bug or an internal failure. Never shown to the client.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl AppError {
@@ -222,6 +222,18 @@ pub fn conflict_on_unique(err: sqlx::Error, message: &str) -> AppError {
         return AppError::Conflict(message.to_string());
     }
     AppError::Internal(anyhow::Error::new(err))
+}
+
+impl From<anyhow::Error> for AppError {
+    /// An internal failure, except a write that met a full disk: that is a
+    /// 507 `insufficient_storage` (the caller's temporary file is gone).
+    fn from(err: anyhow::Error) -> Self {
+        if crate::files::space::chain_is_disk_full(&err) {
+            tracing::warn!(error = %format!("{err:#}"), "a write met a full disk");
+            return crate::files::space::insufficient_storage();
+        }
+        AppError::Internal(err)
+    }
 }
 
 impl From<sqlx::Error> for AppError {

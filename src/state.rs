@@ -93,7 +93,7 @@ impl AppState {
             config.rate_limit_per_minute,
             config.ai_rate_limit_per_minute,
         ));
-        let ai = AiService::new(&config, monitor.clone())?;
+        let ai = AiService::new(&config, db.clone(), monitor.clone())?;
         let jobs = Queue::new(db.clone(), config.clone());
         let health = Probe::new();
         let loadtest_secret: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());

@@ -134,9 +134,12 @@ pub struct Variables {
     /// Upstream retries per call.
     #[arg(long, env = "AI_MAX_RETRIES", default_value = "2")]
     pub ai_max_retries: Option<String>,
-    /// Per-user input+output tokens per UTC day (429 `budget_exhausted`); unset: unlimited.
-    #[arg(long, env = "AI_DAILY_TOKEN_BUDGET")]
+    /// Per-user input+output tokens per UTC day, reserved before each call (429 `budget_exhausted`); 0: unlimited.
+    #[arg(long, env = "AI_DAILY_TOKEN_BUDGET", default_value = "200000")]
     pub ai_daily_token_budget: Option<String>,
+    /// All users' input+output tokens per UTC day (429 `budget_exhausted`); unset or 0: no global budget.
+    #[arg(long, env = "AI_GLOBAL_DAILY_TOKEN_BUDGET")]
+    pub ai_global_daily_token_budget: Option<String>,
     /// Failures in a row that open the circuit breaker.
     #[arg(long, env = "AI_BREAKER_FAILURES", default_value = "5")]
     pub ai_breaker_failures: Option<String>,
@@ -154,12 +157,15 @@ pub struct Variables {
     /// Cloudflare then Render's proxy).
     #[arg(long, env = "TRUST_PROXY_HOPS", default_value = "0")]
     pub trust_proxy_hops: Option<String>,
-    /// Total bytes of stored files (507 / job `quota_exceeded`).
-    #[arg(long, env = "STORAGE_QUOTA_BYTES", default_value = "2147483648")]
+    /// Total bytes of stored files (507 / job `quota_exceeded`); unset: half of the disk holding DATA_DIR.
+    #[arg(long, env = "STORAGE_QUOTA_BYTES")]
     pub storage_quota_bytes: Option<String>,
-    /// Per-user bytes of stored files; unset: only the total quota.
+    /// Per-user bytes of stored files and queued job payloads; unset: 100 MiB, or a tenth of the total quota if less (more than a tenth is refused).
     #[arg(long, env = "USER_QUOTA_BYTES")]
     pub user_quota_bytes: Option<String>,
+    /// Free disk space below which uploads, generated files and backups are refused with 507; unset: 5% of the disk, 64 MiB to 1 GiB.
+    #[arg(long, env = "STORAGE_MIN_FREE_BYTES")]
+    pub storage_min_free_bytes: Option<String>,
     /// Largest upload (413, enforced while streaming).
     #[arg(long, env = "UPLOAD_MAX_BYTES", default_value = "26214400")]
     pub upload_max_bytes: Option<String>,

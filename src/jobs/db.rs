@@ -402,6 +402,28 @@ pub async fn count_prunable(conn: &mut SqliteConnection, before: &str) -> sqlx::
     .await
 }
 
+/// Payload bytes of unfinished jobs: everyone's and `user_id`'s (queued
+/// payloads count against their owner's storage quota). `except` leaves one
+/// job out (the job now storing its own result).
+pub async fn pending_payload_bytes(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    except: Option<&str>,
+) -> sqlx::Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) AS "total!: i64",
+                  coalesce(sum(CASE WHEN user_id = ?1 THEN length(CAST(payload AS BLOB)) ELSE 0 END), 0)
+                      AS "mine!: i64"
+           FROM jobs
+           WHERE status IN ('queued', 'running') AND (?2 IS NULL OR id <> ?2)"#,
+        user_id,
+        except
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((r.total, r.mine))
+}
+
 /// The earliest run_at of queued jobs (to wake the runner for scheduled work).
 pub async fn next_run_at(conn: &mut SqliteConnection) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(r#"SELECT min(run_at) AS "at?: String" FROM jobs WHERE status = 'queued'"#)

@@ -43,6 +43,16 @@ use crate::error::{AppError, Result};
 use crate::http::extract::Json;
 use crate::sessions::auth::Principal;
 
+/// Payload bytes of unfinished jobs, everyone's and `user_id`'s, leaving
+/// out the job `except` (storage quotas count queued payloads).
+pub async fn pending_payload_bytes(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &str,
+    except: Option<&str>,
+) -> sqlx::Result<(i64, i64)> {
+    db::pending_payload_bytes(conn, user_id, except).await
+}
+
 /// Longest `Prefer: wait=N` honoured, in seconds.
 pub const MAX_PREFER_WAIT: u64 = 60;
 

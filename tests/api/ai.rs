@@ -716,6 +716,78 @@ async fn a_spent_daily_budget_answers_429_until_midnight() {
 }
 
 #[tokio::test]
+async fn parallel_chats_against_a_small_budget_reach_upstream_only_as_often_as_it_allows() {
+    let fake = FakeClaude::start().await;
+    // Every answer costs 5 input + 30 output tokens.
+    fake.set_default(Some(Reply::answer(&"word ".repeat(30))));
+    let app = spawn_ai_app(&fake, &[("AI_DAILY_TOKEN_BUDGET", "100")]).await;
+    let attacker = app.new_user().await;
+    // Each call reserves its input estimate (16) plus maxTokens (40) = 56.
+    let body = json!({"message": "Hello there", "maxTokens": 40});
+    let jobs = (0..12).map(|_| app.chat_wait(&attacker.token, body.clone(), 30));
+    let streams = (0..12).map(|_| app.chat_stream(&attacker.token, body.clone()));
+    let (jobs, streams) = tokio::join!(
+        futures::future::join_all(jobs),
+        futures::future::join_all(streams)
+    );
+
+    let mut answered = 0;
+    for res in jobs {
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "budget_exhausted").await;
+            continue;
+        }
+        assert_eq!(res.status(), StatusCode::OK);
+        let job: Value = res.json().await.unwrap();
+        match job["status"].as_str() {
+            Some("succeeded") => answered += 1,
+            _ => assert_eq!(job["error"]["code"], "budget_exhausted", "{job}"),
+        }
+    }
+    for (head, events) in streams {
+        if head.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(head.headers.contains_key("retry-after"));
+            continue;
+        }
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(events.last().unwrap().event, "done", "{events:?}");
+        answered += 1;
+    }
+    // A call starts only while used + reserved < 100, and each uses 35:
+    // at most (100 + 56) / 35 = 4 calls, whatever the interleaving.
+    let calls = fake.message_calls();
+    assert!((1..=4).contains(&calls), "{calls} calls reached upstream");
+    assert_eq!(answered, calls);
+
+    // Another account's budget is its own.
+    let other = app.new_user().await;
+    let res = app.chat_wait(&other.token, body.clone(), 30).await;
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+#[tokio::test]
+async fn a_global_budget_stops_every_account_once_spent() {
+    let fake = FakeClaude::start().await;
+    let app = spawn_ai_app(&fake, &[("AI_GLOBAL_DAILY_TOKEN_BUDGET", "10")]).await;
+    let first = app.new_user().await;
+    let second = app.new_user().await;
+    let res = app
+        .chat_wait(&first.token, json!({"message": "Hello there"}), 20)
+        .await;
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let res = app.chat(&second.token, json!({"message": "Hi"})).await;
+    assert!(res.headers().contains_key("retry-after"));
+    let body = assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "budget_exhausted").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("service's"),
+        "{body}"
+    );
+    assert_eq!(fake.message_calls(), 1);
+}
+
+#[tokio::test]
 async fn token_usage_appears_in_the_user_profile_statistics() {
     let fake = FakeClaude::start().await;
     let app = spawn_ai_app(&fake, &[]).await;

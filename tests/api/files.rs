@@ -613,35 +613,55 @@ async fn the_file_list_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn over_the_quota_uploads_and_submissions_are_507_and_a_job_fails_with_quota_exceeded() {
-    let app = spawn_app_with(&[("STORAGE_QUOTA_BYTES", "1000")]).await;
+    // The per-user quota defaults to a tenth of this: 2,000 bytes.
+    let app = spawn_app_with(&[("STORAGE_QUOTA_BYTES", "20000")]).await;
     let user = app.new_user().await;
-    // A PDF embeds a font: far over 1000 bytes, which only the job can tell.
-    let job = app.generate(&user.token, "pdf", long_document()).await;
+    // A PDF embeds a font: far over the quota, which only the job can tell.
+    let small = json!({"title": "T", "sections": [{"type": "paragraph", "text": "Hi"}]});
+    let job = app.generate(&user.token, "pdf", small).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "quota_exceeded");
     assert!(app.files_on_disk().is_empty(), "a refused file is removed");
-
+    // A request whose queued payload alone is over the quota is refused.
     let res = app
-        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 900])
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let res = app
-        .upload(&user.token, "b.txt", "text/plain", &[b'b'; 200])
+        .post(
+            "/api/files/generate/pdf",
+            Some(&user.token),
+            long_document(),
+        )
         .await;
     assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
 
     let res = app
-        .upload(&user.token, "c.txt", "text/plain", &[b'c'; 100])
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 2001])
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 2000])
         .await;
     assert_eq!(
         res.status(),
         StatusCode::CREATED,
         "exactly at the quota is fine"
     );
+    let res = app.upload(&user.token, "b.txt", "text/plain", b"b").await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+
+    // Nine more accounts fill the total quota; the eleventh meets it.
+    for _ in 0..9 {
+        let other = app.new_user().await;
+        let res = app
+            .upload(&other.token, "c.txt", "text/plain", &[b'c'; 2000])
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let late = app.new_user().await;
+    let res = app.upload(&late.token, "d.txt", "text/plain", b"d").await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
     let res = app
         .post(
             "/api/files/generate/csv",
-            Some(&user.token),
+            Some(&late.token),
             json!({"columns": [{"key": "a"}], "rows": []}),
         )
         .await;
@@ -669,6 +689,201 @@ async fn a_per_user_quota_limits_one_user_but_not_another() {
             .status(),
         StatusCode::CREATED
     );
+}
+
+#[tokio::test]
+async fn one_accounts_uploads_stop_at_its_quota_with_507_while_another_can_still_upload() {
+    let app = spawn_app_with(&[("USER_QUOTA_BYTES", "1000")]).await;
+    let attacker = app.new_user().await;
+    let victim = app.new_user().await;
+    // The attacker uploads until refused: exactly ten 100-byte files fit.
+    let mut stored = 0;
+    loop {
+        let res = app
+            .upload(&attacker.token, "fill.txt", "text/plain", &[b'x'; 100])
+            .await;
+        if res.status() != StatusCode::CREATED {
+            assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+            break;
+        }
+        stored += 1;
+        assert!(stored <= 10, "the quota did not stop the uploads");
+    }
+    assert_eq!(stored, 10);
+    assert_eq!(
+        app.files_on_disk().len(),
+        10,
+        "the refused upload left nothing"
+    );
+    let res = app
+        .upload(&victim.token, "mine.txt", "text/plain", &[b'v'; 100])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn queued_job_payloads_count_against_their_owners_quota() {
+    let app = spawn_app_with(&[("USER_QUOTA_BYTES", "2000")]).await;
+    let user = app.new_user().await;
+    let other = app.new_user().await;
+    // A job that will not run for an hour, holding 1,500 bytes of payload.
+    let payload = json!({"filler": "p".repeat(1500)});
+    app.state
+        .jobs
+        .enqueue(
+            hs_platform::jobs::NewJob::new("jobs.noop", payload)
+                .owner(&user.id)
+                .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 600])
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    // A generation request whose own payload would not fit is refused too.
+    let rows: Vec<Value> = (0..40).map(|i| json!({"a": format!("row {i}")})).collect();
+    let res = app
+        .post(
+            "/api/files/generate/csv",
+            Some(&user.token),
+            json!({"columns": [{"key": "a"}], "rows": rows}),
+        )
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    let res = app
+        .upload(&user.token, "b.txt", "text/plain", &[b'b'; 400])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "what is left still fits");
+    let res = app
+        .upload(&other.token, "c.txt", "text/plain", &[b'c'; 600])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_disk_at_its_free_space_floor_refuses_files_and_backups_with_507_and_writes_nothing() {
+    // A floor larger than any disk: the disk is always "at its floor".
+    let app = spawn_app_with(&[("STORAGE_MIN_FREE_BYTES", "1152921504606846976")]).await;
+    let user = app.new_user().await;
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", b"hello")
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    let res = app
+        .post(
+            "/api/files/generate/csv",
+            Some(&user.token),
+            json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]}),
+        )
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+
+    // A job queued before the disk filled fails when it would store its file.
+    let job = app
+        .state
+        .jobs
+        .enqueue(
+            hs_platform::jobs::NewJob::new(
+                "files.csv",
+                json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]}),
+            )
+            .owner(&user.id),
+        )
+        .await
+        .unwrap();
+    let job = app.wait_file_job(&user.token, &job.id.to_string()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "insufficient_storage");
+    assert!(app.files_on_disk().is_empty(), "{:?}", app.files_on_disk());
+
+    let admin = app.new_admin().await;
+    let res = app
+        .post("/api/maintenance/backups", Some(&admin.token), json!({}))
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    let backups = app.data_dir().join("backups");
+    let left = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "no backup file was written");
+
+    // The database keeps working: accounts, sessions, profiles.
+    let again = app.new_user().await;
+    let res = app.get_user(&again.id, &again.token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Mounts a tiny tmpfs on `dir` (root only); false when not permitted.
+fn mount_tiny_tmpfs(dir: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn an_upload_that_meets_a_full_disk_answers_507_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    if !mount_tiny_tmpfs(&files, "512k") {
+        eprintln!(
+            "SKIPPED an_upload_that_meets_a_full_disk_answers_507_and_leaves_no_partial_file: \
+             mounting a tmpfs is not permitted here (needs root)"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(files.clone());
+    let app = crate::helpers::spawn_app_in_with(
+        dir,
+        &[
+            // No floor: the write itself meets "no space left on device".
+            ("STORAGE_MIN_FREE_BYTES", "0"),
+            ("STORAGE_QUOTA_BYTES", "104857600"),
+        ],
+    )
+    .await;
+    let user = app.new_user().await;
+    let res = app
+        .upload(&user.token, "big.txt", "text/plain", &vec![b'x'; 1 << 20])
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    assert!(app.files_on_disk().is_empty(), "{:?}", app.files_on_disk());
+    // A file that fits is still accepted, and the database kept working.
+    let res = app
+        .upload(&user.token, "small.txt", "text/plain", &[b'y'; 1000])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut app = app;
+    app.stop().await;
+    drop(_unmount);
 }
 
 #[tokio::test]

@@ -47,6 +47,9 @@ fn base_env(dir: &TempDir) -> HashMap<String, String> {
     env.insert("AI_RATE_LIMIT_PER_MINUTE".into(), "0".into());
     env.insert("SHUTDOWN_GRACE_SECONDS".into(), "5".into());
     env.insert("SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
+    // Tests do not depend on how full the build machine's disk is; the
+    // floor's own tests set it.
+    env.insert("STORAGE_MIN_FREE_BYTES".into(), "1048576".into());
     env
 }
 
@@ -74,7 +77,15 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
 /// Starts the real service on a data directory the test prepared (a
 /// database file left by an earlier version, say).
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
-    let env = base_env(&dir);
+    spawn_app_in_with(dir, &[]).await
+}
+
+/// [`spawn_app_in`] with extra settings.
+pub async fn spawn_app_in_with(dir: TempDir, settings: &[(&str, &str)]) -> TestApp {
+    let mut env = base_env(&dir);
+    for (k, v) in settings {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
     start(dir, env).await
 }
 
