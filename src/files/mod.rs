@@ -12,6 +12,7 @@
 pub mod csv;
 pub mod db;
 pub mod docx;
+pub mod egress;
 pub mod jobs;
 pub mod model;
 pub mod pdf;
