@@ -737,6 +737,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_plain_http_request_to_loopback_is_refused_without_the_address() {
+        let (target, hits) = echo().await;
+        let egress = egress(&[]);
+        let listener = egress.listen().await.unwrap();
+        let port = target.port();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert_eq!(body, "egress refused: the host is not a public address\n");
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        assert_eq!(listener.refused(), vec![format!("localhost:{port}")]);
+    }
+
+    #[tokio::test]
     async fn a_websocket_upgrade_over_plain_http_is_relayed_both_ways() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = l.local_addr().unwrap();
