@@ -20,6 +20,8 @@ pub struct Application {
     state: AppState,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Cancelled once the server has finished its last request.
+    drained: CancellationToken,
     addr: SocketAddr,
     /// Held while the service runs: `restore` refuses while it is held.
     _lock: crate::maintenance::backup::DataDirLock,
@@ -61,29 +63,38 @@ impl Application {
         let addr = listener.local_addr()?;
         let _ = state.bound_addr.set(addr);
 
+        // Every background task runs under this one tracker and stops on
+        // `shutdown`.
         let tracker = TaskTracker::new();
-        crate::health::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::sessions::spawn_workers(&state, &tracker, shutdown.clone());
+        crate::health::spawn_workers(&state.health, &state.db, &tracker, shutdown.clone());
+        crate::sessions::spawn_workers(&state.sessions, &tracker, shutdown.clone());
         let mut registry = Registry::default();
         crate::jobs::register_jobs(&mut registry);
-        crate::ai::register_jobs(&mut registry);
-        crate::files::register_jobs(&mut registry);
-        crate::loadtest::register_jobs(&mut registry);
-        crate::maintenance::register_jobs(&mut registry);
+        crate::ai::register_jobs(&mut registry, &state.ai);
+        crate::files::register_jobs(&mut registry, &state.files);
+        crate::loadtest::register_jobs(&mut registry, &state.loadtest);
+        crate::maintenance::register_jobs(&mut registry, &state.maintenance);
         extra_jobs(&mut registry);
-        crate::jobs::spawn_runner(&state, registry, &tracker, shutdown.clone());
-        crate::ai::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::files::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::monitoring::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::analytics::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::loadtest::spawn_workers(&state, &tracker, shutdown.clone());
-        crate::maintenance::spawn_workers(&state, &tracker, shutdown.clone());
+        let drained = CancellationToken::new();
+        crate::jobs::spawn_runner(
+            &state.runner,
+            registry,
+            &tracker,
+            shutdown.clone(),
+            drained.clone(),
+        );
+        crate::ai::spawn_workers(&state.ai, &tracker, shutdown.clone());
+        crate::files::spawn_workers(&state.files, &tracker, shutdown.clone());
+        crate::monitoring::spawn_workers(&state.monitoring, &tracker, shutdown.clone());
+        crate::loadtest::spawn_workers(&state.loadtest, &tracker, shutdown.clone());
+        crate::maintenance::spawn_workers(&state.maintenance, &tracker, shutdown.clone());
 
         Ok(Self {
             listener,
             state,
             tracker,
             shutdown,
+            drained,
             addr,
             _lock: lock,
         })
@@ -117,6 +128,7 @@ impl Application {
         )
         .await;
         self.shutdown.cancel();
+        self.drained.cancel();
         self.tracker.close();
         if tokio::time::timeout(config.shutdown_grace, self.tracker.wait())
             .await
@@ -128,6 +140,19 @@ impl Application {
         tracing::info!("hs-platform stopped");
         Ok(())
     }
+}
+
+/// `create-admin`: makes (or promotes) the admin account `email` through the
+/// users domain alone, without starting the service.
+pub async fn create_admin(
+    config: &Config,
+    db: &Db,
+    email: &str,
+    password: secrecy::SecretString,
+) -> anyhow::Result<String> {
+    let auth = crate::sessions::auth::AuthCache::new(db.clone());
+    let users = crate::users::Users::from_config(db.clone(), config, auth)?;
+    users.ensure_admin(email, password).await
 }
 
 /// The data directory must exist and be writable; anything else fails

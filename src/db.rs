@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::config::{Config, Synchronous};
 
@@ -106,6 +106,33 @@ impl Db {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+// --- database-level pragmas shared by maintenance and monitoring's retention
+
+pub async fn page_size(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("PRAGMA page_size").fetch_one(conn).await
+}
+
+pub async fn page_count(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(conn)
+        .await
+}
+
+pub async fn freelist_count(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(conn)
+        .await
+}
+
+/// Frees every page of the free list (the database uses
+/// `auto_vacuum = INCREMENTAL`).
+pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()> {
+    sqlx::query("PRAGMA incremental_vacuum")
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Every timestamp is stored as TEXT in this one format: RFC 3339, UTC,

@@ -184,6 +184,10 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub std::sync::Arc<String>);
 
+/// Marks a response produced by a caught panic.
+#[derive(Clone, Copy, Debug)]
+pub struct Panicked;
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -5,14 +5,23 @@
 //! - [`main`](../hs_platform/index.html) (`src/main.rs`): the CLI.
 //! - [`config`]: the only reader of the environment.
 //! - [`app`]: build, serve, shut down.
-//! - [`state`]: handles shared by handlers.
+//! - [`state`]: the handles, built once, and each domain's service cut from
+//!   them (`FromRef`); only `app`, `state` and `http` see the whole state.
 //! - [`error`]: the one error type and problem+json.
-//! - [`db`]: SQLite pools, pragmas, migrations, timestamp format.
-//! - [`http`]: router assembly, middleware, extractors, OpenAPI, accept loop.
-//! - Domains, each with `routes.rs` (handlers), `db.rs` (all its SQL) and
-//!   `model.rs` (types): [`health`], [`users`], [`sessions`], [`jobs`],
-//!   [`ai`], [`files`], [`monitoring`], [`analytics`], [`loadtest`],
-//!   [`maintenance`].
+//! - [`retry`]: the one backoff schedule (jobs, the Claude API client, the
+//!   alert webhook).
+//! - [`db`]: SQLite pools, pragmas (and the page counts and incremental
+//!   vacuum shared by maintenance and the log retention), migrations,
+//!   timestamp format.
+//! - [`http`]: router assembly, middleware, extractors, rate limiting, the
+//!   response cache, OpenAPI, accept loop.
+//! - Domains, each with a service type holding exactly the handles it needs
+//!   (handlers take `State<ThatService>`; its `router()` is generic over the
+//!   outer state), `routes.rs` (handlers), `db.rs` (all its SQL) and
+//!   `model.rs` (types): [`health`] (liveness and dependency checks),
+//!   [`users`], [`sessions`], [`jobs`], [`ai`], [`files`], [`monitoring`]
+//!   (request log, errors, performance, alerts, metrics), [`analytics`],
+//!   [`loadtest`], [`maintenance`].
 
 pub mod ai;
 pub mod analytics;
@@ -27,6 +36,7 @@ pub mod jobs;
 pub mod loadtest;
 pub mod maintenance;
 pub mod monitoring;
+pub mod retry;
 pub mod sessions;
 pub mod state;
 pub mod telemetry;

@@ -88,13 +88,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 }
             };
             let db = hs_platform::db::Db::open(&config).await?;
-            let state = hs_platform::state::AppState::build(
-                config,
-                db.clone(),
-                tokio_util::sync::CancellationToken::new(),
-            )
-            .await?;
-            let id = state.users.ensure_admin(&email, password).await?;
+            let id = hs_platform::app::create_admin(&config, &db, &email, password).await?;
             db.close().await;
             println!("admin {email} ready (id {id})");
             Ok(())

@@ -18,60 +18,22 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rand::Rng;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 
 use super::model::{
-    ChatParams, ChatResult, ErrorEnvelope, MessageResponse, MessagesRequest, ModelsPage,
+    ChatParams, ChatResult, ErrorBody, ErrorEnvelope, MessageResponse, MessagesRequest, ModelsPage,
     StreamEvent, TokenUsage,
 };
 use super::sse::SseParser;
+use super::upstream::{
+    UpstreamError, classify_status, malformed, request_id_of, retry_after_of, retry_delay,
+    stream_error, timeout_error,
+};
 use crate::config::Config;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
-
-/// Why an upstream call failed, in terms safe to show a client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamError {
-    /// Our stable code: `upstream_auth`, `upstream_invalid_request`,
-    /// `upstream_not_found`, `upstream_request_too_large`,
-    /// `upstream_spend_limit`, `upstream_rate_limited`,
-    /// `upstream_overloaded`, `upstream_error`, `upstream_timeout`,
-    /// `upstream_unreachable`, `upstream_malformed`,
-    /// `upstream_stream_incomplete`, `client_disconnected`.
-    pub code: &'static str,
-    /// Our wording (with the API's error type where known).
-    pub message: String,
-    /// Retrying the same request may succeed.
-    pub retryable: bool,
-    /// The failure says the API (or our access to it) is unhealthy, so it
-    /// counts towards opening the circuit breaker.
-    pub unhealthy: bool,
-    /// Wait asked for by the API (`retry-after-ms` / `retry-after`).
-    pub retry_after: Option<Duration>,
-}
-
-impl UpstreamError {
-    fn new(code: &'static str, message: impl Into<String>, retryable: bool) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retryable,
-            unhealthy: retryable,
-            retry_after: None,
-        }
-    }
-
-    /// The caller stopped listening (stream client gone, job cancelled).
-    pub fn client_disconnected() -> Self {
-        Self {
-            unhealthy: false,
-            ..Self::new("client_disconnected", "the caller went away", false)
-        }
-    }
-}
 
 /// What one logical call (all its attempts) came to.
 #[derive(Debug, Clone)]
@@ -103,6 +65,111 @@ impl Attempt {
             http_status: None,
             request_id: None,
             usage: TokenUsage::default(),
+        }
+    }
+}
+
+/// What one streamed attempt has read so far.
+#[derive(Debug)]
+struct StreamReading {
+    text: String,
+    model: String,
+    stop_reason: Option<String>,
+    /// Text was relayed to the caller: the attempt can no longer be retried.
+    relayed: bool,
+    input: Option<u64>,
+    output: Option<u64>,
+}
+
+/// What to do after one stream event.
+#[derive(Debug)]
+enum Step {
+    Continue,
+    /// Relay this text to the caller.
+    Relay(String),
+    /// `message_stop`: the answer is complete.
+    Done,
+    /// An `error` event (its message is for the log only).
+    Failed(ErrorBody),
+}
+
+impl StreamReading {
+    fn new(model: String) -> Self {
+        Self {
+            text: String::new(),
+            model,
+            stop_reason: None,
+            relayed: false,
+            input: None,
+            output: None,
+        }
+    }
+
+    /// Takes one event into account.
+    fn apply(&mut self, event: StreamEvent) -> Step {
+        match event {
+            StreamEvent::MessageStart { message } => {
+                self.model = message.model;
+                self.input = message.usage.input().or(self.input);
+                self.output = message.usage.output_tokens.or(self.output);
+            }
+            StreamEvent::ContentBlockDelta { delta } => {
+                if delta.type_ == "text_delta"
+                    && let Some(piece) = delta.text
+                    && !piece.is_empty()
+                {
+                    self.text.push_str(&piece);
+                    self.relayed = true;
+                    return Step::Relay(piece);
+                }
+            }
+            StreamEvent::MessageDelta { delta, usage } => {
+                if delta.stop_reason.is_some() {
+                    self.stop_reason = delta.stop_reason;
+                }
+                self.input = usage.input().or(self.input);
+                self.output = usage.output_tokens.or(self.output);
+            }
+            StreamEvent::MessageStop {} => return Step::Done,
+            StreamEvent::Error { error } => return Step::Failed(error),
+            StreamEvent::ContentBlockStart {}
+            | StreamEvent::ContentBlockStop {}
+            | StreamEvent::Ping {}
+            | StreamEvent::Unknown => {}
+        }
+        Step::Continue
+    }
+
+    /// The tokens reported so far (partial streams included).
+    fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.input.unwrap_or(0),
+            output_tokens: self.output.unwrap_or(0),
+        }
+    }
+
+    /// The attempt's outcome once reading ended with `end`. A failure after
+    /// text was relayed is not retried (the caller already has part of it).
+    fn outcome(
+        self,
+        end: Result<(), UpstreamError>,
+        request_id: Option<String>,
+    ) -> Result<ChatResult, UpstreamError> {
+        let usage = self.usage();
+        match end {
+            Ok(()) => Ok(ChatResult {
+                text: self.text,
+                model: self.model,
+                stop_reason: self.stop_reason,
+                usage,
+                request_id,
+            }),
+            Err(mut e) => {
+                if self.relayed {
+                    e.retryable = false;
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -311,97 +378,63 @@ impl ClaudeClient {
             return attempt;
         }
 
-        let mut body = res.bytes_stream();
+        let mut reading = StreamReading::new(params.model.clone());
+        let end = self
+            .read_stream(res.bytes_stream(), &mut reading, deltas)
+            .await;
+        attempt.usage = reading.usage();
+        attempt.outcome = reading.outcome(end, request_id);
+        attempt
+    }
+
+    /// Reads the events of a stream into `reading`, relaying text deltas,
+    /// until `message_stop` (`Ok`) or a failure.
+    async fn read_stream<B>(
+        &self,
+        mut body: B,
+        reading: &mut StreamReading,
+        deltas: &mpsc::Sender<String>,
+    ) -> Result<(), UpstreamError>
+    where
+        B: futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin,
+    {
         let mut parser = SseParser::new();
-        let mut text = String::new();
-        let mut model = params.model.clone();
-        let mut stop_reason = None;
-        let mut relayed = false;
-        let mut input: Option<u64> = None;
-        let mut output: Option<u64> = None;
-        let result = 'read: loop {
+        loop {
             let chunk = match tokio::time::timeout(self.timeout, body.next()).await {
-                Err(_) => break 'read Err(timeout_error()),
+                Err(_) => return Err(timeout_error()),
                 Ok(None) => {
-                    break 'read Err(UpstreamError::new(
+                    return Err(UpstreamError::new(
                         "upstream_stream_incomplete",
                         "the Claude API stream ended before message_stop",
                         true,
                     ));
                 }
-                Ok(Some(Err(e))) => break 'read Err(self.transport_error(&e)),
+                Ok(Some(Err(e))) => return Err(self.transport_error(&e)),
                 Ok(Some(Ok(c))) => c,
             };
-            let events = match parser.push(&chunk) {
-                Ok(ev) => ev,
-                Err(_) => break 'read Err(malformed()),
-            };
+            let events = parser.push(&chunk).map_err(|_| malformed())?;
             for ev in events {
-                let parsed: StreamEvent = match serde_json::from_str(&ev.data) {
-                    Ok(p) => p,
-                    Err(_) => break 'read Err(malformed()),
-                };
-                match parsed {
-                    StreamEvent::MessageStart { message } => {
-                        model = message.model;
-                        input = message.usage.input().or(input);
-                        output = message.usage.output_tokens.or(output);
-                    }
-                    StreamEvent::ContentBlockDelta { delta } => {
-                        if delta.type_ == "text_delta"
-                            && let Some(piece) = delta.text
-                            && !piece.is_empty()
-                        {
-                            text.push_str(&piece);
-                            relayed = true;
-                            if deltas.send(piece).await.is_err() {
-                                break 'read Err(UpstreamError::client_disconnected());
-                            }
+                let parsed: StreamEvent =
+                    serde_json::from_str(&ev.data).map_err(|_| malformed())?;
+                match reading.apply(parsed) {
+                    Step::Continue => {}
+                    Step::Relay(piece) => {
+                        if deltas.send(piece).await.is_err() {
+                            return Err(UpstreamError::client_disconnected());
                         }
                     }
-                    StreamEvent::MessageDelta { delta, usage } => {
-                        if delta.stop_reason.is_some() {
-                            stop_reason = delta.stop_reason;
-                        }
-                        input = usage.input().or(input);
-                        output = usage.output_tokens.or(output);
-                    }
-                    StreamEvent::MessageStop {} => break 'read Ok(()),
-                    StreamEvent::Error { error } => {
+                    Step::Done => return Ok(()),
+                    Step::Failed(error) => {
                         tracing::warn!(
                             upstream_type = %self.redact(&error.type_),
                             upstream_message = %self.redact(&error.message),
                             "the Claude API stream carried an error event"
                         );
-                        break 'read Err(stream_error(&error.type_));
+                        return Err(stream_error(&error.type_));
                     }
-                    StreamEvent::ContentBlockStart {}
-                    | StreamEvent::ContentBlockStop {}
-                    | StreamEvent::Ping {}
-                    | StreamEvent::Unknown => {}
                 }
             }
-        };
-        attempt.usage = TokenUsage {
-            input_tokens: input.unwrap_or(0),
-            output_tokens: output.unwrap_or(0),
-        };
-        attempt.outcome = match result {
-            Ok(()) => Ok(ChatResult {
-                text,
-                model,
-                stop_reason,
-                usage: attempt.usage,
-                request_id,
-            }),
-            Err(mut e) => {
-                if relayed {
-                    e.retryable = false;
-                }
-                Err(e)
-            }
-        };
-        attempt
+        }
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> UpstreamError {
@@ -501,287 +534,88 @@ impl ClaudeClient {
     }
 }
 
-fn request_id_of(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map(str::to_owned)
-}
-
-fn timeout_error() -> UpstreamError {
-    UpstreamError::new(
-        "upstream_timeout",
-        "the Claude API did not answer in time",
-        true,
-    )
-}
-
-fn malformed() -> UpstreamError {
-    UpstreamError {
-        unhealthy: true,
-        ..UpstreamError::new(
-            "upstream_malformed",
-            "the Claude API answered something that is not a valid message",
-            false,
-        )
-    }
-}
-
-/// The API's error types are short identifiers; anything else is not shown.
-fn safe_type(t: &str) -> &str {
-    if !t.is_empty() && t.len() <= 40 && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        t
-    } else {
-        "unknown_error"
-    }
-}
-
-/// Whether an error message says a spend or usage limit (not a rate limit)
-/// was reached: waiting seconds will not help.
-pub fn is_spend_limit(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "spend limit",
-        "spending limit",
-        "usage limit",
-        "credit balance",
-        "billing",
-    ]
-    .iter()
-    .any(|needle| m.contains(needle))
-}
-
-/// Classifies an HTTP error answer the way the official SDKs do.
-pub fn classify_status(
-    status: u16,
-    error_type: &str,
-    error_message: &str,
-    headers: &HeaderMap,
-) -> UpstreamError {
-    let t = safe_type(error_type);
-    let mut err = match status {
-        401 | 403 => UpstreamError {
-            unhealthy: true,
-            ..UpstreamError::new(
-                "upstream_auth",
-                format!("the Claude API refused our credentials ({t}); check ANTHROPIC_API_KEY"),
-                false,
-            )
-        },
-        400 | 422 => UpstreamError::new(
-            "upstream_invalid_request",
-            format!("the Claude API rejected the request ({t})"),
-            false,
-        ),
-        404 => UpstreamError::new(
-            "upstream_not_found",
-            format!("the Claude API does not know this model or endpoint ({t})"),
-            false,
-        ),
-        413 => UpstreamError::new(
-            "upstream_request_too_large",
-            format!("the request is too large for the Claude API ({t})"),
-            false,
-        ),
-        429 if is_spend_limit(error_message) => UpstreamError {
-            unhealthy: true,
-            ..UpstreamError::new(
-                "upstream_spend_limit",
-                "the Claude API spend or usage limit of this account was reached",
-                false,
-            )
-        },
-        429 => UpstreamError::new(
-            "upstream_rate_limited",
-            format!("the Claude API is rate limiting us ({t})"),
-            true,
-        ),
-        529 => UpstreamError::new(
-            "upstream_overloaded",
-            format!("the Claude API is overloaded ({t})"),
-            true,
-        ),
-        408 | 409 | 500..=599 => UpstreamError::new(
-            "upstream_error",
-            format!("the Claude API failed with HTTP {status} ({t})"),
-            true,
-        ),
-        _ => UpstreamError::new(
-            "upstream_error",
-            format!("the Claude API answered HTTP {status} ({t})"),
-            false,
-        ),
-    };
-    if err.code != "upstream_spend_limit" {
-        match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
-            Some("true") => err.retryable = true,
-            Some("false") => err.retryable = false,
-            _ => {}
-        }
-    }
-    err
-}
-
-/// An `error` event inside a stream that began with HTTP 200.
-fn stream_error(error_type: &str) -> UpstreamError {
-    let t = safe_type(error_type);
-    match t {
-        "overloaded_error" => UpstreamError::new(
-            "upstream_overloaded",
-            "the Claude API is overloaded (overloaded_error)",
-            true,
-        ),
-        "rate_limit_error" => UpstreamError::new(
-            "upstream_rate_limited",
-            "the Claude API is rate limiting us (rate_limit_error)",
-            true,
-        ),
-        "api_error" | "timeout_error" => UpstreamError::new(
-            "upstream_error",
-            format!("the Claude API failed during the stream ({t})"),
-            true,
-        ),
-        _ => UpstreamError {
-            unhealthy: true,
-            ..UpstreamError::new(
-                "upstream_error",
-                format!("the Claude API stream failed ({t})"),
-                false,
-            )
-        },
-    }
-}
-
-/// `retry-after-ms` (milliseconds), else `retry-after` (seconds or an HTTP
-/// date), honoured only within (0, 60] s like the SDKs.
-pub fn retry_after_of(headers: &HeaderMap) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let secs = get("retry-after-ms")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|ms| ms / 1000.0)
-        .or_else(|| {
-            let v = get("retry-after")?.trim();
-            v.parse::<f64>().ok().or_else(|| {
-                let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-                let d = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-                Some(d.num_milliseconds() as f64 / 1000.0)
-            })
-        })?;
-    (secs.is_finite() && secs > 0.0 && secs <= 60.0).then(|| Duration::from_secs_f64(secs))
-}
-
-/// The wait before retry number `retries_done + 1`.
-pub fn retry_delay(retries_done: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(d) = retry_after {
-        return d;
-    }
-    let base = backoff_base(retries_done);
-    let jitter = 1.0 - 0.25 * rand::rng().random::<f64>();
-    Duration::from_secs_f64(base * jitter)
-}
-
-/// `min(0.5 * 2^n, 8)` seconds.
-pub fn backoff_base(retries_done: u32) -> f64 {
-    (0.5 * 2f64.powi(retries_done.min(30) as i32)).min(8.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
+    fn event(json: &str) -> StreamEvent {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn read(reading: &mut StreamReading, events: &[&str]) -> Vec<String> {
+        let mut relayed = Vec::new();
+        for e in events {
+            if let Step::Relay(piece) = reading.apply(event(e)) {
+                relayed.push(piece);
+            }
         }
-        h
+        relayed
     }
 
     #[test]
-    fn backoff_doubles_from_half_a_second_up_to_eight() {
-        assert_eq!(backoff_base(0), 0.5);
-        assert_eq!(backoff_base(1), 1.0);
-        assert_eq!(backoff_base(3), 4.0);
-        assert_eq!(backoff_base(4), 8.0);
-        assert_eq!(backoff_base(10), 8.0);
-        for _ in 0..100 {
-            let d = retry_delay(1, None).as_secs_f64();
-            assert!((0.75..=1.0).contains(&d), "{d}");
-        }
-    }
-
-    #[test]
-    fn retry_after_ms_wins_over_retry_after_and_is_bounded() {
-        let h = headers(&[("retry-after-ms", "200"), ("retry-after", "5")]);
-        assert_eq!(retry_after_of(&h), Some(Duration::from_millis(200)));
-        let h = headers(&[("retry-after", "3")]);
-        assert_eq!(retry_after_of(&h), Some(Duration::from_secs(3)));
-        assert_eq!(retry_after_of(&headers(&[("retry-after", "120")])), None);
-        assert_eq!(retry_after_of(&headers(&[("retry-after", "0")])), None);
-        assert_eq!(retry_after_of(&headers(&[("retry-after", "soon")])), None);
-        let date = (chrono::Utc::now() + chrono::Duration::seconds(10)).to_rfc2822();
-        let d = retry_after_of(&headers(&[("retry-after", &date)])).unwrap();
-        assert!(d > Duration::from_secs(5) && d <= Duration::from_secs(10));
+    fn a_complete_stream_gives_the_text_model_stop_reason_and_usage() {
+        let mut r = StreamReading::new("asked-for".into());
+        let relayed = read(
+            &mut r,
+            &[
+                r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":7,"cache_read_input_tokens":3,"output_tokens":1}}}"#,
+                r#"{"type":"content_block_start"}"#,
+                r#"{"type":"ping"}"#,
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"Hel"}}"#,
+                r#"{"type":"content_block_delta","delta":{"type":"input_json_delta"}}"#,
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":""}}"#,
+                r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"lo"}}"#,
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":12}}"#,
+            ],
+        );
+        assert_eq!(relayed, ["Hel", "lo"]);
+        assert!(matches!(
+            r.apply(event(r#"{"type":"message_stop"}"#)),
+            Step::Done
+        ));
         assert_eq!(
-            retry_delay(0, Some(Duration::from_millis(200))),
-            Duration::from_millis(200)
+            r.usage(),
+            TokenUsage {
+                input_tokens: 10,
+                output_tokens: 12
+            }
         );
-    }
-
-    #[test]
-    fn statuses_are_classified_like_the_sdks() {
-        let none = HeaderMap::new();
-        for s in [408, 409, 429, 500, 502, 503, 529] {
-            assert!(classify_status(s, "x", "", &none).retryable, "{s}");
-        }
-        for s in [400, 401, 403, 404, 413, 422] {
-            assert!(!classify_status(s, "x", "", &none).retryable, "{s}");
-        }
+        let done = r.outcome(Ok(()), Some("req-1".into())).unwrap();
         assert_eq!(
-            classify_status(529, "overloaded_error", "", &none).code,
-            "upstream_overloaded"
+            (done.text.as_str(), done.model.as_str()),
+            ("Hello", "claude-x")
         );
-        assert_eq!(
-            classify_status(401, "authentication_error", "", &none).code,
-            "upstream_auth"
-        );
+        assert_eq!(done.stop_reason.as_deref(), Some("end_turn"));
+        assert_eq!(done.request_id.as_deref(), Some("req-1"));
     }
 
     #[test]
-    fn x_should_retry_overrides_the_status() {
-        let yes = headers(&[("x-should-retry", "true")]);
-        let no = headers(&[("x-should-retry", "false")]);
-        assert!(classify_status(400, "x", "", &yes).retryable);
-        assert!(!classify_status(529, "x", "", &no).retryable);
+    fn an_error_event_stops_the_reading_with_its_type() {
+        let mut r = StreamReading::new("m".into());
+        let step = r.apply(event(
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+        ));
+        assert!(matches!(step, Step::Failed(e) if e.type_ == "overloaded_error"));
     }
 
     #[test]
-    fn a_spend_limit_429_is_never_retried() {
-        let yes = headers(&[("x-should-retry", "true")]);
-        let err = classify_status(
-            429,
-            "rate_limit_error",
-            "You have reached your specified API usage limits.",
-            &yes,
-        );
-        assert_eq!(err.code, "upstream_spend_limit");
-        assert!(!err.retryable);
+    fn a_failure_is_retryable_only_before_text_was_relayed() {
+        let overloaded = || stream_error("overloaded_error");
+        let fresh = StreamReading::new("m".into());
         assert!(
-            classify_status(
-                429,
-                "rate_limit_error",
-                "Number of request tokens has exceeded your per-minute rate limit",
-                &HeaderMap::new()
-            )
-            .retryable
+            fresh
+                .outcome(Err(overloaded()), None)
+                .unwrap_err()
+                .retryable
         );
-    }
 
-    #[test]
-    fn odd_error_types_are_not_echoed() {
-        let err = classify_status(400, "<script>alert(1)</script>", "", &HeaderMap::new());
-        assert!(err.message.contains("unknown_error"));
-        assert!(!err.message.contains("script"));
+        let mut partial = StreamReading::new("m".into());
+        read(
+            &mut partial,
+            &[r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#],
+        );
+        let err = partial.outcome(Err(overloaded()), None).unwrap_err();
+        assert_eq!(err.code, "upstream_overloaded");
+        assert!(!err.retryable);
     }
 }

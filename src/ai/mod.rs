@@ -14,6 +14,7 @@ pub mod db;
 pub mod model;
 pub mod routes;
 pub mod sse;
+pub mod upstream;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,19 +27,29 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::breaker::{Breaker, Permit};
-use self::client::{CallReport, ClaudeClient, UpstreamError};
+use self::client::{CallReport, ClaudeClient};
 pub use self::model::AiHealth;
 use self::model::{ChatParams, ChatResult};
+use self::upstream::UpstreamError;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::AppError;
-use crate::jobs::{JobContext, JobError, NewJob, Registry};
-use crate::state::AppState;
+use crate::jobs::{JobContext, JobError, NewJob, Queue, Registry};
 
 /// The AI dependency: client (when a key is configured), breaker, limits.
 #[derive(Clone, Debug)]
 pub struct AiService {
     inner: Arc<Inner>,
+}
+
+/// The ai domain's service for its route: exactly the handles it needs.
+#[derive(Clone)]
+pub struct Chat {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub ai: AiService,
+    /// Non-streamed chats are jobs.
+    pub jobs: Queue,
 }
 
 #[derive(Debug)]
@@ -456,12 +467,12 @@ impl AiService {
 
 /// Starts this domain's background work: the start-up check of the
 /// configured models (non-blocking).
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
-    if !state.ai.is_configured() {
+pub fn spawn_workers(ai: &AiService, tracker: &TaskTracker, shutdown: CancellationToken) {
+    if !ai.is_configured() {
         tracing::warn!("ANTHROPIC_API_KEY is not set: AI chat answers 503 not_configured");
         return;
     }
-    let ai = state.ai.clone();
+    let ai = ai.clone();
     tracker.spawn(async move {
         tokio::select! {
             () = shutdown.cancelled() => {}
@@ -492,7 +503,7 @@ enum Ledger<'a> {
 }
 
 pub async fn enqueue_chat(
-    state: &AppState,
+    state: &Chat,
     user: &crate::sessions::auth::Principal,
     headers: &axum::http::HeaderMap,
     params: ChatParams,
@@ -509,36 +520,37 @@ pub async fn enqueue_chat(
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;
-    crate::jobs::respond(state, headers, job).await
+    crate::jobs::respond(&state.jobs, headers, job).await
 }
 
 /// Registers the `ai.chat` job handler: one upstream call (with the
 /// client's retries); its result is the `ChatResult`.
-pub fn register_jobs(registry: &mut Registry) {
-    registry.register(CHAT_JOB, |ctx: JobContext| async move {
-        let params: ChatParams = ctx.payload()?;
-        let ai = ctx.state.ai.clone();
-        let call = ai.chat(&ctx, &params);
-        // Progress is only worth a write when the answer takes a while.
-        let announce = async {
-            tokio::time::sleep(PROGRESS_AFTER).await;
-            ctx.progress(10, "asking Claude").await;
-            std::future::pending::<std::convert::Infallible>().await
-        };
-        let result = tokio::select! {
-            r = call => r,
-            never = announce => match never {},
-            () = ctx.cancel.cancelled() => {
-                return Err(JobError::retry("cancelled", "the chat was interrupted"));
-            }
-        };
-        match result {
-            Ok(r) => serde_json::to_value(r).map_err(|e| {
-                JobError::fail("internal", format!("failed to encode the answer: {e}"))
-            }),
-            Err(e) => Err(job_error(e)),
+pub fn register_jobs(registry: &mut Registry, ai: &AiService) {
+    let ai = ai.clone();
+    registry.register(CHAT_JOB, move |ctx| chat_job(ai.clone(), ctx));
+}
+
+async fn chat_job(ai: AiService, ctx: JobContext) -> Result<serde_json::Value, JobError> {
+    let params: ChatParams = ctx.payload()?;
+    let call = ai.chat(&ctx, &params);
+    // Progress is only worth a write when the answer takes a while.
+    let announce = async {
+        tokio::time::sleep(PROGRESS_AFTER).await;
+        ctx.progress(10, "asking Claude").await;
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let result = tokio::select! {
+        r = call => r,
+        never = announce => match never {},
+        () = ctx.cancel.cancelled() => {
+            return Err(JobError::retry("cancelled", "the chat was interrupted"));
         }
-    });
+    };
+    match result {
+        Ok(r) => serde_json::to_value(r)
+            .map_err(|e| JobError::fail("internal", format!("failed to encode the answer: {e}"))),
+        Err(e) => Err(job_error(e)),
+    }
 }
 
 /// Permanent upstream errors fail the job at once; retryable ones (the

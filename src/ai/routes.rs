@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -11,15 +12,21 @@ use tokio::sync::{mpsc, oneshot};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Chat;
 use super::model::{ChatDelta, ChatParams, ChatRequest, ChatResult};
 use super::{ChatError, Refusal};
 use crate::error::{AppError, Problem};
 use crate::http::extract::{AuthUser, Json};
 use crate::http::request_id::current_request_id;
 use crate::jobs::Job;
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Chat: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new().routes(routes!(chat))
 }
 
@@ -44,7 +51,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "`not_configured` (no API key) or `upstream_unavailable` (circuit open, with Retry-After)", body = Problem),
     ))]
 async fn chat(
-    State(state): State<AppState>,
+    State(state): State<Chat>,
     user: AuthUser,
     headers: HeaderMap,
     Json(req): Json<ChatRequest>,
@@ -62,7 +69,7 @@ async fn chat(
 /// recorded even when the client goes away), deltas flow through a channel
 /// in order, and the final event follows the last delta.
 fn stream_chat(
-    state: AppState,
+    state: Chat,
     user_id: String,
     params: ChatParams,
     permit: super::breaker::Permit,

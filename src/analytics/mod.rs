@@ -8,25 +8,28 @@ pub mod model;
 pub mod routes;
 
 use chrono::{DateTime, DurationRound, NaiveDate, Utc};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use self::model::{
     AiFigures, FileFigures, JobFigures, RequestFigures, RouteLatency, SessionFigures, Summary,
     UserFigures,
 };
+use crate::db::Db;
 use crate::error::{AppError, Result};
+use crate::http::cache::ResponseCache;
 use crate::monitoring::model::rollup_quantile;
-use crate::state::AppState;
 
 /// Longest range a summary may cover.
 pub const MAX_RANGE_DAYS: i64 = 3660;
 /// Routes with fewer requests are left out of the slowest-routes list.
 pub const MIN_ROUTE_REQUESTS: i64 = 5;
 
-/// Starts this domain's background work (none: everything is computed on
-/// request and cached briefly).
-pub fn spawn_workers(_state: &AppState, _tracker: &TaskTracker, _shutdown: CancellationToken) {}
+/// The analytics domain's service: exactly the handles it needs. (It has no
+/// background work: everything is computed on request and cached briefly.)
+#[derive(Clone)]
+pub struct Analytics {
+    pub db: Db,
+    pub cache: ResponseCache,
+}
 
 /// Parses a range bound: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.
 pub fn parse_bound(field: &str, raw: &str) -> Result<DateTime<Utc>> {
@@ -63,7 +66,7 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(DateTime<Utc>, Dat
 }
 
 /// Computes the summary for `[from, to)`.
-pub async fn summary(state: &AppState, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
+pub async fn summary(state: &Analytics, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Summary> {
     let from_s = crate::db::ts(from);
     let to_s = crate::db::ts(to);
     let from_hour = crate::db::ts(

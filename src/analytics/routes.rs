@@ -2,22 +2,28 @@
 
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Analytics;
 use super::model::{Summary, SummaryQuery};
 use crate::error::{Problem, Result};
 use crate::http::extract::{AdminUser, Query};
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
 /// How long a computed summary is served from the response cache (per
 /// admin and query).
 pub const SUMMARY_TTL: Duration = Duration::from_secs(10);
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Analytics: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new().routes(routes!(summary))
 }
 
@@ -33,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 403, body = Problem), (status = 422, body = Problem),
     ))]
 async fn summary(
-    State(state): State<AppState>,
+    State(state): State<Analytics>,
     AdminUser(admin): AdminUser,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -42,8 +48,7 @@ async fn summary(
     let (from, to) = super::range(q.from.as_deref(), q.to.as_deref())?;
     let st = state.clone();
     state
-        .monitor
-        .cache()
+        .cache
         .json(
             "analytics_summary",
             &admin.user_id,

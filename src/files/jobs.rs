@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::model::{CsvRequest, Document, FileKind, ScreenshotRequest, sanitize_file_name};
 use super::screenshot::ShotError;
-use super::{NewFile, db, store_bytes};
+use super::{Files, NewFile, db, store_bytes};
 use crate::error::FieldError;
 use crate::jobs::{JobContext, JobError, Registry};
 
@@ -16,14 +16,15 @@ pub const DOCX: &str = "files.docx";
 pub const CSV: &str = "files.csv";
 pub const SCREENSHOT: &str = "files.screenshot";
 
-pub fn register_jobs(registry: &mut Registry) {
-    registry.register(PDF, |ctx| async move { document(ctx, FileKind::Pdf).await });
-    registry.register(
-        DOCX,
-        |ctx| async move { document(ctx, FileKind::Docx).await },
-    );
-    registry.register(CSV, csv);
-    registry.register(SCREENSHOT, screenshot);
+pub fn register_jobs(registry: &mut Registry, files: &Files) {
+    let f = files.clone();
+    registry.register(PDF, move |ctx| document(f.clone(), ctx, FileKind::Pdf));
+    let f = files.clone();
+    registry.register(DOCX, move |ctx| document(f.clone(), ctx, FileKind::Docx));
+    let f = files.clone();
+    registry.register(CSV, move |ctx| csv(f.clone(), ctx));
+    let f = files.clone();
+    registry.register(SCREENSHOT, move |ctx| screenshot(f.clone(), ctx));
 }
 
 fn invalid(errors: Vec<FieldError>) -> JobError {
@@ -41,9 +42,8 @@ fn owner(ctx: &JobContext) -> Result<String, JobError> {
 }
 
 /// The file an earlier attempt of this job already recorded, if any.
-async fn already_done(ctx: &JobContext) -> Result<Option<Value>, JobError> {
-    let mut conn = ctx
-        .state
+async fn already_done(files: &Files, ctx: &JobContext) -> Result<Option<Value>, JobError> {
+    let mut conn = files
         .db
         .reader
         .acquire()
@@ -56,6 +56,7 @@ async fn already_done(ctx: &JobContext) -> Result<Option<Value>, JobError> {
 }
 
 async fn finish(
+    files: &Files,
     ctx: &JobContext,
     kind: FileKind,
     file_name: String,
@@ -65,7 +66,7 @@ async fn finish(
     let owner = owner(ctx)?;
     ctx.progress(90, "storing").await;
     let file = store_bytes(
-        &ctx.state,
+        files,
         NewFile {
             owner: &owner,
             kind,
@@ -79,8 +80,8 @@ async fn finish(
     Ok(json!({ "file": file }))
 }
 
-async fn document(ctx: JobContext, kind: FileKind) -> Result<Value, JobError> {
-    if let Some(done) = already_done(&ctx).await? {
+async fn document(files: Files, ctx: JobContext, kind: FileKind) -> Result<Value, JobError> {
+    if let Some(done) = already_done(&files, &ctx).await? {
         return Ok(done);
     }
     let doc: Document = ctx.payload()?;
@@ -89,12 +90,12 @@ async fn document(ctx: JobContext, kind: FileKind) -> Result<Value, JobError> {
     let stem = doc.title.clone();
     let (bytes, ext, mime) = match kind {
         FileKind::Pdf => (
-            ctx.state.files.render_pdf(doc.clone()).await?,
+            files.files.render_pdf(doc.clone()).await?,
             "pdf",
             "application/pdf",
         ),
         _ => (
-            ctx.state.files.render_docx(doc.clone()).await?,
+            files.files.render_docx(doc.clone()).await?,
             "docx",
             "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
         ),
@@ -104,31 +105,39 @@ async fn document(ctx: JobContext, kind: FileKind) -> Result<Value, JobError> {
         "document",
         Some(ext),
     );
-    finish(&ctx, kind, name, mime, bytes).await
+    finish(&files, &ctx, kind, name, mime, bytes).await
 }
 
-async fn csv(ctx: JobContext) -> Result<Value, JobError> {
-    if let Some(done) = already_done(&ctx).await? {
+async fn csv(files: Files, ctx: JobContext) -> Result<Value, JobError> {
+    if let Some(done) = already_done(&files, &ctx).await? {
         return Ok(done);
     }
     let req: CsvRequest = ctx.payload()?;
     req.validate().map_err(invalid)?;
     ctx.progress(10, "rendering").await;
     let name = sanitize_file_name(req.file_name.as_deref(), "export", Some("csv"));
-    let bytes = ctx.state.files.render_csv(req).await?;
-    finish(&ctx, FileKind::Csv, name, "text/csv; charset=utf-8", bytes).await
+    let bytes = files.files.render_csv(req).await?;
+    finish(
+        &files,
+        &ctx,
+        FileKind::Csv,
+        name,
+        "text/csv; charset=utf-8",
+        bytes,
+    )
+    .await
 }
 
-async fn screenshot(ctx: JobContext) -> Result<Value, JobError> {
-    if let Some(done) = already_done(&ctx).await? {
+async fn screenshot(files: Files, ctx: JobContext) -> Result<Value, JobError> {
+    if let Some(done) = already_done(&files, &ctx).await? {
         return Ok(done);
     }
     let req: ScreenshotRequest = ctx.payload()?;
     req.validate().map_err(invalid)?;
     let owner = owner(&ctx)?;
-    super::check_quota(&ctx.state, &owner, 1).await?;
+    super::check_quota(&files, &owner, 1).await?;
     ctx.progress(10, "loading the page").await;
-    let pool = ctx.state.files.browser().clone();
+    let pool = files.files.browser().clone();
     // Run the capture in its own task: if this job's future is dropped or
     // cancelled, the capture still finishes its own clean-up (closing the
     // page) within its timeout.
@@ -153,5 +162,5 @@ async fn screenshot(ctx: JobContext) -> Result<Value, JobError> {
         super::model::ImageFormat::Jpeg => ("jpg", "image/jpeg"),
     };
     let name = sanitize_file_name(req.file_name.as_deref(), "screenshot", Some(ext));
-    finish(&ctx, FileKind::Screenshot, name, mime, bytes).await
+    finish(&files, &ctx, FileKind::Screenshot, name, mime, bytes).await
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers of the files domain.
 
 use axum::body::Body;
+use axum::extract::FromRef;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -10,15 +11,21 @@ use tokio_util::io::ReaderStream;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+use super::Files;
 use super::jobs::{CSV, DOCX, PDF, SCREENSHOT};
 use super::model::{CsvRequest, Document, File, FileKind, ListFilter, ScreenshotRequest};
 use super::{check_quota, db, ssrf};
 use crate::error::{AppError, FieldError, Problem, Result};
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
 use crate::jobs::{Job, NewJob};
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Files: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(generate_pdf))
         .routes(routes!(generate_docx))
@@ -34,24 +41,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 trait GenerateRequest: serde::Serialize + Sync {
     fn check(
         &self,
-        state: &AppState,
+        state: &Files,
     ) -> impl Future<Output = std::result::Result<(), Vec<FieldError>>> + Send;
 }
 
 impl GenerateRequest for Document {
-    async fn check(&self, _: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+    async fn check(&self, _: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()
     }
 }
 
 impl GenerateRequest for CsvRequest {
-    async fn check(&self, _: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+    async fn check(&self, _: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()
     }
 }
 
 impl GenerateRequest for ScreenshotRequest {
-    async fn check(&self, state: &AppState) -> std::result::Result<(), Vec<FieldError>> {
+    async fn check(&self, state: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()?;
         ssrf::check(&self.url, state.files.browser().allowed_hosts())
             .await
@@ -62,7 +69,7 @@ impl GenerateRequest for ScreenshotRequest {
 /// The body of every `POST /api/files/generate/*`: check the request, check
 /// the quota, enqueue a job of `kind` owned by the caller, answer it.
 async fn generate<T: GenerateRequest>(
-    state: &AppState,
+    state: &Files,
     user: &AuthUser,
     headers: &HeaderMap,
     kind: &str,
@@ -80,7 +87,7 @@ async fn generate<T: GenerateRequest>(
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;
-    crate::jobs::respond(state, headers, job).await
+    crate::jobs::respond(&state.jobs, headers, job).await
 }
 
 /// Generate a PDF from a document (a job).
@@ -96,7 +103,7 @@ async fn generate<T: GenerateRequest>(
         (status = 507, description = "storage quota exhausted", body = Problem),
     ))]
 async fn generate_pdf(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     headers: HeaderMap,
     Json(doc): Json<Document>,
@@ -116,7 +123,7 @@ async fn generate_pdf(
         (status = 422, body = Problem), (status = 507, body = Problem),
     ))]
 async fn generate_docx(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     headers: HeaderMap,
     Json(doc): Json<Document>,
@@ -136,7 +143,7 @@ async fn generate_docx(
         (status = 422, body = Problem), (status = 507, body = Problem),
     ))]
 async fn generate_csv(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     headers: HeaderMap,
     Json(req): Json<CsvRequest>,
@@ -159,7 +166,7 @@ async fn generate_csv(
         (status = 507, body = Problem),
     ))]
 async fn generate_screenshot(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     headers: HeaderMap,
     Json(req): Json<ScreenshotRequest>,
@@ -182,7 +189,7 @@ async fn generate_screenshot(
         (status = 507, description = "storage quota exhausted", body = Problem),
     ))]
 async fn upload_file(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     headers: HeaderMap,
     multipart: std::result::Result<Multipart, MultipartRejection>,
@@ -218,7 +225,7 @@ async fn upload_file(
         (status = 422, description = "bad filter", body = Problem),
     ))]
 async fn list_files(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Page<File>>> {
@@ -339,87 +346,24 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
         (status = 416, description = "range not satisfiable", body = Problem),
     ))]
 async fn download_file(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     Path(file_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let row = super::visible(&state, &user, &file_id).await?;
-    let path = state
-        .files
-        .storage()
-        .path_of(&row.storage_name)
-        .ok_or(AppError::NotFound)?;
+    let (mut file, size) = open_stored(&state, &row).await?;
     let etag = format!("\"{}\"", row.sha256);
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::warn!(file_id = %row.id, "a file row has no stored file");
-            return Err(AppError::NotFound);
+    let common = download_headers(&etag)?;
+    let (status, start, len, range) = match plan_download(&headers, &etag, size) {
+        Serve::NotModified => {
+            let mut res = StatusCode::NOT_MODIFIED.into_response();
+            res.headers_mut().extend(common);
+            return Ok(res);
         }
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context("failed to open a stored file")
-                .into());
-        }
-    };
-    let size = file
-        .metadata()
-        .await
-        .map_err(|e| anyhow::Error::new(e).context("failed to stat a stored file"))?
-        .len();
-
-    let mut common = HeaderMap::new();
-    common.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).map_err(anyhow::Error::from)?,
-    );
-    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    common.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    common.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; sandbox"),
-    );
-    common.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-
-    if let Some(inm) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        && etag_matches(inm, &etag)
-    {
-        let mut res = StatusCode::NOT_MODIFIED.into_response();
-        res.headers_mut().extend(common);
-        return Ok(res);
-    }
-
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) => match parse_range(r, size) {
-            Ok(range) => range,
-            Err(()) => {
-                let mut res = AppError::Problem {
-                    status: StatusCode::RANGE_NOT_SATISFIABLE,
-                    code: "range_not_satisfiable",
-                    message: format!("the file has {size} bytes"),
-                }
-                .into_response();
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    res.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
-                return Ok(res);
-            }
-        },
-        None => None,
-    };
-
-    let (status, start, len) = match range {
-        Some((s, e)) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1),
-        None => (StatusCode::OK, 0, size),
+        Serve::Unsatisfiable => return Ok(range_not_satisfiable(size)),
+        Serve::Whole => (StatusCode::OK, 0, size, None),
+        Serve::Range(s, e) => (StatusCode::PARTIAL_CONTENT, s, e - s + 1, Some((s, e))),
     };
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start))
@@ -449,6 +393,104 @@ async fn download_file(
     Ok(res)
 }
 
+/// Opens a file's stored bytes; answers them with their size. A row without
+/// its stored file is a 404 (and a warning).
+async fn open_stored(state: &Files, row: &db::FileRow) -> Result<(tokio::fs::File, u64)> {
+    let path = state
+        .files
+        .storage()
+        .path_of(&row.storage_name)
+        .ok_or(AppError::NotFound)?;
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(file_id = %row.id, "a file row has no stored file");
+            return Err(AppError::NotFound);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context("failed to open a stored file")
+                .into());
+        }
+    };
+    let size = file
+        .metadata()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("failed to stat a stored file"))?
+        .len();
+    Ok((file, size))
+}
+
+/// The headers of every download answer (304 included): the ETag, ranges
+/// accepted, no caching by shared caches, and a sandbox for the content.
+fn download_headers(etag: &str) -> Result<HeaderMap> {
+    let mut common = HeaderMap::new();
+    common.insert(
+        header::ETAG,
+        HeaderValue::from_str(etag).map_err(anyhow::Error::from)?,
+    );
+    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    common.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    common.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    common.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(common)
+}
+
+/// What a download answers, from the request's conditional and range
+/// headers.
+#[derive(Debug, PartialEq, Eq)]
+enum Serve {
+    /// 304: the client has this version (`If-None-Match`).
+    NotModified,
+    /// 416.
+    Unsatisfiable,
+    /// 200 with every byte.
+    Whole,
+    /// 206 with bytes `start..=end`.
+    Range(u64, u64),
+}
+
+fn plan_download(headers: &HeaderMap, etag: &str, size: u64) -> Serve {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        && etag_matches(inm, etag)
+    {
+        return Serve::NotModified;
+    }
+    match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) => match parse_range(r, size) {
+            Ok(Some((s, e))) => Serve::Range(s, e),
+            Ok(None) => Serve::Whole,
+            Err(()) => Serve::Unsatisfiable,
+        },
+        None => Serve::Whole,
+    }
+}
+
+/// 416 problem+json with `Content-Range: bytes */size`.
+fn range_not_satisfiable(size: u64) -> Response {
+    let mut res = AppError::Problem {
+        status: StatusCode::RANGE_NOT_SATISFIABLE,
+        code: "range_not_satisfiable",
+        message: format!("the file has {size} bytes"),
+    }
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        res.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    res
+}
+
 /// Delete a file and its metadata (owner or admin).
 #[utoipa::path(delete, path = "/api/files/{fileId}", tag = "files",
     params(("fileId" = String, Path, description = "file id")),
@@ -459,7 +501,7 @@ async fn download_file(
         (status = 404, description = "no such file, or not yours", body = Problem),
     ))]
 async fn delete_file(
-    State(state): State<AppState>,
+    State(state): State<Files>,
     user: AuthUser,
     Path(file_id): Path<String>,
 ) -> Result<StatusCode> {
@@ -470,6 +512,51 @@ async fn delete_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_download_is_planned_from_the_conditional_then_the_range() {
+        let etag = "\"abc\"";
+        assert_eq!(plan_download(&request(&[]), etag, 10), Serve::Whole);
+        let cached = request(&[
+            (header::IF_NONE_MATCH, "W/\"abc\""),
+            (header::RANGE, "bytes=0-1"),
+        ]);
+        assert_eq!(plan_download(&cached, etag, 10), Serve::NotModified);
+        let stale = request(&[
+            (header::IF_NONE_MATCH, "\"old\""),
+            (header::RANGE, "bytes=2-"),
+        ]);
+        assert_eq!(plan_download(&stale, etag, 10), Serve::Range(2, 9));
+        let beyond = request(&[(header::RANGE, "bytes=10-")]);
+        assert_eq!(plan_download(&beyond, etag, 10), Serve::Unsatisfiable);
+        let several = request(&[(header::RANGE, "bytes=0-1,4-5")]);
+        assert_eq!(plan_download(&several, etag, 10), Serve::Whole);
+    }
+
+    #[test]
+    fn every_download_answer_carries_the_etag_and_the_sandbox() {
+        let h = download_headers("\"abc\"").unwrap();
+        assert_eq!(h[header::ETAG], "\"abc\"");
+        assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert!(
+            h[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("sandbox")
+        );
+        let res = range_not_satisfiable(10);
+        assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(res.headers()[header::CONTENT_RANGE], "bytes */10");
+    }
 
     #[test]
     fn ranges_are_parsed_per_rfc_9110() {

@@ -36,6 +36,7 @@ use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_util::task::TaskTracker;
 
 use super::model::{ImageFormat, ScreenshotRequest, WaitUntil};
 use super::ssrf;
@@ -81,6 +82,9 @@ struct PoolInner {
     pid: AtomicU32,
     running: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
+    /// The browser connections' event loops; [`BrowserPool::shutdown`]
+    /// waits for them.
+    tasks: TaskTracker,
 }
 
 /// The shared browser; clone freely.
@@ -136,6 +140,7 @@ impl BrowserPool {
                 pid: AtomicU32::new(0),
                 running: AtomicBool::new(false),
                 last_error: std::sync::Mutex::new(None),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -229,7 +234,7 @@ impl BrowserPool {
         let dead = Arc::new(AtomicBool::new(false));
         let flag = dead.clone();
         let inner = self.inner.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             while let Some(event) = handler.next().await {
                 match event {
                     Ok(()) | Err(CdpError::InvalidMessage(..)) => {}
@@ -284,6 +289,9 @@ impl BrowserPool {
     pub async fn shutdown(&self) {
         self.inner.pages.close();
         self.restart().await;
+        self.inner.tasks.close();
+        // The killed browser's connection ends at once; do not hang on it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
     }
 
     /// Takes a screenshot: validated request in, image bytes out.
@@ -357,17 +365,61 @@ impl BrowserPool {
         req: &ScreenshotRequest,
         blocked: Arc<std::sync::Mutex<Vec<String>>>,
     ) -> Result<Vec<u8>, ShotError> {
-        let cdp = |e: CdpError| ShotError::Page(e.to_string());
+        self.guard_requests(page, blocked).await?;
+        let tracker = if req.wait_until == WaitUntil::Networkidle {
+            Some(track_inflight(page).await?)
+        } else {
+            None
+        };
+        harden(page, req).await?;
+        page.goto(NavigateParams::new(req.url.clone()))
+            .await
+            .map_err(cdp)?;
+        if let Some(tracker) = tracker {
+            tracker.wait_idle(Duration::from_millis(500)).await;
+        }
+        let (format, quality) = capture_format(req);
+        if let Some(selector) = &req.selector {
+            let value: Option<serde_json::Value> = page
+                .evaluate(element_rect_js(selector))
+                .await
+                .map_err(cdp)?
+                .into_value()
+                .ok();
+            let params = CaptureScreenshotParams {
+                format: Some(format),
+                quality,
+                clip: Some(element_clip(value)?),
+                from_surface: Some(true),
+                capture_beyond_viewport: Some(true),
+                optimize_for_speed: None,
+            };
+            return self.capture_raw(page, params).await;
+        }
+        let mut builder = chromiumoxide::page::ScreenshotParams::builder()
+            .format(format)
+            .full_page(req.full_page);
+        if let Some(q) = quality {
+            builder = builder.quality(q);
+        }
+        page.screenshot(builder.build()).await.map_err(cdp)
+    }
 
-        // The request guard: every paused request is checked, then continued
-        // or failed. It ends when the page closes (the stream ends).
+    /// The request guard: every request the page makes is paused, checked,
+    /// then continued or failed (and noted in `blocked`). It ends when the
+    /// page closes (the stream ends).
+    async fn guard_requests(
+        &self,
+        page: &Page,
+        blocked: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Result<(), ShotError> {
         let mut paused = page
             .event_listener::<EventRequestPaused>()
             .await
             .map_err(cdp)?;
         let guard_page = page.clone();
         let allowed = self.inner.allowed_hosts.clone();
-        let blocked_log = blocked.clone();
+        let blocked_log = blocked;
         tokio::spawn(async move {
             while let Some(ev) = paused.next().await {
                 let page = guard_page.clone();
@@ -404,108 +456,7 @@ impl BrowserPool {
         )
         .await
         .map_err(cdp)?;
-
-        // In-flight request tracking for `networkidle`.
-        let tracker = Arc::new(Inflight::default());
-        if req.wait_until == WaitUntil::Networkidle {
-            let mut sent = page
-                .event_listener::<EventRequestWillBeSent>()
-                .await
-                .map_err(cdp)?;
-            let mut done = page
-                .event_listener::<EventLoadingFinished>()
-                .await
-                .map_err(cdp)?;
-            let mut failed = page
-                .event_listener::<EventLoadingFailed>()
-                .await
-                .map_err(cdp)?;
-            let t = tracker.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        Some(_) = sent.next() => t.change(1),
-                        Some(_) = done.next() => t.change(-1),
-                        Some(_) = failed.next() => t.change(-1),
-                        else => break,
-                    }
-                }
-            });
-        }
-
-        page.execute(AddScriptToEvaluateOnNewDocumentParams::new(HARDEN_JS))
-            .await
-            .map_err(cdp)?;
-        page.execute(SetDeviceMetricsOverrideParams::new(
-            i64::from(req.viewport.width),
-            i64::from(req.viewport.height),
-            1.0,
-            false,
-        ))
-        .await
-        .map_err(cdp)?;
-
-        page.goto(NavigateParams::new(req.url.clone()))
-            .await
-            .map_err(cdp)?;
-        if req.wait_until == WaitUntil::Networkidle {
-            tracker.wait_idle(Duration::from_millis(500)).await;
-        }
-
-        let format = match req.format {
-            ImageFormat::Png => CaptureScreenshotFormat::Png,
-            ImageFormat::Jpeg => CaptureScreenshotFormat::Jpeg,
-        };
-        let quality = match req.format {
-            ImageFormat::Jpeg => Some(i64::from(req.quality.unwrap_or(80))),
-            ImageFormat::Png => None,
-        };
-        if let Some(selector) = &req.selector {
-            let selector_json = serde_json::to_string(selector).unwrap_or_default();
-            let js = format!(
-                "(() => {{ let e; try {{ e = document.querySelector({selector_json}); }} catch (err) {{ return {{error: 'invalid'}}; }} if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect(); return {{x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height}}; }})()"
-            );
-            let value: Option<serde_json::Value> =
-                page.evaluate(js).await.map_err(cdp)?.into_value().ok();
-            let rect = match value {
-                Some(v) if v.get("error").is_some() => {
-                    return Err(ShotError::Page("selector: not a valid CSS selector".into()));
-                }
-                Some(v) if v.is_object() => v,
-                _ => return Err(ShotError::Page("selector: no element matches".into())),
-            };
-            let num = |k: &str| {
-                rect.get(k)
-                    .and_then(serde_json::Value::as_f64)
-                    .unwrap_or(0.0)
-            };
-            let (w, h) = (num("w"), num("h"));
-            if w < 1.0 || h < 1.0 {
-                return Err(ShotError::Page("selector: the element has no size".into()));
-            }
-            let params = CaptureScreenshotParams {
-                format: Some(format),
-                quality,
-                clip: Some(ClipViewport {
-                    x: num("x"),
-                    y: num("y"),
-                    width: w,
-                    height: h,
-                    scale: 1.0,
-                }),
-                from_surface: Some(true),
-                capture_beyond_viewport: Some(true),
-                optimize_for_speed: None,
-            };
-            return self.capture_raw(page, params).await;
-        }
-        let mut builder = chromiumoxide::page::ScreenshotParams::builder()
-            .format(format)
-            .full_page(req.full_page);
-        if let Some(q) = quality {
-            builder = builder.quality(q);
-        }
-        page.screenshot(builder.build()).await.map_err(cdp)
+        Ok(())
     }
 
     async fn capture_raw(
@@ -522,6 +473,103 @@ impl BrowserPool {
             .decode(AsRef::<[u8]>::as_ref(&res.result.data))
             .map_err(|e| ShotError::Page(format!("bad screenshot data: {e}")))
     }
+}
+
+fn cdp(e: CdpError) -> ShotError {
+    ShotError::Page(e.to_string())
+}
+
+/// In-flight request tracking for `networkidle`.
+async fn track_inflight(page: &Page) -> Result<Arc<Inflight>, ShotError> {
+    let tracker = Arc::new(Inflight::default());
+    let mut sent = page
+        .event_listener::<EventRequestWillBeSent>()
+        .await
+        .map_err(cdp)?;
+    let mut done = page
+        .event_listener::<EventLoadingFinished>()
+        .await
+        .map_err(cdp)?;
+    let mut failed = page
+        .event_listener::<EventLoadingFailed>()
+        .await
+        .map_err(cdp)?;
+    let t = tracker.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(_) = sent.next() => t.change(1),
+                Some(_) = done.next() => t.change(-1),
+                Some(_) = failed.next() => t.change(-1),
+                else => break,
+            }
+        }
+    });
+    Ok(tracker)
+}
+
+/// The page script that hides automation, and the requested viewport.
+async fn harden(page: &Page, req: &ScreenshotRequest) -> Result<(), ShotError> {
+    page.execute(AddScriptToEvaluateOnNewDocumentParams::new(HARDEN_JS))
+        .await
+        .map_err(cdp)?;
+    page.execute(SetDeviceMetricsOverrideParams::new(
+        i64::from(req.viewport.width),
+        i64::from(req.viewport.height),
+        1.0,
+        false,
+    ))
+    .await
+    .map_err(cdp)?;
+    Ok(())
+}
+
+/// The image format and, for JPEG, its quality (80 unless given).
+fn capture_format(req: &ScreenshotRequest) -> (CaptureScreenshotFormat, Option<i64>) {
+    match req.format {
+        ImageFormat::Png => (CaptureScreenshotFormat::Png, None),
+        ImageFormat::Jpeg => (
+            CaptureScreenshotFormat::Jpeg,
+            Some(i64::from(req.quality.unwrap_or(80))),
+        ),
+    }
+}
+
+/// A script answering the page position and size of the first element that
+/// `selector` matches (scrolled into view), `null` when none does, or
+/// `{error}` when the selector is invalid.
+fn element_rect_js(selector: &str) -> String {
+    let selector_json = serde_json::to_string(selector).unwrap_or_default();
+    format!(
+        "(() => {{ let e; try {{ e = document.querySelector({selector_json}); }} catch (err) {{ return {{error: 'invalid'}}; }} if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect(); return {{x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height}}; }})()"
+    )
+}
+
+/// The clip of an element from what [`element_rect_js`] answered.
+fn element_clip(value: Option<serde_json::Value>) -> Result<ClipViewport, ShotError> {
+    let rect = match value {
+        Some(v) if v.get("error").is_some() => {
+            return Err(ShotError::Page("selector: not a valid CSS selector".into()));
+        }
+        Some(v) if v.is_object() => v,
+        _ => return Err(ShotError::Page("selector: no element matches".into())),
+    };
+    let num = |k: &str| {
+        rect.get(k)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    };
+    let (w, h) = (num("w"), num("h"));
+    if w < 1.0 || h < 1.0 {
+        return Err(ShotError::Page("selector: the element has no size".into()));
+    }
+    Ok(ClipViewport {
+        x: num("x"),
+        y: num("y"),
+        width: w,
+        height: h,
+        scale: 1.0,
+    })
 }
 
 struct InUse(Arc<PoolInner>);
@@ -556,5 +604,55 @@ impl Inflight {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> ScreenshotRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn jpeg_has_a_quality_png_none() {
+        let png = request(serde_json::json!({"url": "https://example.com/"}));
+        assert!(matches!(
+            capture_format(&png),
+            (CaptureScreenshotFormat::Png, None)
+        ));
+        let jpeg = request(serde_json::json!({"url": "https://example.com/", "format": "jpeg"}));
+        assert!(matches!(
+            capture_format(&jpeg),
+            (CaptureScreenshotFormat::Jpeg, Some(80))
+        ));
+    }
+
+    #[test]
+    fn the_selector_is_passed_to_the_page_as_a_json_string() {
+        let js = element_rect_js("a[title=\"x\"]'); alert(1); ('");
+        assert!(js.contains(r#"document.querySelector("a[title=\"x\"]'); alert(1); ('")"#));
+    }
+
+    #[test]
+    fn an_element_clip_needs_a_match_with_a_size() {
+        let clip = element_clip(Some(
+            serde_json::json!({"x": 1.5, "y": 2, "w": 30, "h": 40}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (clip.x, clip.y, clip.width, clip.height),
+            (1.5, 2.0, 30.0, 40.0)
+        );
+        let message = |v| match element_clip(v) {
+            Err(ShotError::Page(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(message(None).contains("no element"));
+        assert!(message(Some(serde_json::json!({"error": "invalid"}))).contains("not a valid"));
+        assert!(
+            message(Some(serde_json::json!({"x": 0, "y": 0, "w": 0, "h": 9}))).contains("no size")
+        );
     }
 }

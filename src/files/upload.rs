@@ -10,11 +10,11 @@ use axum::extract::multipart::MultipartError;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::Files;
 use super::model::{File, FileKind, sanitize_file_name};
 use super::storage::Stored;
 use super::{NewFile, check_quota, record};
 use crate::error::{AppError, Result};
-use crate::state::AppState;
 
 /// Bytes kept from the start of the upload for sniffing.
 const SNIFF_BYTES: usize = 64 * 1024;
@@ -82,7 +82,7 @@ fn multipart_error(e: MultipartError) -> AppError {
 }
 
 /// Handles `POST /api/files`.
-pub async fn upload(state: &AppState, owner: &str, mut multipart: Multipart) -> Result<File> {
+pub async fn upload(state: &Files, owner: &str, mut multipart: Multipart) -> Result<File> {
     let max = state.config.upload_max_bytes;
     // The file must be the first part: anything else would have to be read
     // (unbounded) to be skipped.

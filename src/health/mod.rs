@@ -1,98 +1,32 @@
-//! Liveness: `/health` answers from a background probe of the database, so
-//! that a flood of health checks costs no database round trips.
+//! Health: liveness (`/health` answers from a background probe of the
+//! database, so that a flood of health checks costs no database round trips)
+//! and the checks of every dependency behind `health-detailed`
+//! ([`detailed`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::time::{Duration, Instant};
+pub mod db;
+pub mod detailed;
+pub mod model;
+pub mod probe;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use std::time::Duration;
+
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::db::Db;
-use crate::http::extract::Json;
-use crate::state::AppState;
+use self::detailed::Checks;
+use self::model::{CheckStatus, HealthDetailed};
+pub use self::probe::{Probe, spawn_workers};
+use crate::error::{Problem, Result};
+use crate::http::extract::{AdminUser, Json};
+use crate::sessions::auth::AuthCache;
 
-pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
-/// A probe older than this means the prober is stuck: report down.
-pub const STALE_AFTER: Duration = Duration::from_secs(10);
-
-#[derive(Clone)]
-pub struct Probe {
-    inner: Arc<ProbeInner>,
-}
-
-struct ProbeInner {
-    started: Instant,
-    db_ok: AtomicBool,
-    last_probe_ms: AtomicI64,
-}
-
-impl Probe {
-    pub fn new() -> Self {
-        Self {
-            inner: Arc::new(ProbeInner {
-                started: Instant::now(),
-                db_ok: AtomicBool::new(true),
-                last_probe_ms: AtomicI64::new(chrono::Utc::now().timestamp_millis()),
-            }),
-        }
-    }
-
-    pub fn uptime(&self) -> Duration {
-        self.inner.started.elapsed()
-    }
-
-    /// Whether the database answered the latest probe, and that probe is fresh.
-    pub fn database_ok(&self) -> bool {
-        let age = chrono::Utc::now().timestamp_millis()
-            - self.inner.last_probe_ms.load(Ordering::Relaxed);
-        self.inner.db_ok.load(Ordering::Relaxed) && age < STALE_AFTER.as_millis() as i64
-    }
-
-    pub async fn check(&self, db: &Db) {
-        // The same read probe as health-detailed's database check.
-        let ok = tokio::time::timeout(Duration::from_secs(3), async {
-            let mut conn = db.reader.acquire().await?;
-            crate::monitoring::db::read_probe(&mut conn).await
-        })
-        .await
-        .is_ok_and(|r| r.is_ok());
-        if !ok && self.inner.db_ok.load(Ordering::Relaxed) {
-            tracing::error!("database probe failed");
-        }
-        self.inner.db_ok.store(ok, Ordering::Relaxed);
-        self.inner
-            .last_probe_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-    }
-}
-
-impl Default for Probe {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
-    let probe = state.health.clone();
-    let db = state.db.clone();
-    tracker.spawn(async move {
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => probe.check(&db).await,
-                () = shutdown.cancelled() => break,
-            }
-        }
-    });
-}
+/// How long a `health-detailed` answer is served from the response cache.
+pub const HEALTH_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -104,20 +38,28 @@ pub struct Health {
     pub uptime_seconds: u64,
 }
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Probe: FromRef<S>,
+    Checks: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(health_detailed))
 }
 
 /// Liveness: 200 while the process and the database answer, else 503.
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
-async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let ok = state.health.database_ok();
+async fn health(State(probe): State<Probe>) -> impl IntoResponse {
+    let ok = probe.database_ok();
     let body = Health {
         status: if ok { "ok" } else { "down" },
         database: if ok { "ok" } else { "unavailable" },
         version: env!("CARGO_PKG_VERSION"),
-        uptime_seconds: state.health.uptime().as_secs(),
+        uptime_seconds: probe.uptime().as_secs(),
     };
     let status = if ok {
         StatusCode::OK
@@ -125,4 +67,45 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body))
+}
+
+/// Each dependency's check and an overall verdict: 200 when `ok` or
+/// `degraded`, 503 when `down`.
+#[utoipa::path(get, path = "/api/monitoring/health-detailed", tag = "monitoring",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = HealthDetailed),
+        (status = 503, description = "a critical check is down", body = HealthDetailed),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+    ))]
+async fn health_detailed(
+    State(checks): State<Checks>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let st = checks.clone();
+    let mut res = checks
+        .cache
+        .json(
+            "health_detailed",
+            &admin.user_id,
+            "",
+            &headers,
+            HEALTH_TTL,
+            || async move {
+                let body = detailed::health_detailed(&st).await;
+                let status = if body.status == CheckStatus::Down {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                Ok((status, body))
+            },
+        )
+        .await?;
+    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    Ok(res)
 }

@@ -2,15 +2,15 @@
 //! in our problem+json shape, the authenticated caller, and pagination.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRef, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
+use crate::sessions::auth::AuthCache;
 use crate::sessions::auth::Principal;
-use crate::state::AppState;
 
 /// `axum::Json` with our error shape: 400 malformed, 415 wrong content type,
 /// 413 too large, 422 well-formed JSON of the wrong shape (unknown fields
@@ -117,16 +117,21 @@ pub fn request_token(parts: &Parts) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-impl FromRequestParts<AppState> for AuthUser {
+/// Works under any state that holds the [`AuthCache`], so that every
+/// domain's router can take it whatever its own state.
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AuthCache: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(AuthUser(p.clone()));
         }
         let token = request_token(parts).ok_or(AppError::Unauthorized)?;
-        let principal = state
-            .auth
+        let principal = AuthCache::from_ref(state)
             .authenticate(token)
             .await?
             .ok_or(AppError::Unauthorized)?;
@@ -139,10 +144,14 @@ impl FromRequestParts<AppState> for AuthUser {
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub Principal);
 
-impl FromRequestParts<AppState> for AdminUser {
+impl<S> FromRequestParts<S> for AdminUser
+where
+    AuthCache: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
         let AuthUser(p) = AuthUser::from_request_parts(parts, state).await?;
         if !p.is_admin() {
             return Err(AppError::Forbidden);

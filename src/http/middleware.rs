@@ -10,25 +10,18 @@ use std::any::Any;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::{InternalCause, PROBLEM_JSON, Problem};
+use crate::error::{InternalCause, PROBLEM_JSON, Panicked, Problem};
 use crate::http::request_id;
+use crate::http::route::route_of;
 use crate::monitoring;
 use crate::monitoring::observe::method_label;
 use crate::state::AppState;
-
-/// The route template of a request (`/api/users/{userId}`), or a fixed
-/// placeholder for unmatched paths so label sets stay bounded.
-pub fn route_of(req: &Request) -> &str {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-}
 
 /// The outermost middleware. Assigns the request id (returned in
 /// `x-request-id` and visible to error bodies), opens the request span,
@@ -55,8 +48,9 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         let request_id = request_id.clone();
         async move {
             let (mut parts, body) = req.into_parts();
-            let mut record = monitoring::observe::Started::new(&state, &parts, route, request_id);
-            record.caller = monitoring::observe::identify(&state, &mut parts).await;
+            let mut record =
+                monitoring::observe::Started::new(&state.monitoring, &parts, route, request_id);
+            record.caller = monitoring::observe::identify(&state.monitoring, &mut parts).await;
             let res = next.run(Request::from_parts(parts, body)).await;
             let mut res = problem_errors(res);
             security_headers(&mut res, is_docs);
@@ -71,7 +65,7 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
             } else {
                 tracing::debug!(elapsed_ms, "request finished");
             }
-            monitoring::observe::finish(&state, record, elapsed, &res);
+            monitoring::observe::finish(&state.monitoring, record, elapsed, &res);
             res
         }
         .instrument(span)
@@ -182,7 +176,3 @@ pub fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {
     res.extensions_mut().insert(Panicked);
     res
 }
-
-/// Marks a response produced by a caught panic.
-#[derive(Clone, Copy, Debug)]
-pub struct Panicked;

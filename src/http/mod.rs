@@ -8,11 +8,14 @@
 //! -> panic catching -> CORS (when `CORS_ORIGINS` is set) -> rate limit ->
 //! timeout -> body limit -> the route's handler.
 
+pub mod cache;
 pub mod client_ip;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod ratelimit;
 pub mod request_id;
+pub mod route;
 pub mod server;
 
 use axum::Router;
@@ -76,8 +79,8 @@ pub fn router(state: AppState) -> Router {
         config.request_timeout,
     ))
     .layer(from_fn_with_state(
-        state.clone(),
-        crate::monitoring::ratelimit::middleware,
+        state.limits.clone(),
+        ratelimit::middleware,
     ))
     .layer(option_layer(cors(&config.cors_origins)))
     .layer(CatchPanicLayer::custom(middleware::panic_response))

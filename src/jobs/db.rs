@@ -423,3 +423,57 @@ pub async fn set_synchronous(conn: &mut SqliteConnection, full: bool) -> sqlx::R
     }
     Ok(())
 }
+
+// --- queue statistics (read-only, for monitoring and health) ----------------
+
+pub struct QueueStats {
+    pub queued: i64,
+    pub running: i64,
+    pub oldest_queued_run_at: Option<String>,
+}
+
+/// Depth of the queue: jobs waiting to run now, running, and the oldest due.
+pub async fn queue_stats(conn: &mut SqliteConnection, now: &str) -> sqlx::Result<QueueStats> {
+    let r = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "queued!: i64",
+                  (SELECT count(*) FROM jobs WHERE status = 'running') AS "running!: i64",
+                  (SELECT min(run_at) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "oldest: String""#,
+        now
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(QueueStats {
+        queued: r.queued,
+        running: r.running,
+        oldest_queued_run_at: r.oldest,
+    })
+}
+
+/// Queued and running jobs per kind, for gauges.
+pub async fn active_jobs_by_kind(
+    conn: &mut SqliteConnection,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT kind, status, count(*) AS "n!: i64" FROM jobs
+           WHERE status IN ('queued', 'running') GROUP BY kind, status"#
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.kind, r.status, r.n)).collect())
+}
+
+/// (succeeded, failed) jobs finished since `since`.
+pub async fn job_outcomes_since(
+    conn: &mut SqliteConnection,
+    since: &str,
+) -> sqlx::Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT coalesce(sum(status = 'succeeded'), 0) AS "ok!: i64",
+                  coalesce(sum(status = 'failed'), 0) AS "failed!: i64"
+           FROM jobs WHERE finished_at >= ? AND status IN ('succeeded', 'failed')"#,
+        since
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((r.ok, r.failed))
+}

@@ -42,7 +42,6 @@ use crate::db::{self as store, Db, ts};
 use crate::error::{AppError, Result};
 use crate::http::extract::Json;
 use crate::sessions::auth::Principal;
-use crate::state::AppState;
 
 /// Longest `Prefer: wait=N` honoured, in seconds.
 pub const MAX_PREFER_WAIT: u64 = 60;
@@ -93,7 +92,9 @@ pub struct JobContext {
     pub payload: Value,
     pub attempt: i64,
     pub max_attempts: i64,
-    pub state: AppState,
+    /// The queue, for progress reports. (A handler's own domain service is
+    /// captured by the closure it was registered with.)
+    pub queue: Queue,
     /// Cancelled when a client cancels the job or the service stops.
     pub cancel: CancellationToken,
     lease_token: String,
@@ -135,7 +136,7 @@ impl JobContext {
             }
             *last = Some(now);
         }
-        self.state.jobs.write_progress(
+        self.queue.write_progress(
             &self.id,
             &self.lease_token,
             i64::from(percent.min(100)),
@@ -162,12 +163,15 @@ struct Inner {
     finished: broadcast::Sender<String>,
     running: Mutex<HashMap<String, RunningJob>>,
     writer: mpsc::Sender<WriteOp>,
+    /// The writer's end of the channel until the writer is started (see
+    /// [`runner::spawn_runner`]).
+    writer_rx: Mutex<Option<mpsc::Receiver<WriteOp>>>,
     /// This process's runner identity (lease owner).
     owner: String,
 }
 
 impl Queue {
-    /// Creates the queue and starts its group-commit writer.
+    /// Creates the queue; its group-commit writer starts with the runner.
     pub fn new(db: Db, config: Arc<Config>) -> Self {
         let (tx, rx) = mpsc::channel(4096);
         // A waiter that lags re-reads the job, so the ring need not be long.
@@ -175,17 +179,45 @@ impl Queue {
         let owner = format!("runner-{}", uuid::Uuid::new_v4().simple());
         let handoff = Arc::new(writer::Handoff::new(owner.clone(), config.job_lease));
         let inner = Arc::new(Inner {
-            db: db.clone(),
+            db,
             config,
-            handoff: handoff.clone(),
-            finished: finished.clone(),
+            handoff,
+            finished,
             running: Mutex::default(),
             writer: tx,
+            writer_rx: Mutex::new(Some(rx)),
             owner,
         });
-        let full = inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
-        tokio::spawn(writer::run(db, full, rx, finished, handoff));
         Self { inner }
+    }
+
+    /// The group-commit writer, to run until `stop` (once: `None` after the
+    /// first call).
+    fn writer(&self, stop: CancellationToken) -> Option<impl Future<Output = ()> + use<>> {
+        let rx = self.inner.writer_rx.lock().ok()?.take()?;
+        let full = self.inner.config.sqlite_synchronous == crate::config::Synchronous::Full;
+        Some(writer::run(
+            self.inner.db.clone(),
+            full,
+            rx,
+            self.inner.finished.clone(),
+            self.inner.handoff.clone(),
+            stop,
+        ))
+    }
+
+    /// Jobs, newest first, with optional filters (`limit` rows at most).
+    pub async fn list(
+        &self,
+        owner: Option<&str>,
+        status: Option<&str>,
+        kind: Option<&str>,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
+        let mut conn = self.inner.db.reader.acquire().await?;
+        let rows = db::list(&mut conn, owner, status, kind, cursor, limit).await?;
+        Ok(rows.into_iter().map(Job::from).collect())
     }
 
     pub fn owner(&self) -> &str {
@@ -315,22 +347,22 @@ impl Queue {
 
 /// Maintenance of this domain: finished jobs past retention.
 pub async fn maintenance(
-    state: &AppState,
+    queue: &Queue,
     apply: bool,
-) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+) -> anyhow::Result<Vec<crate::maintenance::model::Action>> {
     let count = if apply {
-        state.jobs.prune().await?
+        queue.prune().await?
     } else {
-        let mut conn = state.db.reader.acquire().await?;
-        db::count_prunable(&mut conn, &state.jobs.retention_cutoff())
+        let mut conn = queue.inner.db.reader.acquire().await?;
+        db::count_prunable(&mut conn, &queue.retention_cutoff())
             .await?
             .max(0) as u64
     };
-    Ok(vec![crate::maintenance::Action {
+    Ok(vec![crate::maintenance::model::Action {
         name: "jobs.prune".into(),
         description: format!(
             "delete jobs finished more than {} days ago (JOB_RETENTION_DAYS)",
-            state.config.job_retention_days
+            queue.inner.config.job_retention_days
         ),
         count,
         bytes: 0,
@@ -366,10 +398,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
 /// Answers a started job per the API convention: `202 Accepted` with the job
 /// and `Location`, or, under `Prefer: wait=N`, `200` with the finished job
 /// when it finishes in time.
-pub async fn respond(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Response> {
-    let wait = prefer_wait(headers, state.config.request_timeout);
+pub async fn respond(queue: &Queue, headers: &HeaderMap, job: Job) -> Result<Response> {
+    let wait = prefer_wait(headers, queue.inner.config.request_timeout);
     let job = match wait {
-        Some(w) if !job.status.is_finished() => state.jobs.wait_finished(&job.id, w).await?,
+        Some(w) if !job.status.is_finished() => queue.wait_finished(&job.id, w).await?,
         _ => job,
     };
     let location = HeaderValue::from_str(&format!("/api/jobs/{}", job.id)).ok();

@@ -233,10 +233,9 @@ pub fn backoff(
     at_least: Option<Duration>,
     jitter: f64,
 ) -> Duration {
-    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
-    let raw = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
-    let jittered = raw.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0));
-    at_least.map_or(jittered, |m| jittered.max(m))
+    let retries_done = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let wait = crate::retry::backoff(retries_done, base, max, jitter);
+    at_least.map_or(wait, |m| wait.max(m))
 }
 
 #[cfg(test)]

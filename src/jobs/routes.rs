@@ -1,17 +1,23 @@
 //! HTTP handlers of the job queue.
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::db;
+use super::Queue;
 use super::model::{Job, JobFilter};
 use crate::error::{AppError, Problem, Result};
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Queue: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(list_jobs))
         .routes(routes!(get_job))
@@ -23,11 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(("jobId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Job), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_job(
-    State(state): State<AppState>,
+    State(queue): State<Queue>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(state.jobs.get_visible(&user, &id).await?))
+    Ok(Json(queue.get_visible(&user, &id).await?))
 }
 
 /// Jobs, newest first: the caller's own, or (admins) everyone's.
@@ -35,7 +41,7 @@ async fn get_job(
     params(JobFilter), security(("bearer" = [])),
     responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)))]
 async fn list_jobs(
-    State(state): State<AppState>,
+    State(queue): State<Queue>,
     user: AuthUser,
     Query(filter): Query<JobFilter>,
 ) -> Result<impl IntoResponse> {
@@ -55,17 +61,15 @@ async fn list_jobs(
         }
         Some(user.user_id.clone())
     };
-    let mut conn = state.db.reader.acquire().await?;
-    let rows = db::list(
-        &mut conn,
-        owner.as_deref(),
-        filter.status.map(|s| s.as_str()),
-        filter.kind.as_deref(),
-        filter.cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
-    let jobs: Vec<Job> = rows.into_iter().map(Job::from).collect();
+    let jobs = queue
+        .list(
+            owner.as_deref(),
+            filter.status.map(|s| s.as_str()),
+            filter.kind.as_deref(),
+            filter.cursor.as_deref(),
+            limit + 1,
+        )
+        .await?;
     Ok(Json(Page::from_rows(jobs, limit, |j: &Job| j.id.clone())))
 }
 
@@ -76,9 +80,9 @@ async fn list_jobs(
     responses((status = 200, body = Job), (status = 401, body = Problem), (status = 404, body = Problem),
               (status = 409, description = "already finished", body = Problem)))]
 async fn cancel_job(
-    State(state): State<AppState>,
+    State(queue): State<Queue>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(state.jobs.cancel(&user, &id).await?))
+    Ok(Json(queue.cancel(&user, &id).await?))
 }

@@ -17,30 +17,53 @@ use super::db::{self, Claimed};
 use super::model::{JobError, backoff};
 use super::writer::{Outcome, WriteOp};
 use super::{JobContext, Queue, Registry, RunningJob};
-use crate::db::{self as store, ts};
-use crate::state::AppState;
+use crate::config::Config;
+use crate::db::{self as store, Db, ts};
+use crate::monitoring::Monitor;
 
 /// Most jobs claimed by one statement.
 const MAX_CLAIM: usize = 64;
 /// How long a cancelled handler may take to stop before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-/// Starts the runner with the given handlers.
+/// What the runner works with.
+#[derive(Clone)]
+pub struct Runner {
+    pub jobs: Queue,
+    pub db: Db,
+    pub config: Arc<Config>,
+    /// Failed attempts are tracked with the service's other errors.
+    pub monitor: Monitor,
+}
+
+/// Starts the queue's writer and the runner with the given handlers. The
+/// writer stops once the runner has stopped (it records outcomes through the
+/// writer until its last running job has finished) and `drained` is
+/// cancelled (no request can enqueue any more).
 pub fn spawn_runner(
-    state: &AppState,
+    state: &Runner,
     registry: Registry,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
+    drained: CancellationToken,
 ) {
+    let writer_stop = CancellationToken::new();
+    if let Some(writer) = state.jobs.writer(writer_stop.clone()) {
+        tracker.spawn(writer);
+    }
     let state = state.clone();
     let registry = Arc::new(registry);
     let keeper_state = state.clone();
     let keeper_shutdown = shutdown.clone();
     tracker.spawn(lease_keeper(keeper_state, keeper_shutdown));
-    tracker.spawn(run(state, registry, shutdown));
+    tracker.spawn(async move {
+        run(state, registry, shutdown).await;
+        drained.cancelled().await;
+        writer_stop.cancel();
+    });
 }
 
-async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationToken) {
+async fn run(state: Runner, registry: Arc<Registry>, shutdown: CancellationToken) {
     let queue = state.jobs.clone();
     let config = state.config.clone();
     if let Err(e) = recover(&state, true).await {
@@ -132,7 +155,7 @@ async fn run(state: AppState, registry: Arc<Registry>, shutdown: CancellationTok
 
 /// Claims through the group-commit writer, so that a claim shares its
 /// transaction with the outcomes and enqueues of the same moment.
-async fn claim(state: &AppState, n: usize) -> anyhow::Result<Vec<Claimed>> {
+async fn claim(state: &Runner, n: usize) -> anyhow::Result<Vec<Claimed>> {
     let lease = ts(Utc::now() + chrono::Duration::from_std(state.config.job_lease)?);
     let (ack, rx) = oneshot::channel();
     state
@@ -154,7 +177,7 @@ async fn claim(state: &AppState, n: usize) -> anyhow::Result<Vec<Claimed>> {
 
 /// How long to sleep when nothing is due: the poll interval, or less when a
 /// scheduled job comes due sooner.
-async fn idle_wait(state: &AppState) -> Duration {
+async fn idle_wait(state: &Runner) -> Duration {
     let poll = state.config.job_poll_interval;
     let next = async {
         let mut conn = state.db.reader.acquire().await.ok()?;
@@ -171,7 +194,7 @@ async fn idle_wait(state: &AppState) -> Duration {
 }
 
 async fn execute(
-    state: AppState,
+    state: Runner,
     registry: Arc<Registry>,
     job: Claimed,
     permit: OwnedSemaphorePermit,
@@ -190,116 +213,38 @@ async fn execute(
             },
         );
     }
-    let payload = serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null);
     let outcome_writes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let span =
         tracing::info_span!("job", job_id = %job.id, kind = %job.kind, attempt = job.attempts);
-    let result = match registry.get(&job.kind) {
-        None => Some(Err(JobError::fail(
-            "unknown_kind",
-            format!("no handler for job kind {:?}", job.kind),
-        ))),
-        Some(handler) => {
-            let ctx = JobContext {
-                id: job.id.clone(),
-                kind: job.kind.clone(),
-                user_id: job.user_id.clone(),
-                payload,
-                attempt: job.attempts,
-                max_attempts: job.max_attempts,
-                state: state.clone(),
-                cancel: token.clone(),
-                lease_token: job.lease_token.clone(),
-                last_progress: std::sync::Mutex::new(None),
-                outcome_writes: outcome_writes.clone(),
-            };
-            let mut handle =
-                tokio::spawn(tracing::Instrument::instrument(handler(ctx), span.clone()));
-            tokio::select! {
-                r = &mut handle => Some(joined(r)),
-                () = token.cancelled() => match tokio::time::timeout(CANCEL_GRACE, &mut handle).await {
-                    Ok(r) => Some(joined(r)),
-                    Err(_) => {
-                        handle.abort();
-                        None
-                    }
-                },
-            }
-        }
-    };
+    let result = run_handler(&state, &registry, &job, &token, &outcome_writes, &span).await;
     if let Ok(mut running) = queue.inner.running.lock() {
         running.remove(&job.id);
     }
 
-    let cancelled_by_client = by_client.load(Ordering::SeqCst);
-    let outcome = match result {
-        Some(Ok(value)) => Outcome::Succeeded(value.to_string()),
-        _ if cancelled_by_client => Outcome::Cancelled {
-            code: "cancelled".into(),
-            message: "cancelled by request".into(),
-        },
+    let interrupted = stopping.load(Ordering::SeqCst) && token.is_cancelled();
+    let Some((outcome, wake_after)) = outcome_of(
+        result,
+        by_client.load(Ordering::SeqCst),
+        interrupted,
+        &job,
+        (state.config.job_retry_base, state.config.job_retry_max),
+        rand::random::<f64>(),
+        Utc::now(),
+    ) else {
         // Interrupted by shutdown: leave the row to be released to the queue.
-        _ if stopping.load(Ordering::SeqCst) && token.is_cancelled() => {
-            drop(permit);
-            return;
-        }
-        None => Outcome::Failed {
-            code: "cancelled".into(),
-            message: "the job did not stop after cancellation".into(),
-        },
-        Some(Err(JobError::Fail { code, message })) => Outcome::Failed { code, message },
-        Some(Err(JobError::Retry {
-            code,
-            message,
-            retry_after,
-        })) => {
-            if job.attempts < job.max_attempts {
-                let delay = backoff(
-                    job.attempts,
-                    state.config.job_retry_base,
-                    state.config.job_retry_max,
-                    retry_after,
-                    rand::random::<f64>(),
-                );
-                let run_at = ts(Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default());
-                schedule_wake(&queue, delay);
-                Outcome::Retry {
-                    code,
-                    message,
-                    run_at,
-                }
-            } else {
-                Outcome::Failed { code, message }
-            }
-        }
+        drop(permit);
+        return;
     };
-    let status = match &outcome {
-        Outcome::Succeeded(_) => "succeeded",
-        Outcome::Failed { .. } => "failed",
-        Outcome::Cancelled { .. } => "cancelled",
-        Outcome::Retry { .. } => "retrying",
-    };
+    if let Some(delay) = wake_after {
+        schedule_wake(&queue, delay);
+    }
+    let status = outcome_status(&outcome);
     if let Outcome::Failed { code, message } | Outcome::Retry { code, message, .. } = &outcome {
         {
             let _e = span.enter();
             tracing::warn!(%code, %message, status, "job attempt failed");
         }
-        state.monitor.track_error(
-            if status == "failed" {
-                "job_failure"
-            } else {
-                "job_retry"
-            },
-            &format!("{}:{code}", job.kind),
-            message,
-            serde_json::json!({
-                "jobId": job.id,
-                "kind": job.kind,
-                "attempt": job.attempts,
-                "maxAttempts": job.max_attempts,
-            }),
-            None,
-        );
+        track_failure(&state, &job, status, code, message);
     }
     metrics::counter!("hs_jobs_finished_total", "kind" => job.kind.clone(), "status" => status)
         .increment(1);
@@ -329,6 +274,125 @@ async fn execute(
     }
 }
 
+/// Runs the job's handler in a task of its own. `None` when it did not stop
+/// within [`CANCEL_GRACE`] of being cancelled (it is then aborted).
+async fn run_handler(
+    state: &Runner,
+    registry: &Registry,
+    job: &Claimed,
+    token: &CancellationToken,
+    outcome_writes: &Arc<std::sync::Mutex<Vec<super::OutcomeWrite>>>,
+    span: &tracing::Span,
+) -> Option<Result<serde_json::Value, JobError>> {
+    let Some(handler) = registry.get(&job.kind) else {
+        return Some(Err(JobError::fail(
+            "unknown_kind",
+            format!("no handler for job kind {:?}", job.kind),
+        )));
+    };
+    let ctx = JobContext {
+        id: job.id.clone(),
+        kind: job.kind.clone(),
+        user_id: job.user_id.clone(),
+        payload: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
+        attempt: job.attempts,
+        max_attempts: job.max_attempts,
+        queue: state.jobs.clone(),
+        cancel: token.clone(),
+        lease_token: job.lease_token.clone(),
+        last_progress: std::sync::Mutex::new(None),
+        outcome_writes: outcome_writes.clone(),
+    };
+    let mut handle = tokio::spawn(tracing::Instrument::instrument(handler(ctx), span.clone()));
+    tokio::select! {
+        r = &mut handle => Some(joined(r)),
+        () = token.cancelled() => match tokio::time::timeout(CANCEL_GRACE, &mut handle).await {
+            Ok(r) => Some(joined(r)),
+            Err(_) => {
+                handle.abort();
+                None
+            }
+        },
+    }
+}
+
+/// What an attempt's end means for its job, and when to wake the runner for
+/// a retry. `None`: the attempt was interrupted by shutdown and the job goes
+/// back to the queue as it is. `retry` is the backoff's (base, max).
+fn outcome_of(
+    result: Option<Result<serde_json::Value, JobError>>,
+    cancelled_by_client: bool,
+    interrupted_by_shutdown: bool,
+    job: &Claimed,
+    retry: (Duration, Duration),
+    jitter: f64,
+    now: chrono::DateTime<Utc>,
+) -> Option<(Outcome, Option<Duration>)> {
+    let outcome = match result {
+        Some(Ok(value)) => Outcome::Succeeded(value.to_string()),
+        _ if cancelled_by_client => Outcome::Cancelled {
+            code: "cancelled".into(),
+            message: "cancelled by request".into(),
+        },
+        _ if interrupted_by_shutdown => return None,
+        None => Outcome::Failed {
+            code: "cancelled".into(),
+            message: "the job did not stop after cancellation".into(),
+        },
+        Some(Err(JobError::Fail { code, message })) => Outcome::Failed { code, message },
+        Some(Err(JobError::Retry {
+            code,
+            message,
+            retry_after,
+        })) => {
+            if job.attempts < job.max_attempts {
+                let delay = backoff(job.attempts, retry.0, retry.1, retry_after, jitter);
+                let run_at = ts(now + chrono::Duration::from_std(delay).unwrap_or_default());
+                return Some((
+                    Outcome::Retry {
+                        code,
+                        message,
+                        run_at,
+                    },
+                    Some(delay),
+                ));
+            }
+            Outcome::Failed { code, message }
+        }
+    };
+    Some((outcome, None))
+}
+
+/// The `status` label of an outcome in metrics and logs.
+fn outcome_status(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded(_) => "succeeded",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Cancelled { .. } => "cancelled",
+        Outcome::Retry { .. } => "retrying",
+    }
+}
+
+/// A failed or retried attempt is tracked with the service's other errors.
+fn track_failure(state: &Runner, job: &Claimed, status: &str, code: &str, message: &str) {
+    state.monitor.track_error(
+        if status == "failed" {
+            "job_failure"
+        } else {
+            "job_retry"
+        },
+        &format!("{}:{code}", job.kind),
+        message,
+        serde_json::json!({
+            "jobId": job.id,
+            "kind": job.kind,
+            "attempt": job.attempts,
+            "maxAttempts": job.max_attempts,
+        }),
+        None,
+    );
+}
+
 fn joined(
     r: Result<Result<serde_json::Value, JobError>, tokio::task::JoinError>,
 ) -> Result<serde_json::Value, JobError> {
@@ -351,7 +415,7 @@ fn schedule_wake(queue: &Queue, after: Duration) {
 }
 
 /// Extends this runner's leases, recovers lapsed ones, prunes old jobs.
-async fn lease_keeper(state: AppState, shutdown: CancellationToken) {
+async fn lease_keeper(state: Runner, shutdown: CancellationToken) {
     let period = (state.config.job_lease / 3).max(Duration::from_millis(500));
     let mut tick = tokio::time::interval(period);
     let mut last_prune = Instant::now();
@@ -382,7 +446,7 @@ async fn lease_keeper(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn extend(state: &AppState) -> anyhow::Result<()> {
+async fn extend(state: &Runner) -> anyhow::Result<()> {
     let expires = ts(Utc::now() + chrono::Duration::from_std(state.config.job_lease)?);
     let mut tx = state.db.begin_write().await?;
     db::extend_leases(&mut tx, state.jobs.owner(), &expires).await?;
@@ -390,7 +454,7 @@ async fn extend(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn recover(state: &AppState, at_start: bool) -> anyhow::Result<u64> {
+async fn recover(state: &Runner, at_start: bool) -> anyhow::Result<u64> {
     let mut tx = state.db.begin_write().await?;
     let n = db::recover_abandoned(&mut tx, state.jobs.owner(), at_start, &store::now()).await?;
     tx.commit().await?;
@@ -403,9 +467,69 @@ async fn recover(state: &AppState, at_start: bool) -> anyhow::Result<u64> {
     Ok(n)
 }
 
-async fn release(state: &AppState) -> anyhow::Result<u64> {
+async fn release(state: &Runner) -> anyhow::Result<u64> {
     let mut tx = state.db.begin_write().await?;
     let n = db::release(&mut tx, state.jobs.owner(), &store::now()).await?;
     tx.commit().await?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(attempts: i64, max_attempts: i64) -> Claimed {
+        Claimed {
+            id: "j".into(),
+            kind: "k".into(),
+            payload: "{}".into(),
+            user_id: None,
+            attempts,
+            max_attempts,
+            lease_token: "t".into(),
+        }
+    }
+
+    const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+    fn outcome(
+        result: Option<Result<serde_json::Value, JobError>>,
+        by_client: bool,
+        interrupted: bool,
+        job: &Claimed,
+    ) -> Option<(Outcome, Option<Duration>)> {
+        let now = chrono::DateTime::UNIX_EPOCH;
+        outcome_of(result, by_client, interrupted, job, RETRY, 0.0, now)
+    }
+
+    #[test]
+    fn a_retryable_failure_is_retried_after_the_backoff_until_the_last_attempt() {
+        let err = || Some(Err(JobError::retry("flaky", "try again")));
+        let Some((Outcome::Retry { code, run_at, .. }, Some(wake))) =
+            outcome(err(), false, false, &claimed(2, 3))
+        else {
+            panic!("expected a retry");
+        };
+        assert_eq!((code.as_str(), wake), ("flaky", Duration::from_secs(2)));
+        assert_eq!(run_at, "1970-01-01T00:00:02.000Z");
+        let last = outcome(err(), false, false, &claimed(3, 3));
+        assert!(matches!(last, Some((Outcome::Failed { .. }, None))));
+    }
+
+    #[test]
+    fn cancellation_and_shutdown_decide_before_the_handlers_error() {
+        let failed = || Some(Err(JobError::fail("bad", "no")));
+        let job = claimed(1, 3);
+        assert!(matches!(
+            outcome(failed(), true, true, &job),
+            Some((Outcome::Cancelled { .. }, None))
+        ));
+        assert!(outcome(failed(), false, true, &job).is_none());
+        assert!(matches!(
+            outcome(None, false, false, &job),
+            Some((Outcome::Failed { .. }, None))
+        ));
+        let done = outcome(Some(Ok(serde_json::json!(1))), true, true, &job);
+        assert!(matches!(done, Some((Outcome::Succeeded(v), None)) if v == "1"));
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::db::{self, InsertJob};
 use super::model::{Job, NewJob};
@@ -111,8 +112,18 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<WriteOp>,
     finished: broadcast::Sender<String>,
     handoff: std::sync::Arc<Handoff>,
+    stop: CancellationToken,
 ) {
-    while let Some(first) = rx.recv().await {
+    loop {
+        // Ops already sent are applied before stopping.
+        let first = tokio::select! {
+            biased;
+            op = rx.recv() => match op {
+                Some(op) => op,
+                None => break,
+            },
+            () = stop.cancelled() => break,
+        };
         let mut batch = Vec::with_capacity(64);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -184,97 +195,17 @@ async fn apply_on(
     let mut pending = Vec::with_capacity(batch.len());
     // New jobs first, in one statement; then everything else in order (so
     // that a claim of this batch already sees them).
-    let (mut jobs, mut acks, mut others) = (Vec::new(), Vec::new(), Vec::new());
-    for op in batch {
-        match op {
-            WriteOp::Insert { job, ack } => {
-                jobs.push(job);
-                acks.push(ack);
-            }
-            op => others.push(op),
-        }
-    }
-    let mut handed = Vec::new();
-    if !jobs.is_empty() {
-        let results = insert_all(&mut tx, &jobs, now).await;
-        for (ack, r) in acks.into_iter().zip(results) {
-            pending.push(Pending::Insert(ack, Box::new(r)));
-        }
-        let want = handoff.demand.swap(0, Ordering::SeqCst);
-        if want > 0 {
-            let lease =
-                ts(chrono::Utc::now()
-                    + chrono::Duration::from_std(handoff.lease).unwrap_or_default());
-            match db::claim(&mut tx, &handoff.owner, want as i64, &lease, now).await {
-                Ok(rows) => handed = rows,
-                Err(e) => tracing::warn!(error = %e, "could not claim new jobs for the runner"),
-            }
-        }
-    }
+    let (inserts, others) = split_inserts(batch);
+    let handed = insert_and_hand_off(&mut tx, inserts, handoff, now, &mut pending).await;
     for op in others {
-        match op {
-            WriteOp::Insert { .. } => {} // inserted above
-            WriteOp::Finish {
-                id,
-                token,
-                outcome,
-                writes,
-                ack,
-            } => {
-                for write in writes {
-                    if let Err(e) = write(&mut tx).await {
-                        tracing::error!(job_id = %id, error = %format!("{e:#}"), "a write with a job outcome failed");
-                    }
-                }
-                let terminal = !matches!(outcome, Outcome::Retry { .. });
-                let r = finish_one(&mut tx, &id, &token, &outcome, now).await;
-                let ok = r.unwrap_or_else(|e| {
-                    tracing::error!(job_id = %id, error = %e, "failed to record a job outcome");
-                    false
-                });
-                pending.push(Pending::Finish(ack, id, ok, terminal));
-            }
-            WriteOp::Claim {
-                owner,
-                n,
-                lease_expires_at,
-                ack,
-            } => match db::claim(&mut tx, &owner, n, &lease_expires_at, now).await {
-                Ok(rows) => pending.push(Pending::Claim(ack, rows)),
-                Err(e) => {
-                    let _ = ack.send(Err(e.into()));
-                }
-            },
-            WriteOp::Progress {
-                id,
-                token,
-                percent,
-                message,
-            } => {
-                if let Err(e) =
-                    db::set_progress(&mut tx, &id, &token, percent, message.as_deref(), now).await
-                {
-                    tracing::warn!(job_id = %id, error = %e, "failed to record job progress");
-                }
-            }
-        }
+        apply_op(&mut tx, op, now, &mut pending).await;
     }
     if let Err(e) = tx.commit().await {
         tracing::error!(error = %e, "job writer failed to commit");
         // Whatever was claimed for the runner is queued again: let it look.
         handoff.wake.notify_one();
         for p in pending {
-            match p {
-                Pending::Claim(ack, _) => {
-                    let _ = ack.send(Err(anyhow::anyhow!("failed to commit the claim").into()));
-                }
-                Pending::Insert(ack, _) => {
-                    let _ = ack.send(Err(anyhow::anyhow!("failed to commit the job").into()));
-                }
-                Pending::Finish(ack, ..) => {
-                    let _ = ack.send(false);
-                }
-            }
+            p.fail();
         }
         return;
     }
@@ -287,7 +218,117 @@ async fn apply_on(
         handoff.wake.notify_one();
     }
     for p in pending {
-        match p {
+        p.deliver(finished);
+    }
+}
+
+type InsertAck = oneshot::Sender<Result<Job, AppError>>;
+
+/// The batch's new jobs (with their acknowledgements) apart from its other
+/// operations, each in its order.
+fn split_inserts(batch: Vec<WriteOp>) -> (Vec<(Box<NewJob>, InsertAck)>, Vec<WriteOp>) {
+    let (mut inserts, mut others) = (Vec::new(), Vec::new());
+    for op in batch {
+        match op {
+            WriteOp::Insert { job, ack } => inserts.push((job, ack)),
+            op => others.push(op),
+        }
+    }
+    (inserts, others)
+}
+
+/// Inserts the new jobs in one statement and, when the runner waits for
+/// work, claims some of them for it in the same transaction.
+async fn insert_and_hand_off(
+    tx: &mut sqlx::SqliteConnection,
+    inserts: Vec<(Box<NewJob>, InsertAck)>,
+    handoff: &Handoff,
+    now: &str,
+    pending: &mut Vec<Pending>,
+) -> Vec<db::Claimed> {
+    if inserts.is_empty() {
+        return Vec::new();
+    }
+    let (jobs, acks): (Vec<Box<NewJob>>, Vec<InsertAck>) = inserts.into_iter().unzip();
+    let results = insert_all(tx, &jobs, now).await;
+    for (ack, r) in acks.into_iter().zip(results) {
+        pending.push(Pending::Insert(ack, Box::new(r)));
+    }
+    let want = handoff.demand.swap(0, Ordering::SeqCst);
+    if want == 0 {
+        return Vec::new();
+    }
+    let lease =
+        ts(chrono::Utc::now() + chrono::Duration::from_std(handoff.lease).unwrap_or_default());
+    match db::claim(tx, &handoff.owner, want as i64, &lease, now).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim new jobs for the runner");
+            Vec::new()
+        }
+    }
+}
+
+/// Applies one operation other than an insert inside the batch's
+/// transaction; what must wait for the commit goes to `pending`.
+async fn apply_op(
+    tx: &mut sqlx::SqliteConnection,
+    op: WriteOp,
+    now: &str,
+    pending: &mut Vec<Pending>,
+) {
+    match op {
+        WriteOp::Insert { .. } => {} // inserted before
+        WriteOp::Finish {
+            id,
+            token,
+            outcome,
+            writes,
+            ack,
+        } => {
+            for write in writes {
+                if let Err(e) = write(tx).await {
+                    tracing::error!(job_id = %id, error = %format!("{e:#}"), "a write with a job outcome failed");
+                }
+            }
+            let terminal = !matches!(outcome, Outcome::Retry { .. });
+            let r = finish_one(tx, &id, &token, &outcome, now).await;
+            let ok = r.unwrap_or_else(|e| {
+                tracing::error!(job_id = %id, error = %e, "failed to record a job outcome");
+                false
+            });
+            pending.push(Pending::Finish(ack, id, ok, terminal));
+        }
+        WriteOp::Claim {
+            owner,
+            n,
+            lease_expires_at,
+            ack,
+        } => match db::claim(tx, &owner, n, &lease_expires_at, now).await {
+            Ok(rows) => pending.push(Pending::Claim(ack, rows)),
+            Err(e) => {
+                let _ = ack.send(Err(e.into()));
+            }
+        },
+        WriteOp::Progress {
+            id,
+            token,
+            percent,
+            message,
+        } => {
+            if let Err(e) =
+                db::set_progress(tx, &id, &token, percent, message.as_deref(), now).await
+            {
+                tracing::warn!(job_id = %id, error = %e, "failed to record job progress");
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// The batch was committed: acknowledge, and announce finished jobs.
+    fn deliver(self, finished: &broadcast::Sender<String>) {
+        match self {
             Pending::Claim(ack, rows) => {
                 let _ = ack.send(Ok(rows));
             }
@@ -299,6 +340,21 @@ async fn apply_on(
                     let _ = finished.send(id);
                 }
                 let _ = ack.send(ok);
+            }
+        }
+    }
+
+    /// The batch's commit failed: nothing of it happened.
+    fn fail(self) {
+        match self {
+            Pending::Claim(ack, _) => {
+                let _ = ack.send(Err(anyhow::anyhow!("failed to commit the claim").into()));
+            }
+            Pending::Insert(ack, _) => {
+                let _ = ack.send(Err(anyhow::anyhow!("failed to commit the job").into()));
+            }
+            Pending::Finish(ack, ..) => {
+                let _ = ack.send(false);
             }
         }
     }
@@ -404,5 +460,74 @@ async fn finish_one(
             message,
             run_at,
         } => db::retry_later(conn, id, token, code, message, run_at, now).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(id: &str) -> WriteOp {
+        WriteOp::Progress {
+            id: id.into(),
+            token: "t".into(),
+            percent: 1,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn inserts_are_taken_apart_in_order() {
+        let (a, _) = oneshot::channel();
+        let (b, _) = oneshot::channel();
+        let batch = vec![
+            progress("p1"),
+            WriteOp::Insert {
+                job: Box::new(NewJob::new("a", serde_json::Value::Null)),
+                ack: a,
+            },
+            progress("p2"),
+            WriteOp::Insert {
+                job: Box::new(NewJob::new("b", serde_json::Value::Null)),
+                ack: b,
+            },
+        ];
+        let (inserts, others) = split_inserts(batch);
+        let kinds: Vec<&str> = inserts.iter().map(|(j, _)| j.kind.as_str()).collect();
+        assert_eq!(kinds, ["a", "b"]);
+        let ids: Vec<&str> = others
+            .iter()
+            .map(|op| match op {
+                WriteOp::Progress { id, .. } => id.as_str(),
+                _ => "?",
+            })
+            .collect();
+        assert_eq!(ids, ["p1", "p2"]);
+    }
+
+    #[test]
+    fn a_committed_terminal_outcome_is_announced_a_retry_is_not() {
+        let (finished, mut announced) = broadcast::channel(4);
+        let (ack, mut acked) = oneshot::channel();
+        Pending::Finish(ack, "retried".into(), true, false).deliver(&finished);
+        assert_eq!(acked.try_recv(), Ok(true));
+        let (ack, mut acked) = oneshot::channel();
+        Pending::Finish(ack, "done".into(), true, true).deliver(&finished);
+        assert_eq!(acked.try_recv(), Ok(true));
+        assert_eq!(announced.try_recv().unwrap(), "done");
+        assert!(announced.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_failed_commit_acknowledges_nothing_as_done() {
+        let (ack, mut acked) = oneshot::channel();
+        Pending::Finish(ack, "j".into(), true, true).fail();
+        assert_eq!(acked.try_recv(), Ok(false));
+        let (ack, mut acked) = oneshot::channel();
+        Pending::Claim(ack, Vec::new()).fail();
+        assert!(acked.try_recv().unwrap().is_err());
+        let (ack, mut acked) = oneshot::channel();
+        Pending::Insert(ack, Box::new(Err(AppError::NotFound))).fail();
+        assert!(acked.try_recv().unwrap().is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The built-in load tester: scenarios against this service itself, run as a
 //! job, measured with HdrHistogram, stored in SQLite.
 //!
-//! - [`model`]: the request (validated), the report.
+//! - [`model`]: the request, the plan, the report.
+//! - [`validate`]: the request checked field by field into a plan.
 //! - [`engine`]: the workers that send requests over keep-alive HTTP/1.1
 //!   connections to the service's own bound address, the schedule of a
 //!   target rate (coordinated omission corrected) and the live counters.
@@ -13,9 +14,11 @@ pub mod engine;
 pub mod model;
 pub mod report;
 pub mod routes;
+pub mod validate;
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -25,12 +28,30 @@ use tokio_util::task::TaskTracker;
 use utoipa::ToSchema;
 
 use self::model::{Caps, LoadTestRequest, LoadTestResult, Plan};
+use crate::config::Config;
+use crate::db::Db;
 use crate::error::{AppError, Result};
-use crate::jobs::{Job, JobContext, JobError, NewJob, Registry};
+use crate::jobs::{Job, JobContext, JobError, NewJob, Queue, Registry};
+use crate::sessions::Sessions;
 use crate::sessions::auth::Principal;
-use crate::state::AppState;
 
 pub const JOB_KIND: &str = "loadtest.run";
+
+/// The load tester's service: exactly the handles it needs.
+#[derive(Clone)]
+pub struct LoadTesting {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub jobs: Queue,
+    /// The test runs as its admin, with a session of its own.
+    pub sessions: Sessions,
+    pub loadtests: LoadTests,
+    /// Sent in the `x-hs-loadtest` header so that the test's requests are
+    /// recognised (exempt from rate limits, tagged in the request log).
+    pub loadtest_secret: Arc<str>,
+    /// The address the listener is bound to: the test's only target.
+    pub bound_addr: Arc<OnceLock<SocketAddr>>,
+}
 
 /// The one running (or starting) load test, shared by the handlers and the
 /// job that runs it. One instance serves the service, so the slot lives in
@@ -106,7 +127,7 @@ impl LoadTests {
     }
 }
 
-fn caps(state: &AppState) -> Caps {
+fn caps(state: &LoadTesting) -> Caps {
     Caps {
         max_concurrency: state.config.loadtest_max_concurrency,
         max_duration_seconds: state.config.loadtest_max_duration_seconds,
@@ -116,7 +137,7 @@ fn caps(state: &AppState) -> Caps {
 
 /// Frees the slot when its job finished without running the test (cancelled
 /// while queued): the holder's row is closed too.
-async fn reconcile(state: &AppState) -> anyhow::Result<()> {
+async fn reconcile(state: &LoadTesting) -> anyhow::Result<()> {
     let Some(test_id) = state.loadtests.current().and_then(|a| a.test_id) else {
         return Ok(());
     };
@@ -149,7 +170,7 @@ fn conflict(holder: Option<String>) -> AppError {
 /// Validates and queues a load test as a `loadtest.run` job owned by the
 /// admin. The test's id is its job's id.
 #[tracing::instrument(skip_all)]
-pub async fn start(state: &AppState, admin: &Principal, req: LoadTestRequest) -> Result<Job> {
+pub async fn start(state: &LoadTesting, admin: &Principal, req: LoadTestRequest) -> Result<Job> {
     let plan = req.validate(caps(state)).map_err(AppError::Validation)?;
     if state.bound_addr.get().is_none() {
         return Err(AppError::Unavailable {
@@ -183,7 +204,7 @@ pub async fn start(state: &AppState, admin: &Principal, req: LoadTestRequest) ->
 }
 
 async fn record(
-    state: &AppState,
+    state: &LoadTesting,
     id: &str,
     user_id: Option<&str>,
     req: &LoadTestRequest,
@@ -210,18 +231,18 @@ async fn record(
 }
 
 /// Registers the `loadtest.run` job.
-pub fn register_jobs(registry: &mut Registry) {
-    registry.register(
-        JOB_KIND,
-        |ctx: JobContext| async move { execute(ctx).await },
-    );
+pub fn register_jobs(registry: &mut Registry, loadtest: &LoadTesting) {
+    let lt = loadtest.clone();
+    registry.register(JOB_KIND, move |ctx| execute(lt.clone(), ctx));
 }
 
 /// The job: runs the test as the admin who started it, then stores the
 /// report. Cancelling the job (or stopping the service) stops the test and
 /// keeps what was measured.
-async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobError> {
-    let state = ctx.state.clone();
+async fn execute(
+    state: LoadTesting,
+    ctx: JobContext,
+) -> std::result::Result<serde_json::Value, JobError> {
     let test_id = ctx.id.clone();
     let req: LoadTestRequest = ctx.payload()?;
     let plan = req.validate(caps(&state)).map_err(|errors| {
@@ -270,7 +291,7 @@ async fn execute(ctx: JobContext) -> std::result::Result<serde_json::Value, JobE
 /// binding it to the job id when the runner is quicker), or taken now when
 /// the job runs without one (queued before a restart).
 async fn slot_for(
-    state: &AppState,
+    state: &LoadTesting,
     test_id: &str,
 ) -> std::result::Result<Arc<engine::Live>, Option<String>> {
     for _ in 0..200 {
@@ -287,7 +308,7 @@ async fn slot_for(
     state.loadtests.claim(Some(test_id)).map(|(_, live)| live)
 }
 
-async fn end(state: &AppState, test_id: &str, status: &str, error: Option<&str>) {
+async fn end(state: &LoadTesting, test_id: &str, status: &str, error: Option<&str>) {
     let done = async {
         let mut tx = state.db.begin_write().await?;
         db::end_without_report(&mut tx, test_id, status, error, &crate::db::now()).await?;
@@ -299,7 +320,7 @@ async fn end(state: &AppState, test_id: &str, status: &str, error: Option<&str>)
     }
 }
 
-fn target(state: &AppState, test_id: &str, token: &str) -> anyhow::Result<engine::Target> {
+fn target(state: &LoadTesting, test_id: &str, token: &str) -> anyhow::Result<engine::Target> {
     let bound = *state
         .bound_addr
         .get()
@@ -321,7 +342,7 @@ fn target(state: &AppState, test_id: &str, token: &str) -> anyhow::Result<engine
 
 async fn run_test(
     ctx: &JobContext,
-    state: &AppState,
+    state: &LoadTesting,
     test_id: &str,
     user_id: &str,
     req: &LoadTestRequest,
@@ -330,7 +351,7 @@ async fn run_test(
 ) -> anyhow::Result<LoadTestResult> {
     let ttl = plan.duration + plan.ramp_up + plan.timeout + Duration::from_secs(60);
     let (session_id, token) = crate::sessions::issue_internal(
-        state,
+        &state.sessions,
         user_id,
         ttl,
         &serde_json::json!({"purpose": "loadtest", "testId": test_id}),
@@ -412,13 +433,13 @@ async fn run_test(
         Ok(result)
     }
     .await;
-    if let Err(e) = crate::sessions::revoke_internal(state, &session_id).await {
+    if let Err(e) = crate::sessions::revoke_internal(&state.sessions, &session_id).await {
         tracing::warn!(test_id, error = %format!("{e:#}"), "failed to revoke the load test session");
     }
     result
 }
 
-async fn store(state: &AppState, r: &LoadTestResult) -> anyhow::Result<()> {
+async fn store(state: &LoadTesting, r: &LoadTestResult) -> anyhow::Result<()> {
     let report = serde_json::to_string(r)?;
     let finished_at = r.finished_at.clone().unwrap_or_else(crate::db::now);
     let error_rate = if r.totals.requests == 0 {
@@ -524,7 +545,7 @@ pub struct Status {
     pub recent: Vec<TestSummary>,
 }
 
-pub async fn status(state: &AppState) -> Result<Status> {
+pub async fn status(state: &LoadTesting) -> Result<Status> {
     reconcile(state).await?;
     let running = state.loadtests.current().map(|a| {
         let completed = a.live.completed.load(Ordering::Relaxed);
@@ -560,7 +581,7 @@ pub async fn status(state: &AppState) -> Result<Status> {
 
 /// The full result of a finished test; for a test still queued or running,
 /// its live totals (latency statistics come with the final report).
-pub async fn result(state: &AppState, id: &str) -> Result<LoadTestResult> {
+pub async fn result(state: &LoadTesting, id: &str) -> Result<LoadTestResult> {
     let row = {
         let mut conn = state.db.reader.acquire().await?;
         db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?
@@ -597,7 +618,7 @@ pub async fn result(state: &AppState, id: &str) -> Result<LoadTestResult> {
 }
 
 /// At start-up: tests the previous process left running are marked failed.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, _shutdown: CancellationToken) {
+pub fn spawn_workers(state: &LoadTesting, tracker: &TaskTracker, _shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
         let done = async {

@@ -1,19 +1,26 @@
 //! HTTP handlers of the load tester (admin only).
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::LoadTesting;
 use super::Status;
 use super::model::{LoadTestRequest, LoadTestResult};
 use crate::error::{Problem, Result};
 use crate::http::extract::{AdminUser, Json, Path};
 use crate::jobs::Job;
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    LoadTesting: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(start))
         .routes(routes!(status))
@@ -34,20 +41,20 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 422, description = "invalid scenario or limits", body = Problem),
     ))]
 async fn start(
-    State(state): State<AppState>,
+    State(state): State<LoadTesting>,
     AdminUser(admin): AdminUser,
     headers: HeaderMap,
     Json(req): Json<LoadTestRequest>,
 ) -> Result<impl IntoResponse> {
     let job = super::start(&state, &admin, req).await?;
-    crate::jobs::respond(&state, &headers, job).await
+    crate::jobs::respond(&state.jobs, &headers, job).await
 }
 
 /// The running test's live progress and the recent tests (admin).
 #[utoipa::path(get, path = "/api/load-test/status", tag = "loadtest",
     security(("bearer" = [])),
     responses((status = 200, body = Status), (status = 401, body = Problem), (status = 403, body = Problem)))]
-async fn status(State(state): State<AppState>, _admin: AdminUser) -> Result<impl IntoResponse> {
+async fn status(State(state): State<LoadTesting>, _admin: AdminUser) -> Result<impl IntoResponse> {
     Ok(Json(super::status(&state).await?))
 }
 
@@ -58,7 +65,7 @@ async fn status(State(state): State<AppState>, _admin: AdminUser) -> Result<impl
     params(("testId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = LoadTestResult), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 async fn results(
-    State(state): State<AppState>,
+    State(state): State<LoadTesting>,
     _admin: AdminUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {

@@ -24,9 +24,9 @@ use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use utoipa::ToSchema;
 
+use super::Maintenance;
 use super::db;
 use crate::config::Config;
-use crate::state::AppState;
 
 /// A lock on `<database>.lock`. The service holds it shared for its whole
 /// life; `restore` takes it exclusively, so it cannot replace the database
@@ -402,7 +402,7 @@ impl From<db::BackupRow> for Backup {
 /// fails.
 #[tracing::instrument(skip(state))]
 pub async fn create(
-    state: &AppState,
+    state: &Maintenance,
     trigger: &str,
     job_id: Option<&str>,
 ) -> anyhow::Result<Backup> {
@@ -466,7 +466,7 @@ pub async fn create(
 }
 
 /// Deletes succeeded backups beyond the newest `BACKUP_KEEP`.
-async fn rotate(state: &AppState) -> anyhow::Result<()> {
+async fn rotate(state: &Maintenance) -> anyhow::Result<()> {
     let keep = state.config.backup_keep as usize;
     let rows = {
         let mut conn = state.db.reader.acquire().await?;
@@ -491,7 +491,7 @@ async fn rotate(state: &AppState) -> anyhow::Result<()> {
 
 /// Lists the backups made by the service, newest first.
 pub async fn list(
-    state: &AppState,
+    state: &Maintenance,
     cursor: Option<&str>,
     limit: i64,
 ) -> anyhow::Result<Vec<Backup>> {
@@ -504,7 +504,7 @@ pub async fn list(
 }
 
 /// Whether a scheduled backup is due (BACKUP_INTERVAL_HOURS since the last).
-pub async fn due(state: &AppState) -> anyhow::Result<bool> {
+pub async fn due(state: &Maintenance) -> anyhow::Result<bool> {
     let hours = state.config.backup_interval_hours;
     if hours == 0 {
         return Ok(false);

@@ -1,6 +1,7 @@
 //! Every SQL statement of the maintenance domain: database-level pragmas
-//! (integrity checks, optimize, checkpoints, incremental vacuum, the online
-//! copy) and the `backups` table.
+//! (integrity checks, optimize, checkpoints, the online copy) and the
+//! `backups` table. The page counts and the incremental vacuum, which the
+//! log retention uses too, are in [`crate::db`].
 
 use sqlx::SqliteConnection;
 
@@ -54,31 +55,6 @@ pub async fn wal_checkpoint_truncate(conn: &mut SqliteConnection) -> sqlx::Resul
         log_frames,
         checkpointed_frames,
     })
-}
-
-pub async fn page_size(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("PRAGMA page_size").fetch_one(conn).await
-}
-
-pub async fn page_count(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(conn)
-        .await
-}
-
-pub async fn freelist_count(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("PRAGMA freelist_count")
-        .fetch_one(conn)
-        .await
-}
-
-/// Frees every page of the free list (the database uses
-/// `auto_vacuum = INCREMENTAL`).
-pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()> {
-    sqlx::query("PRAGMA incremental_vacuum")
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The highest migration version recorded in a database (a backup's schema

@@ -11,6 +11,7 @@ pub mod routes;
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,23 +20,30 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::model::Action;
 use self::model::{DatabaseStats, Failure, Report, Totals};
 use crate::config::Config;
-use crate::state::AppState;
+use crate::db::Db;
+use crate::files::Files;
+use crate::jobs::Queue;
+use crate::monitoring::Monitoring;
+use crate::sessions::Sessions;
+use crate::sessions::auth::AuthCache;
+use crate::users::Users;
 
-/// One thing maintenance did, or would do on a dry run. Each domain that
-/// keeps data reports its own actions through a
-/// `pub async fn maintenance(state: &AppState, apply: bool) -> anyhow::Result<Vec<Action>>`.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Action {
-    /// Stable name, e.g. `sessions.prune`.
-    pub name: String,
-    pub description: String,
-    /// Rows, files or entries concerned.
-    pub count: u64,
-    /// Bytes freed (or that would be freed).
-    pub bytes: u64,
+/// The maintenance domain's service: the handles of its own work (the
+/// database, backups, the caches) and the services of the domains whose
+/// maintenance it runs.
+#[derive(Clone)]
+pub struct Maintenance {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub jobs: Queue,
+    pub auth: AuthCache,
+    pub users: Users,
+    pub sessions: Sessions,
+    pub monitoring: Monitoring,
+    pub files: Files,
 }
 
 /// Runs (when `apply`) or previews maintenance of every domain, then of the
@@ -44,15 +52,21 @@ pub struct Action {
 /// Each domain takes one line here: its
 /// `maintenance(state, apply) -> anyhow::Result<Vec<Action>>`. The database
 /// step comes last so that it reclaims the space the domains freed.
-pub async fn run(state: &AppState, apply: bool) -> Report {
+pub async fn run(state: &Maintenance, apply: bool) -> Report {
     let mut run = Run::new(apply);
-    run.step("sessions", crate::sessions::maintenance(state, apply))
+    run.step(
+        "sessions",
+        crate::sessions::maintenance(&state.sessions, apply),
+    )
+    .await;
+    run.step("jobs", crate::jobs::maintenance(&state.jobs, apply))
         .await;
-    run.step("jobs", crate::jobs::maintenance(state, apply))
-        .await;
-    run.step("monitoring", crate::monitoring::maintenance(state, apply))
-        .await;
-    run.step("files", crate::files::maintenance(state, apply))
+    run.step(
+        "monitoring",
+        crate::monitoring::maintenance(&state.monitoring, apply),
+    )
+    .await;
+    run.step("files", crate::files::maintenance(&state.files, apply))
         .await;
     run.step("caches", caches(state, apply)).await;
     let db_stats = run.step_with("database", database(state, apply)).await;
@@ -129,7 +143,7 @@ impl Run {
 }
 
 /// The in-memory caches: dead authentication answers and computed profiles.
-async fn caches(state: &AppState, apply: bool) -> anyhow::Result<Vec<Action>> {
+async fn caches(state: &Maintenance, apply: bool) -> anyhow::Result<Vec<Action>> {
     Ok(vec![
         Action {
             name: "cache.auth.purge".into(),
@@ -172,15 +186,18 @@ async fn open_for_checkpoint(config: &Config) -> anyhow::Result<SqliteConnection
 }
 
 /// The database's own upkeep: free pages, WAL checkpoint, planner statistics.
-async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>, DatabaseStats)> {
+async fn database(
+    state: &Maintenance,
+    apply: bool,
+) -> anyhow::Result<(Vec<Action>, DatabaseStats)> {
     let wal = wal_path(&state.config);
     let wal_before = file_len(&wal);
     let (page_size, free_before, pages_before) = {
         let mut conn = state.db.reader.acquire().await?;
         (
-            db::page_size(&mut conn).await?,
-            db::freelist_count(&mut conn).await?,
-            db::page_count(&mut conn).await?,
+            crate::db::page_size(&mut conn).await?,
+            crate::db::freelist_count(&mut conn).await?,
+            crate::db::page_count(&mut conn).await?,
         )
     };
     let mut actions = Vec::new();
@@ -188,8 +205,8 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
 
     let freed_pages = if apply {
         let mut conn = state.db.writer.acquire().await?;
-        db::incremental_vacuum(&mut conn).await?;
-        let after = db::freelist_count(&mut conn).await?;
+        crate::db::incremental_vacuum(&mut conn).await?;
+        let after = crate::db::freelist_count(&mut conn).await?;
         (free_before - after).max(0) as u64
     } else {
         free_before.max(0) as u64
@@ -251,8 +268,8 @@ async fn database(state: &AppState, apply: bool) -> anyhow::Result<(Vec<Action>,
     let (pages_after, free_after) = {
         let mut conn = state.db.reader.acquire().await?;
         (
-            db::page_count(&mut conn).await?,
-            db::freelist_count(&mut conn).await?,
+            crate::db::page_count(&mut conn).await?,
+            crate::db::freelist_count(&mut conn).await?,
         )
     };
     let stats = DatabaseStats {
@@ -276,38 +293,49 @@ pub const BACKUP_JOB: &str = "maintenance.backup";
 /// How often the scheduler checks whether a backup is due.
 const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(300);
 
-pub fn register_jobs(registry: &mut crate::jobs::Registry) {
-    registry.register(MAINTENANCE_JOB, |ctx: crate::jobs::JobContext| async move {
-        ctx.progress(0, "running maintenance").await;
-        let report = run(&ctx.state, true).await;
-        serde_json::to_value(&report).map_err(|e| anyhow::Error::from(e).into())
-    });
-    registry.register(BACKUP_JOB, |ctx: crate::jobs::JobContext| async move {
-        #[derive(serde::Deserialize)]
-        struct Payload {
-            trigger: String,
-        }
-        let p: Payload = ctx.payload()?;
-        let trigger = if p.trigger == "admin" {
-            "admin"
-        } else {
-            "schedule"
-        };
-        ctx.progress(0, "copying the database").await;
-        match backup::create(&ctx.state, trigger, Some(&ctx.id)).await {
-            Ok(b) => Ok(serde_json::json!({ "backup": b })),
-            Err(e) if format!("{e:#}").contains("integrity_check") => Err(
-                crate::jobs::JobError::fail("integrity_check_failed", format!("{e:#}")),
-            ),
-            Err(e) => Err(e.into()),
+pub fn register_jobs(registry: &mut crate::jobs::Registry, maintenance: &Maintenance) {
+    let state = maintenance.clone();
+    registry.register(MAINTENANCE_JOB, move |ctx: crate::jobs::JobContext| {
+        let state = state.clone();
+        async move {
+            ctx.progress(0, "running maintenance").await;
+            let report = run(&state, true).await;
+            serde_json::to_value(&report).map_err(|e| anyhow::Error::from(e).into())
         }
     });
+    let state = maintenance.clone();
+    registry.register(BACKUP_JOB, move |ctx| backup_job(state.clone(), ctx));
+}
+
+async fn backup_job(
+    state: Maintenance,
+    ctx: crate::jobs::JobContext,
+) -> Result<serde_json::Value, crate::jobs::JobError> {
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        trigger: String,
+    }
+    let p: Payload = ctx.payload()?;
+    let trigger = if p.trigger == "admin" {
+        "admin"
+    } else {
+        "schedule"
+    };
+    ctx.progress(0, "copying the database").await;
+    match backup::create(&state, trigger, Some(&ctx.id)).await {
+        Ok(b) => Ok(serde_json::json!({ "backup": b })),
+        Err(e) if format!("{e:#}").contains("integrity_check") => Err(crate::jobs::JobError::fail(
+            "integrity_check_failed",
+            format!("{e:#}"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The schedule: maintenance every MAINTENANCE_INTERVAL_SECONDS and a backup
 /// whenever BACKUP_INTERVAL_HOURS have passed since the last one (checked
 /// every few minutes, so restarts do not postpone backups), both as jobs.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_workers(state: &Maintenance, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
         let every = st.config.maintenance_interval;
@@ -343,7 +371,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
 }
 
 async fn schedule_backup(
-    state: &AppState,
+    state: &Maintenance,
     pending: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     if let Some(id) = pending

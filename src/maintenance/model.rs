@@ -3,7 +3,20 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::Action;
+/// One thing maintenance did, or would do on a dry run. Each domain that
+/// keeps data reports its own actions through a
+/// `pub async fn maintenance(service: &ItsService, apply: bool) -> anyhow::Result<Vec<Action>>`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// Stable name, e.g. `sessions.prune`.
+    pub name: String,
+    pub description: String,
+    /// Rows, files or entries concerned.
+    pub count: u64,
+    /// Bytes freed (or that would be freed).
+    pub bytes: u64,
+}
 
 /// What a maintenance run did (`applied`) or would do (dry run).
 #[derive(Debug, Clone, Serialize, ToSchema)]

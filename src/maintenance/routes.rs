@@ -1,19 +1,26 @@
 //! HTTP handlers of maintenance and backups (admin only).
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Maintenance;
 use super::backup::Backup;
 use super::model::Report;
 use crate::error::{Problem, Result};
 use crate::http::extract::{AdminUser, Json, Page, PageParams, Query};
 use crate::jobs::{Job, NewJob};
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Maintenance: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(optimize_preview, optimize_apply))
         .routes(routes!(list_backups, create_backup))
@@ -26,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = [])),
     responses((status = 200, body = Report), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn optimize_preview(
-    State(state): State<AppState>,
+    State(state): State<Maintenance>,
     _admin: AdminUser,
 ) -> Result<impl IntoResponse> {
     Ok(Json(super::run(&state, false).await))
@@ -38,7 +45,7 @@ async fn optimize_preview(
     security(("bearer" = [])),
     responses((status = 200, body = Report), (status = 401, body = Problem), (status = 403, body = Problem)))]
 async fn optimize_apply(
-    State(state): State<AppState>,
+    State(state): State<Maintenance>,
     _admin: AdminUser,
 ) -> Result<impl IntoResponse> {
     Ok(Json(super::run(&state, true).await))
@@ -49,7 +56,7 @@ async fn optimize_apply(
     params(PageParams), security(("bearer" = [])),
     responses((status = 200, body = Page<Backup>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 async fn list_backups(
-    State(state): State<AppState>,
+    State(state): State<Maintenance>,
     _admin: AdminUser,
     Query(page): Query<PageParams>,
 ) -> Result<impl IntoResponse> {
@@ -71,7 +78,7 @@ async fn list_backups(
         (status = 403, body = Problem),
     ))]
 async fn create_backup(
-    State(state): State<AppState>,
+    State(state): State<Maintenance>,
     AdminUser(admin): AdminUser,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
@@ -83,5 +90,5 @@ async fn create_backup(
                 .idempotency_key(crate::jobs::idempotency_key(&headers)),
         )
         .await?;
-    crate::jobs::respond(&state, &headers, job).await
+    crate::jobs::respond(&state.jobs, &headers, job).await
 }

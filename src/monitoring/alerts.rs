@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::Monitoring;
 use super::model::Alert;
-use crate::state::AppState;
 
 /// Fewer requests (or finished jobs) than this in a window never fire a
 /// rate-based alert: one failure out of two requests is not an incident.
@@ -22,6 +22,8 @@ pub const MIN_SAMPLES: u64 = 5;
 pub const JOB_WINDOW: Duration = Duration::from_secs(300);
 /// Webhook delivery attempts (backoff 1 s, 2 s, 4 s between them).
 pub const WEBHOOK_ATTEMPTS: u32 = 4;
+const WEBHOOK_BACKOFF_BASE: Duration = Duration::from_secs(1);
+const WEBHOOK_BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 #[derive(Default)]
 pub struct AlertState {
@@ -39,7 +41,7 @@ pub struct Reading {
     pub message: String,
 }
 
-pub async fn evaluator(state: AppState, shutdown: CancellationToken) {
+pub async fn evaluator(state: Monitoring, shutdown: CancellationToken) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(5))
@@ -82,7 +84,7 @@ pub async fn evaluator(state: AppState, shutdown: CancellationToken) {
 }
 
 /// Evaluates every rule now.
-pub async fn readings(state: &AppState) -> Vec<Reading> {
+pub async fn readings(state: &Monitoring) -> Vec<Reading> {
     let c = &state.config;
     let mut out = Vec::new();
     let pending = state.monitor.live().take_pending();
@@ -117,7 +119,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
     let since = crate::db::ts(now - chrono::Duration::from_std(JOB_WINDOW).unwrap_or_default());
     let now_s = crate::db::ts(now);
     if let Ok(mut conn) = state.db.reader.acquire().await {
-        if let Ok((ok, failed)) = super::db::job_outcomes_since(&mut conn, &since).await {
+        if let Ok((ok, failed)) = crate::jobs::db::job_outcomes_since(&mut conn, &since).await {
             let total = (ok + failed).max(0) as u64;
             let rate = if total == 0 {
                 0.0
@@ -132,7 +134,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
                 message: format!("{failed} of {total} jobs failed in the last 5 minutes"),
             });
         }
-        if let Ok(q) = super::db::queue_stats(&mut conn, &now_s).await {
+        if let Ok(q) = crate::jobs::db::queue_stats(&mut conn, &now_s).await {
             let age = super::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
             out.push(Reading {
                 rule: "queue_age",
@@ -169,7 +171,7 @@ pub async fn readings(state: &AppState) -> Vec<Reading> {
     out
 }
 
-async fn apply(state: &AppState, client: &reqwest::Client, r: Reading) -> anyhow::Result<()> {
+async fn apply(state: &Monitoring, client: &reqwest::Client, r: Reading) -> anyhow::Result<()> {
     let open = state
         .monitor
         .alerts()
@@ -226,7 +228,7 @@ async fn apply(state: &AppState, client: &reqwest::Client, r: Reading) -> anyhow
 }
 
 /// Posts the alert to `ALERT_WEBHOOK_URL` in a task of its own, retrying.
-fn notify(state: &AppState, client: &reqwest::Client, alert: Alert) {
+fn notify(state: &Monitoring, client: &reqwest::Client, alert: Alert) {
     let Some(url) = state.config.alert_webhook_url.clone() else {
         return;
     };
@@ -239,7 +241,12 @@ fn notify(state: &AppState, client: &reqwest::Client, alert: Alert) {
         });
         for attempt in 0..WEBHOOK_ATTEMPTS {
             if attempt > 0 {
-                tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
+                tokio::time::sleep(crate::retry::exponential(
+                    attempt - 1,
+                    WEBHOOK_BACKOFF_BASE,
+                    WEBHOOK_BACKOFF_MAX,
+                ))
+                .await;
             }
             match client.post(&url).json(&body).send().await {
                 Ok(res) if res.status().is_success() => return,

@@ -741,83 +741,6 @@ pub async fn delete_rollups_before(
     Ok(n)
 }
 
-/// (page_size, page_count, freelist_count)
-pub async fn page_stats(conn: &mut SqliteConnection) -> sqlx::Result<(i64, i64, i64)> {
-    let size: i64 = sqlx::query_scalar("PRAGMA page_size")
-        .fetch_one(&mut *conn)
-        .await?;
-    let count: i64 = sqlx::query_scalar("PRAGMA page_count")
-        .fetch_one(&mut *conn)
-        .await?;
-    let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
-        .fetch_one(&mut *conn)
-        .await?;
-    Ok((size, count, free))
-}
-
-/// Returns free pages to the file system (the database is created with
-/// auto_vacuum = INCREMENTAL).
-pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()> {
-    sqlx::query("PRAGMA incremental_vacuum")
-        .fetch_all(conn)
-        .await
-        .map(|_| ())
-}
-
-// --- jobs (read-only) --------------------------------------------------------
-
-pub struct QueueStats {
-    pub queued: i64,
-    pub running: i64,
-    pub oldest_queued_run_at: Option<String>,
-}
-
-/// Depth of the queue: jobs waiting to run now, running, and the oldest due.
-pub async fn queue_stats(conn: &mut SqliteConnection, now: &str) -> sqlx::Result<QueueStats> {
-    let r = sqlx::query!(
-        r#"SELECT (SELECT count(*) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "queued!: i64",
-                  (SELECT count(*) FROM jobs WHERE status = 'running') AS "running!: i64",
-                  (SELECT min(run_at) FROM jobs WHERE status = 'queued' AND run_at <= ?1) AS "oldest: String""#,
-        now
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(QueueStats {
-        queued: r.queued,
-        running: r.running,
-        oldest_queued_run_at: r.oldest,
-    })
-}
-
-/// Queued and running jobs per kind, for gauges.
-pub async fn active_jobs_by_kind(
-    conn: &mut SqliteConnection,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
-    let rows = sqlx::query!(
-        r#"SELECT kind, status, count(*) AS "n!: i64" FROM jobs
-           WHERE status IN ('queued', 'running') GROUP BY kind, status"#
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.kind, r.status, r.n)).collect())
-}
-
-/// (succeeded, failed) jobs finished since `since`.
-pub async fn job_outcomes_since(
-    conn: &mut SqliteConnection,
-    since: &str,
-) -> sqlx::Result<(i64, i64)> {
-    let r = sqlx::query!(
-        r#"SELECT coalesce(sum(status = 'succeeded'), 0) AS "ok!: i64",
-                  coalesce(sum(status = 'failed'), 0) AS "failed!: i64"
-           FROM jobs WHERE finished_at >= ? AND status IN ('succeeded', 'failed')"#,
-        since
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok((r.ok, r.failed))
-}
-
 // --- alerts ------------------------------------------------------------------
 
 pub async fn insert_alert(conn: &mut SqliteConnection, a: &Alert) -> sqlx::Result<()> {
@@ -890,13 +813,6 @@ pub async fn recent_alerts(conn: &mut SqliteConnection, limit: i64) -> sqlx::Res
     )
     .fetch_all(conn)
     .await
-}
-
-/// A read that touches a real table (health check).
-pub async fn read_probe(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(r#"SELECT count(*) AS "n!: i64" FROM (SELECT 1 FROM users LIMIT 1)"#)
-        .fetch_one(conn)
-        .await
 }
 
 #[cfg(test)]

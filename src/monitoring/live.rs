@@ -7,7 +7,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use super::metrics::{STATUS_CLASSES, status_class};
+/// The status class labels, in order.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
 
 /// Buckets of 10% width from 1 microsecond: bucket `i` holds durations in
 /// `[1.1^i, 1.1^(i+1))` microseconds; the last one everything above ~3 min.
@@ -257,6 +268,13 @@ impl LiveStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(429), "4xx");
+        assert_eq!(status_class(503), "5xx");
+    }
 
     #[test]
     fn quantiles_are_within_a_bucket_of_the_truth() {

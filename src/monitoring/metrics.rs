@@ -11,7 +11,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use super::Monitoring;
 
 const SECONDS_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -89,19 +89,6 @@ fn describe() {
     );
 }
 
-/// The status class labels, in order.
-pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
 /// Request count and duration, labelled by route template (bounded),
 /// method (bounded) and status class, through the route's cached handles.
 pub fn record_request(route: &super::live::RouteStats, status: u16, elapsed: Duration) {
@@ -117,7 +104,7 @@ pub fn render() -> String {
 
 /// Every 5 seconds: job queue gauges (from the jobs table), pool use,
 /// process memory, limiter size, and the exporter's upkeep.
-pub async fn sampler(state: AppState, shutdown: CancellationToken) {
+pub async fn sampler(state: Monitoring, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -132,7 +119,7 @@ pub async fn sampler(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-async fn sample(state: &AppState) -> anyhow::Result<()> {
+async fn sample(state: &Monitoring) -> anyhow::Result<()> {
     for (pool, p) in [("reader", &state.db.reader), ("writer", &state.db.writer)] {
         let size = p.size();
         let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX);
@@ -141,17 +128,17 @@ async fn sample(state: &AppState) -> anyhow::Result<()> {
         metrics::gauge!("hs_db_pool_connections", "pool" => pool, "state" => "in_use")
             .set(f64::from(size.saturating_sub(idle)));
     }
-    metrics::gauge!("hs_rate_limiter_keys").set(state.monitor.limits().keys() as f64);
+    metrics::gauge!("hs_rate_limiter_keys").set(state.limits.keys() as f64);
     if let Some(rss) = state.monitor.system().rss_bytes() {
         metrics::gauge!("hs_process_resident_memory_bytes").set(rss as f64);
     }
     let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = super::db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
     metrics::gauge!("hs_job_queue_depth").set(q.queued as f64);
     metrics::gauge!("hs_job_queue_oldest_seconds")
         .set(age_seconds(q.oldest_queued_run_at.as_deref()));
-    let by_kind = super::db::active_jobs_by_kind(&mut conn).await?;
+    let by_kind = crate::jobs::db::active_jobs_by_kind(&mut conn).await?;
     for status in ["queued", "running"] {
         // Kinds that emptied since the last sample go back to zero.
         for kind in state.monitor.system().known_job_kinds() {
@@ -170,16 +157,4 @@ pub fn age_seconds(ts: Option<&str>) -> f64 {
     ts.and_then(crate::db::parse_ts)
         .map(|t| ((chrono::Utc::now() - t).num_milliseconds() as f64 / 1000.0).max(0.0))
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_classes() {
-        assert_eq!(status_class(204), "2xx");
-        assert_eq!(status_class(429), "4xx");
-        assert_eq!(status_class(503), "5xx");
-    }
 }

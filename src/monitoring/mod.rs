@@ -1,24 +1,22 @@
-//! Monitoring: the request log, error tracking, performance, system and
-//! dependency health, alerts, Prometheus metrics, rate limiting and the
-//! response cache.
+//! Monitoring: the request log, error tracking, performance, system
+//! statistics, alerts and Prometheus metrics. (The rate limiter and the
+//! response cache are in [`crate::http`], the dependency checks in
+//! [`crate::health`].)
 //!
 //! The request path only touches memory: [`observe::identify`] names the
 //! caller (user from the cached token lookup, client IP per
-//! `TRUST_PROXY_HOPS`, load-test tag), [`ratelimit::middleware`] applies the
-//! limits, and [`observe::finish`] updates the live histograms and metrics
+//! `TRUST_PROXY_HOPS`, load-test tag), [`crate::http::ratelimit::middleware`]
+//! applies the limits, and [`observe::finish`] updates the live histograms and metrics
 //! and hands a record to the bounded channel of the [`writer`], which stores
 //! records in batches. Background workers: the writer, the metrics sampler,
 //! the alert evaluator, the daily retention and the limiter's clean-up.
 
 pub mod alerts;
-pub mod cache;
 pub mod db;
-pub mod health;
 pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod observe;
-pub mod ratelimit;
 pub mod retention;
 pub mod routes;
 pub mod system;
@@ -35,7 +33,11 @@ use tokio_util::task::TaskTracker;
 
 use self::model::{ErrorRecord, Record, RequestRecord};
 use crate::config::Config;
-use crate::state::AppState;
+use crate::db::Db;
+use crate::health::probe::Probe;
+use crate::http::cache::ResponseCache;
+use crate::http::ratelimit::RateLimits;
+use crate::sessions::auth::AuthCache;
 
 /// Most records waiting for the writer; beyond it, records are dropped (and
 /// counted). At 60k requests/s it absorbs about a second of writer stall.
@@ -47,7 +49,26 @@ impl std::fmt::Debug for Monitor {
     }
 }
 
-/// The monitoring handle in `AppState`: cheap to clone.
+/// The monitoring domain's service: exactly the handles its routes, the
+/// request-edge hooks ([`observe`]) and its workers need.
+#[derive(Clone)]
+pub struct Monitoring {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub monitor: Monitor,
+    /// The service's uptime, for `system`.
+    pub health: Probe,
+    /// The rate limits: their keys are counted, idle ones cleaned up.
+    pub limits: Arc<RateLimits>,
+    /// Callers are identified from their tokens at the edge.
+    pub auth: AuthCache,
+    /// Recognises the load tester's own requests (see
+    /// [`observe::LOADTEST_HEADER`]).
+    pub loadtest_secret: Arc<str>,
+}
+
+/// The monitoring handle: the request log's buffer, live statistics, limits;
+/// cheap to clone.
 #[derive(Clone)]
 pub struct Monitor {
     inner: Arc<Inner>,
@@ -67,8 +88,7 @@ struct Inner {
     dropped: AtomicU64,
     written: AtomicU64,
     live: live::LiveStats,
-    limits: ratelimit::RateLimits,
-    cache: cache::ResponseCache,
+    cache: ResponseCache,
     system: system::SystemSampler,
     alerts: alerts::AlertState,
 }
@@ -86,11 +106,7 @@ impl Monitor {
                 dropped: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 live: live::LiveStats::default(),
-                limits: ratelimit::RateLimits::new(
-                    config.rate_limit_per_minute,
-                    config.ai_rate_limit_per_minute,
-                ),
-                cache: cache::ResponseCache::new(),
+                cache: ResponseCache::new(),
                 system: system::SystemSampler::new(),
                 alerts: alerts::AlertState::default(),
             }),
@@ -213,11 +229,7 @@ impl Monitor {
         &self.inner.live
     }
 
-    pub fn limits(&self) -> &ratelimit::RateLimits {
-        &self.inner.limits
-    }
-
-    pub fn cache(&self) -> &cache::ResponseCache {
+    pub fn cache(&self) -> &ResponseCache {
         &self.inner.cache
     }
 
@@ -252,7 +264,7 @@ fn truncate(s: &str, max_chars: usize) -> String {
 
 /// Starts the writer, the metrics sampler, the alert evaluator, the daily
 /// retention and the rate limiter's clean-up.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_workers(state: &Monitoring, tracker: &TaskTracker, shutdown: CancellationToken) {
     if state.monitor.claim_writer() {
         tracker.spawn(writer::run(
             state.db.clone(),
@@ -268,7 +280,7 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => limits_state.monitor.limits().clean_up(),
+                _ = tick.tick() => limits_state.limits.clean_up(),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -280,9 +292,9 @@ pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: Cancella
 /// aggregates and delete them, delete old error occurrences, roll-ups older
 /// than `ROLLUP_RETENTION_DAYS`, and return free pages to the file system.
 pub async fn maintenance(
-    state: &AppState,
+    state: &Monitoring,
     apply: bool,
-) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+) -> anyhow::Result<Vec<crate::maintenance::model::Action>> {
     retention::run(&state.db, &state.config, chrono::Utc::now(), apply).await
 }
 

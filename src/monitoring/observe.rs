@@ -1,7 +1,6 @@
 //! What the `observe` middleware asks of monitoring: who is calling
 //! (before the handler) and what to record (after it).
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,43 +10,22 @@ use axum::http::{Method, header};
 use axum::response::Response;
 use subtle::ConstantTimeEq;
 
+use super::Monitoring;
 use super::live::RouteStats;
 use super::model::{RequestRecord, ShortStr};
-use crate::error::InternalCause;
+use crate::error::{InternalCause, Panicked};
 use crate::http::client_ip::client_ip;
 use crate::http::extract::request_token;
-use crate::http::middleware::Panicked;
-use crate::state::AppState;
+use crate::http::ratelimit::Caller;
 
 /// Header by which the built-in load tester marks its requests:
 /// `<loadtest secret>:<test id>`.
 pub const LOADTEST_HEADER: &str = "x-hs-loadtest";
 
-/// The caller of a request, known before the handler runs. Inserted in the
-/// request extensions for the rate limiter.
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    pub user_id: Option<Arc<str>>,
-    pub client_ip: Option<IpAddr>,
-    /// Set for the built-in load tester's requests (secret verified).
-    pub loadtest_id: Option<String>,
-}
-
-impl Caller {
-    /// The rate-limit key: the user when authenticated, else the client IP.
-    pub fn limit_key(&self) -> String {
-        match (&self.user_id, &self.client_ip) {
-            (Some(u), _) => format!("user:{u}"),
-            (None, Some(ip)) => format!("ip:{ip}"),
-            (None, None) => "ip:unknown".to_string(),
-        }
-    }
-}
-
 /// Identifies the caller: authenticates the bearer token or session cookie
 /// (answered from the in-memory cache on the hot path) and leaves the
 /// `Principal` in the extensions, so `AuthUser` does not repeat the work.
-pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
+pub async fn identify(state: &Monitoring, parts: &mut Parts) -> Caller {
     let mut caller = Caller {
         client_ip: client_ip(
             &parts.headers,
@@ -63,14 +41,14 @@ pub async fn identify(state: &AppState, parts: &mut Parts) -> Caller {
         caller.user_id = Some(Arc::from(principal.user_id.as_str()));
         parts.extensions.insert(principal);
     }
-    if state.monitor.limits().any() {
+    if state.limits.any() {
         // For the rate limiter, which runs later.
         parts.extensions.insert(caller.clone());
     }
     caller
 }
 
-fn loadtest_id(state: &AppState, parts: &Parts) -> Option<String> {
+fn loadtest_id(state: &Monitoring, parts: &Parts) -> Option<String> {
     let value = parts.headers.get(LOADTEST_HEADER)?.to_str().ok()?;
     parse_loadtest_header(&state.loadtest_secret, value)
 }
@@ -114,7 +92,7 @@ pub struct Started {
 
 impl Started {
     pub fn new(
-        state: &AppState,
+        state: &Monitoring,
         parts: &Parts,
         route: Arc<RouteStats>,
         request_id: Arc<str>,
@@ -164,7 +142,7 @@ pub fn escape_user_agent(raw: &[u8]) -> String {
 
 /// Records a finished request: live histogram, metrics, request log, and
 /// error tracking for 500s and panics.
-pub fn finish(state: &AppState, started: Started, elapsed: Duration, res: &Response) {
+pub fn finish(state: &Monitoring, started: Started, elapsed: Duration, res: &Response) {
     let status = res.status().as_u16();
     let monitor = &state.monitor;
     let server_error = status >= 500;

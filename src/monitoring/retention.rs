@@ -10,17 +10,17 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, Utc};
 use tokio_util::sync::CancellationToken;
 
+use super::Monitoring;
 use crate::config::Config;
 use crate::db::Db;
-use crate::maintenance::Action;
-use crate::state::AppState;
+use crate::maintenance::model::Action;
 
 /// Raw rows deleted per transaction, so the writer is never held up long.
 const DELETE_CHUNK: i64 = 5000;
 /// A rough size of a request-log row with its index entries, for dry runs.
 const ROW_BYTES_ESTIMATE: u64 = 180;
 
-pub async fn daily(state: AppState, shutdown: CancellationToken) {
+pub async fn daily(state: Monitoring, shutdown: CancellationToken) {
     // First run a minute after start, then every day.
     let mut wait = Duration::from_secs(60);
     loop {
@@ -105,9 +105,10 @@ pub async fn run(
         deleted_aggregates = q::delete_rollups_before(&mut tx, &rollup_cutoff, &rollup_day).await?;
         tx.commit().await?;
         let mut conn = db.writer.acquire().await?;
-        let (page, before, _) = q::page_stats(&mut conn).await?;
-        q::incremental_vacuum(&mut conn).await?;
-        let (_, after, _) = q::page_stats(&mut conn).await?;
+        let page = crate::db::page_size(&mut conn).await?;
+        let before = crate::db::page_count(&mut conn).await?;
+        crate::db::incremental_vacuum(&mut conn).await?;
+        let after = crate::db::page_count(&mut conn).await?;
         freed_pages = u64::try_from((before - after).max(0)).unwrap_or(0);
         freed = freed_pages * u64::try_from(page).unwrap_or(0);
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRef, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -12,28 +12,31 @@ use subtle::ConstantTimeEq;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Monitoring;
 use super::db::{self, LogFilter};
 use super::live::LatencyHist;
 use super::model::{
-    Alerts, CheckStatus, ErrorGroup, ErrorQuery, HealthDetailed, LogEntry, LogQuery, Performance,
-    RouteStats, SystemInfo, Thresholds, WindowQuery, rollup_quantile,
+    Alerts, ErrorGroup, ErrorQuery, LogEntry, LogQuery, Performance, RouteStats, SystemInfo,
+    Thresholds, WindowQuery, rollup_quantile,
 };
 use crate::error::{AppError, Problem, Result};
 use crate::http::extract::{AdminUser, Json, Query};
-use crate::sessions::auth::Principal;
-use crate::state::AppState;
+use crate::sessions::auth::{AuthCache, Principal};
 
 /// How long expensive answers are served from the response cache.
-pub const HEALTH_TTL: Duration = Duration::from_secs(2);
 pub const PERFORMANCE_TTL: Duration = Duration::from_secs(2);
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Monitoring: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     let router = OpenApiRouter::new()
         .routes(routes!(logs))
         .routes(routes!(errors))
         .routes(routes!(performance))
         .routes(routes!(system))
-        .routes(routes!(health_detailed))
         .routes(routes!(alerts))
         .routes(routes!(metrics));
     debug_routes(router)
@@ -44,12 +47,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `DEBUG_ROUTES=true`; never part of a release binary or the OpenAPI
 /// document.
 #[cfg(debug_assertions)]
-fn debug_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+fn debug_routes<S>(router: OpenApiRouter<S>) -> OpenApiRouter<S>
+where
+    Monitoring: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     router.route("/api/monitoring/debug/fail", axum::routing::get(debug_fail))
 }
 
 #[cfg(not(debug_assertions))]
-fn debug_routes(router: OpenApiRouter<AppState>) -> OpenApiRouter<AppState> {
+fn debug_routes<S>(router: OpenApiRouter<S>) -> OpenApiRouter<S> {
     router
 }
 
@@ -61,7 +69,7 @@ struct FailQuery {
 
 #[cfg(debug_assertions)]
 async fn debug_fail(
-    State(state): State<AppState>,
+    State(state): State<Monitoring>,
     _admin: AdminUser,
     Query(q): Query<FailQuery>,
 ) -> Result<StatusCode> {
@@ -112,7 +120,7 @@ fn parse_time_ms(field: &str, value: Option<&String>) -> Result<Option<i64>> {
         (status = 403, body = Problem), (status = 422, body = Problem),
     ))]
 async fn logs(
-    State(state): State<AppState>,
+    State(state): State<Monitoring>,
     _admin: AdminUser,
     Query(q): Query<LogQuery>,
 ) -> Result<impl IntoResponse> {
@@ -183,7 +191,7 @@ async fn logs(
         (status = 403, body = Problem), (status = 422, body = Problem),
     ))]
 async fn errors(
-    State(state): State<AppState>,
+    State(state): State<Monitoring>,
     _admin: AdminUser,
     Query(q): Query<ErrorQuery>,
 ) -> Result<impl IntoResponse> {
@@ -256,7 +264,7 @@ fn stats_from_hist(method: &str, route: &str, h: &LatencyHist, secs: u64) -> Rou
     }
 }
 
-async fn compute_performance(state: &AppState, window: &str, secs: u64) -> Result<Performance> {
+async fn compute_performance(state: &Monitoring, window: &str, secs: u64) -> Result<Performance> {
     if secs <= 3600 {
         let minutes = secs.div_ceil(60) as usize;
         let mut total = LatencyHist::default();
@@ -360,7 +368,7 @@ fn rollup_stats(
         (status = 403, body = Problem), (status = 422, body = Problem),
     ))]
 async fn performance(
-    State(state): State<AppState>,
+    State(state): State<Monitoring>,
     AdminUser(admin): AdminUser,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -400,7 +408,7 @@ async fn performance(
         (status = 200, body = SystemInfo),
         (status = 401, body = Problem), (status = 403, body = Problem),
     ))]
-async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<SystemInfo>> {
+async fn system(State(state): State<Monitoring>, _admin: AdminUser) -> Result<Json<SystemInfo>> {
     use super::system as sys;
     let sampler_state = state.clone();
     let process = tokio::task::spawn_blocking(move || sampler_state.monitor.system().process())
@@ -418,7 +426,7 @@ async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
     };
     let now = crate::db::now();
     let mut conn = state.db.reader.acquire().await?;
-    let q = db::queue_stats(&mut conn, &now).await?;
+    let q = crate::jobs::db::queue_stats(&mut conn, &now).await?;
     drop(conn);
     Ok(Json(SystemInfo {
         version: env!("CARGO_PKG_VERSION"),
@@ -441,52 +449,10 @@ async fn system(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
         browser_processes: process.browser_processes,
         request_log_dropped: state.monitor.dropped(),
         request_log_written: state.monitor.written(),
-        rate_limiter_keys: state.monitor.limits().keys() as u64,
+        rate_limiter_keys: state.limits.keys() as u64,
         db_reader_connections: state.db.reader.size(),
         db_reader_idle: u32::try_from(state.db.reader.num_idle()).unwrap_or(u32::MAX),
     }))
-}
-
-/// Each dependency's check and an overall verdict: 200 when `ok` or
-/// `degraded`, 503 when `down`.
-#[utoipa::path(get, path = "/api/monitoring/health-detailed", tag = "monitoring",
-    security(("bearer" = [])),
-    responses(
-        (status = 200, body = HealthDetailed),
-        (status = 503, description = "a critical check is down", body = HealthDetailed),
-        (status = 401, body = Problem), (status = 403, body = Problem),
-    ))]
-async fn health_detailed(
-    State(state): State<AppState>,
-    AdminUser(admin): AdminUser,
-    headers: HeaderMap,
-) -> Result<Response> {
-    let st = state.clone();
-    let mut res = state
-        .monitor
-        .cache()
-        .json(
-            "health_detailed",
-            &admin.user_id,
-            "",
-            &headers,
-            HEALTH_TTL,
-            || async move {
-                let body = super::health::health_detailed(&st).await;
-                let status = if body.status == CheckStatus::Down {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::OK
-                };
-                Ok((status, body))
-            },
-        )
-        .await?;
-    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    }
-    Ok(res)
 }
 
 /// Firing and recent alerts with the configured thresholds.
@@ -496,7 +462,7 @@ async fn health_detailed(
         (status = 200, body = Alerts),
         (status = 401, body = Problem), (status = 403, body = Problem),
     ))]
-async fn alerts(State(state): State<AppState>, _admin: AdminUser) -> Result<Json<Alerts>> {
+async fn alerts(State(state): State<Monitoring>, _admin: AdminUser) -> Result<Json<Alerts>> {
     let c = &state.config;
     let mut conn = state.db.reader.acquire().await?;
     let firing = db::firing_alerts(&mut conn).await?;
@@ -526,7 +492,7 @@ async fn alerts(State(state): State<AppState>, _admin: AdminUser) -> Result<Json
         (status = 401, body = Problem), (status = 403, body = Problem),
     ))]
 async fn metrics(
-    State(state): State<AppState>,
+    State(state): State<Monitoring>,
     headers: HeaderMap,
     principal: Option<Extension<Principal>>,
 ) -> Result<Response> {

@@ -6,6 +6,7 @@ pub mod db;
 pub mod model;
 pub mod routes;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -13,12 +14,22 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
-use crate::db::{self as store, ts};
+use crate::config::Config;
+use crate::db::{self as store, Db, ts};
 use crate::error::{AppError, Result};
 use crate::http::extract::Page;
-use crate::state::AppState;
+use crate::users::Users;
 use crate::users::model::{Email, parse_object};
-use auth::Principal;
+use auth::{AuthCache, Principal};
+
+/// The sessions domain's service: exactly the handles it needs.
+#[derive(Clone)]
+pub struct Sessions {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub users: Users,
+    pub auth: AuthCache,
+}
 
 /// Where a login came from (stored with the session).
 pub struct Origin {
@@ -27,7 +38,7 @@ pub struct Origin {
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<LoginResponse> {
+pub async fn login(state: &Sessions, req: Login, origin: Origin) -> Result<LoginResponse> {
     let metadata = match &req.metadata {
         Some(v) => parse_object("metadata", v).map_err(|e| AppError::Validation(vec![e]))?,
         None => "{}".to_string(),
@@ -88,7 +99,7 @@ pub async fn login(state: &AppState, req: Login, origin: Origin) -> Result<Login
     })
 }
 
-async fn find_visible(state: &AppState, caller: &Principal, id: &str) -> Result<db::SessionRow> {
+async fn find_visible(state: &Sessions, caller: &Principal, id: &str) -> Result<db::SessionRow> {
     let mut conn = state.db.reader.acquire().await?;
     let row = db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?;
     if !caller.can_see(&row.user_id) {
@@ -97,7 +108,7 @@ async fn find_visible(state: &AppState, caller: &Principal, id: &str) -> Result<
     Ok(row)
 }
 
-pub async fn get(state: &AppState, caller: &Principal, id: &str) -> Result<SessionWithUser> {
+pub async fn get(state: &Sessions, caller: &Principal, id: &str) -> Result<SessionWithUser> {
     let row = find_visible(state, caller, id).await?;
     let mut conn = state.db.reader.acquire().await?;
     let user = crate::users::db::find(&mut conn, &row.user_id)
@@ -111,7 +122,7 @@ pub async fn get(state: &AppState, caller: &Principal, id: &str) -> Result<Sessi
 
 /// Only the session's owner may change its data.
 pub async fn update(
-    state: &AppState,
+    state: &Sessions,
     caller: &Principal,
     id: &str,
     req: UpdateSession,
@@ -141,7 +152,7 @@ pub async fn update(
 }
 
 /// Logout: the token stops working at once.
-pub async fn revoke(state: &AppState, caller: &Principal, id: &str) -> Result<()> {
+pub async fn revoke(state: &Sessions, caller: &Principal, id: &str) -> Result<()> {
     find_visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
     let hash = db::revoke(&mut tx, id, &store::now()).await?;
@@ -153,7 +164,7 @@ pub async fn revoke(state: &AppState, caller: &Principal, id: &str) -> Result<()
 }
 
 pub async fn list_for_user(
-    state: &AppState,
+    state: &Sessions,
     caller: &Principal,
     user_id: &str,
     cursor: Option<&str>,
@@ -176,7 +187,7 @@ pub async fn list_for_user(
 /// admin who started a test): returns `(session id, token)`. Revoke it with
 /// [`revoke_internal`] when done; it also expires after `ttl`.
 pub async fn issue_internal(
-    state: &AppState,
+    state: &Sessions,
     user_id: &str,
     ttl: Duration,
     metadata: &serde_json::Value,
@@ -205,7 +216,7 @@ pub async fn issue_internal(
 
 /// Revokes a session issued by [`issue_internal`]; its token stops working at
 /// once.
-pub async fn revoke_internal(state: &AppState, session_id: &str) -> anyhow::Result<()> {
+pub async fn revoke_internal(state: &Sessions, session_id: &str) -> anyhow::Result<()> {
     let mut tx = state.db.begin_write().await?;
     let hash = db::revoke(&mut tx, session_id, &store::now()).await?;
     tx.commit().await?;
@@ -216,7 +227,7 @@ pub async fn revoke_internal(state: &AppState, session_id: &str) -> anyhow::Resu
 }
 
 /// Deletes sessions that ended more than a day ago; returns how many.
-pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
+pub async fn prune(state: &Sessions) -> anyhow::Result<u64> {
     let before = ts(Utc::now() - chrono::Duration::days(1));
     let mut tx = state.db.begin_write().await?;
     let n = db::delete_dead(&mut tx, &before).await?;
@@ -227,9 +238,9 @@ pub async fn prune(state: &AppState) -> anyhow::Result<u64> {
 /// Maintenance of this domain: dead sessions (expired or revoked more than a
 /// day ago) are deleted when `apply`, counted otherwise.
 pub async fn maintenance(
-    state: &AppState,
+    state: &Sessions,
     apply: bool,
-) -> anyhow::Result<Vec<crate::maintenance::Action>> {
+) -> anyhow::Result<Vec<crate::maintenance::model::Action>> {
     let count = if apply {
         prune(state).await?
     } else {
@@ -237,7 +248,7 @@ pub async fn maintenance(
         let mut conn = state.db.reader.acquire().await?;
         db::count_dead(&mut conn, &before).await?.max(0) as u64
     };
-    Ok(vec![crate::maintenance::Action {
+    Ok(vec![crate::maintenance::model::Action {
         name: "sessions.prune".into(),
         description: "delete sessions that expired or were revoked more than a day ago".into(),
         count,
@@ -246,7 +257,7 @@ pub async fn maintenance(
 }
 
 /// Background work: flush last-activity times; prune dead sessions hourly.
-pub fn spawn_workers(state: &AppState, tracker: &TaskTracker, shutdown: CancellationToken) {
+pub fn spawn_workers(state: &Sessions, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
         let mut touch = tokio::time::interval(auth::TOUCH_INTERVAL);

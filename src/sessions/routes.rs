@@ -1,5 +1,6 @@
 //! HTTP handlers of the sessions domain.
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,13 +9,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Origin;
+use super::Sessions;
+use super::auth::AuthCache;
 use super::model::{Login, LoginResponse, Session, SessionWithUser, UpdateSession};
 use crate::error::{Problem, Result};
 use crate::http::client_ip::client_ip;
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query, SESSION_COOKIE};
-use crate::state::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Sessions: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(login))
         .routes(routes!(get_session, update_session, delete_session))
@@ -32,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 503, description = "too many logins at once", body = Problem),
     ))]
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     parts: Parts,
     Json(req): Json<Login>,
 ) -> Result<impl IntoResponse> {
@@ -72,7 +79,7 @@ async fn login(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SessionWithUser), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn get_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
@@ -84,7 +91,7 @@ async fn get_session(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<String>,
     Json(req): Json<UpdateSession>,
@@ -97,7 +104,7 @@ async fn update_session(
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "logged out"), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn delete_session(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
@@ -117,7 +124,7 @@ async fn delete_session(
     params(("userId" = String, Path), PageParams), security(("bearer" = [])),
     responses((status = 200, body = Page<Session>), (status = 401, body = Problem), (status = 404, body = Problem)))]
 async fn list_user_sessions(
-    State(state): State<AppState>,
+    State(state): State<Sessions>,
     user: AuthUser,
     Path(user_id): Path<String>,
     Query(page): Query<PageParams>,

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use self::model::{
     Checks, Email, Password, Role, SignUp, UpdateUser, User, UserProfile, parse_name, parse_object,
 };
+use crate::config::Config;
 use crate::db::{self as store, Db};
 use crate::error::{AppError, Result, conflict_on_unique};
 use crate::sessions::auth::{AuthCache, Principal};
@@ -24,17 +25,30 @@ use crate::sessions::auth::{AuthCache, Principal};
 /// Changes to the user invalidate it at once; statistics may lag this much.
 pub const PROFILE_TTL: Duration = Duration::from_secs(5);
 
+/// The users domain's service. Its routes take it as their state, cloned
+/// for every request (the hot authenticated read among them), so it is one
+/// `Arc`.
 #[derive(Clone)]
-pub struct Users {
+pub struct Users(Arc<Handles>);
+
+/// What [`Users`] holds.
+pub struct Handles {
     db: Db,
     pub hasher: password::Hasher,
     auth: AuthCache,
     profiles: Cache<String, Arc<UserProfile>>,
 }
 
+impl std::ops::Deref for Users {
+    type Target = Handles;
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
 impl Users {
     pub fn new(db: Db, hasher: password::Hasher, auth: AuthCache) -> Self {
-        Self {
+        Self(Arc::new(Handles {
             db,
             hasher,
             auth,
@@ -42,7 +56,17 @@ impl Users {
                 .max_capacity(50_000)
                 .time_to_live(PROFILE_TTL)
                 .build(),
-        }
+        }))
+    }
+
+    /// With the password hasher the configuration asks for.
+    pub fn from_config(db: Db, config: &Config, auth: AuthCache) -> anyhow::Result<Self> {
+        let hasher = password::Hasher::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.password_hash_concurrency,
+        )?;
+        Ok(Self::new(db, hasher, auth))
     }
 
     #[tracing::instrument(skip_all)]

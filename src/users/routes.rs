@@ -1,17 +1,24 @@
 //! HTTP handlers of the users domain.
 
+use axum::extract::FromRef;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::Users;
 use super::model::{SignUp, UpdateUser, User, UserProfile};
 use crate::error::{Problem, Result};
 use crate::http::extract::{AuthUser, Json, Path};
-use crate::state::AppState;
+use crate::sessions::auth::AuthCache;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router<S>() -> OpenApiRouter<S>
+where
+    Users: FromRef<S>,
+    AuthCache: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     OpenApiRouter::new()
         .routes(routes!(sign_up))
         .routes(routes!(get_user, update_user))
@@ -26,11 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 415, description = "not JSON", body = Problem),
         (status = 422, description = "invalid or unknown fields", body = Problem),
     ))]
-async fn sign_up(
-    State(state): State<AppState>,
-    Json(req): Json<SignUp>,
-) -> Result<impl IntoResponse> {
-    let user = state.users.sign_up(req).await?;
+async fn sign_up(State(users): State<Users>, Json(req): Json<SignUp>) -> Result<impl IntoResponse> {
+    let user = users.sign_up(req).await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -44,11 +48,11 @@ async fn sign_up(
         (status = 404, description = "no such user, or not yours", body = Problem),
     ))]
 async fn get_user(
-    State(state): State<AppState>,
+    State(users): State<Users>,
     user: AuthUser,
     Path(user_id): Path<String>,
 ) -> Result<impl IntoResponse> {
-    let profile = state.users.profile(&user, &user_id).await?;
+    let profile = users.profile(&user, &user_id).await?;
     Ok(Json(profile))
 }
 
@@ -65,11 +69,11 @@ async fn get_user(
         (status = 422, body = Problem),
     ))]
 async fn update_user(
-    State(state): State<AppState>,
+    State(users): State<Users>,
     user: AuthUser,
     Path(user_id): Path<String>,
     Json(req): Json<UpdateUser>,
 ) -> Result<impl IntoResponse> {
-    let updated = state.users.update(&user, &user_id, req).await?;
+    let updated = users.update(&user, &user_id, req).await?;
     Ok(Json(updated))
 }

@@ -727,7 +727,7 @@ async fn maintenance_reconciles_orphaned_files_and_rows_without_files() {
     )
     .await
     .unwrap();
-    let dry = hs_platform::files::maintenance(&state, false)
+    let dry = hs_platform::files::maintenance(&state.files, false)
         .await
         .unwrap();
     let by = |name: &str, acts: &[hs_platform::maintenance::Action]| {
@@ -740,7 +740,9 @@ async fn maintenance_reconciles_orphaned_files_and_rows_without_files() {
     assert_eq!(by("files.missing", &dry), (1, 5));
     assert!(orphan.exists(), "a dry run changes nothing");
 
-    hs_platform::files::maintenance(&state, true).await.unwrap();
+    hs_platform::files::maintenance(&state.files, true)
+        .await
+        .unwrap();
     assert!(!orphan.exists());
     assert!(
         fresh.exists(),

@@ -6,15 +6,31 @@
 //! [`Check`].
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::model::{Check, CheckStatus, HealthDetailed};
-use crate::state::AppState;
+use crate::ai::AiService;
+use crate::config::Config;
+use crate::db::Db;
+use crate::files::FileService;
+use crate::http::cache::ResponseCache;
 
 const TIMEOUT: Duration = Duration::from_secs(3);
 
+/// What the checks look at: exactly the handles they need.
+#[derive(Clone)]
+pub struct Checks {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub ai: AiService,
+    pub files: FileService,
+    /// `health-detailed` answers are cached briefly (see [`super::HEALTH_TTL`]).
+    pub cache: ResponseCache,
+}
+
 /// Runs every check.
-pub async fn run_checks(state: &AppState) -> Vec<Check> {
+pub async fn run_checks(state: &Checks) -> Vec<Check> {
     vec![
         timed(database_read(state)).await,
         timed(database_write(state)).await,
@@ -25,10 +41,10 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
     ]
 }
 
-pub async fn health_detailed(state: &AppState) -> HealthDetailed {
+pub async fn health_detailed(state: &Checks) -> HealthDetailed {
     let checks = run_checks(state).await;
     let firing_alerts = match state.db.reader.acquire().await {
-        Ok(mut conn) => super::db::firing_alerts(&mut conn)
+        Ok(mut conn) => crate::monitoring::db::firing_alerts(&mut conn)
             .await
             .unwrap_or_default(),
         Err(_) => Vec::new(),
@@ -62,7 +78,7 @@ async fn timed(check: impl Future<Output = Check>) -> Check {
     c
 }
 
-async fn database_read(state: &AppState) -> Check {
+async fn database_read(state: &Checks) -> Check {
     let result = tokio::time::timeout(TIMEOUT, async {
         let mut conn = state.db.reader.acquire().await?;
         super::db::read_probe(&mut conn).await
@@ -82,7 +98,7 @@ async fn database_read(state: &AppState) -> Check {
 
 /// Takes the write lock (BEGIN IMMEDIATE) and rolls back: proves the writer
 /// connection works and nobody holds the lock for long.
-async fn database_write(state: &AppState) -> Check {
+async fn database_write(state: &Checks) -> Check {
     let result = tokio::time::timeout(TIMEOUT, async {
         let tx = state.db.begin_write().await?;
         tx.rollback().await
@@ -104,9 +120,9 @@ async fn database_write(state: &AppState) -> Check {
     .critical()
 }
 
-fn disk_space(state: &AppState) -> Check {
+fn disk_space(state: &Checks) -> Check {
     let min = state.config.alert_min_free_disk_bytes;
-    match super::system::disk_space(&state.config.data_dir) {
+    match crate::monitoring::system::disk_space(&state.config.data_dir) {
         Some((free, total)) if free >= min => Check::new(
             "disk_space",
             CheckStatus::Ok,
@@ -129,16 +145,16 @@ fn disk_space(state: &AppState) -> Check {
     }
 }
 
-async fn queue_backlog(state: &AppState) -> Check {
+async fn queue_backlog(state: &Checks) -> Check {
     let now = crate::db::now();
     let stats = async {
         let mut conn = state.db.reader.acquire().await?;
-        super::db::queue_stats(&mut conn, &now).await
+        crate::jobs::db::queue_stats(&mut conn, &now).await
     }
     .await;
     match stats {
         Ok(q) => {
-            let age = super::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
+            let age = crate::monitoring::metrics::age_seconds(q.oldest_queued_run_at.as_deref());
             let limit = state.config.alert_queue_age_seconds as f64;
             let detail = format!(
                 "{} queued (oldest waiting {age:.0} s), {} running",
@@ -161,7 +177,7 @@ async fn queue_backlog(state: &AppState) -> Check {
 
 /// The AI dependency: configured, and the circuit breaker's state. An open
 /// breaker degrades the service (chat answers 503); no key is a choice.
-fn ai(state: &AppState) -> Check {
+fn ai(state: &Checks) -> Check {
     let h = state.ai.health();
     let status = if h.configured && h.breaker == "open" {
         CheckStatus::Degraded
@@ -176,7 +192,7 @@ fn ai(state: &AppState) -> Check {
 }
 
 /// The shared Chromium of the screenshot jobs: available, running, pages.
-fn browser(state: &AppState) -> Check {
+fn browser(state: &Checks) -> Check {
     let h = state.files.browser_health();
     let available = h["available"].as_bool().unwrap_or(false);
     let detail = match (available, h["running"].as_bool().unwrap_or(false)) {

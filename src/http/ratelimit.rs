@@ -6,7 +6,9 @@
 //! count). `/health`, `/metrics` and the load tester's requests are exempt.
 //! Idle keys are dropped every minute so memory stays bounded.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -16,10 +18,8 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use super::observe::Caller;
 use crate::error::AppError;
-use crate::http::middleware::route_of;
-use crate::state::AppState;
+use crate::http::route::route_of;
 
 /// The AI chat route, limited separately.
 pub const AI_CHAT_ROUTE: &str = "/api/claude-ai/chat";
@@ -84,9 +84,33 @@ impl RateLimits {
     }
 }
 
+/// The caller of a request, known before the handler runs. Inserted in the
+/// request extensions for the rate limiter.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    pub user_id: Option<Arc<str>>,
+    pub client_ip: Option<IpAddr>,
+    /// Set for the built-in load tester's requests (secret verified).
+    pub loadtest_id: Option<String>,
+}
+
+impl Caller {
+    /// The rate-limit key: the user when authenticated, else the client IP.
+    pub fn limit_key(&self) -> String {
+        match (&self.user_id, &self.client_ip) {
+            (Some(u), _) => format!("user:{u}"),
+            (None, Some(ip)) => format!("ip:{ip}"),
+            (None, None) => "ip:unknown".to_string(),
+        }
+    }
+}
+
 /// The middleware: runs after `observe` identified the caller.
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limits = state.monitor.limits();
+pub async fn middleware(
+    State(limits): State<Arc<RateLimits>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !limits.any() {
         return next.run(req).await;
     }

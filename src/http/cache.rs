@@ -38,6 +38,8 @@ impl Expiry<String, Arc<Cached>> for PerEntryTtl {
     }
 }
 
+/// Clone freely: clones share the cache.
+#[derive(Clone)]
 pub struct ResponseCache {
     cache: Cache<String, Arc<Cached>>,
 }
