@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern,
@@ -32,12 +33,17 @@ use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
     NavigateParams, Viewport as ClipViewport,
 };
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::egress::{Egress, EgressConfig, Listener};
 use super::model::{ImageFormat, ScreenshotRequest, WaitUntil};
 use super::ssrf;
 use crate::config::Config;
@@ -67,6 +73,9 @@ struct Live {
     dead: Arc<AtomicBool>,
     user_data: PathBuf,
     pid: Option<u32>,
+    /// The egress port of the browser's default context; dropped (closed)
+    /// with the browser.
+    _proxy: Listener,
 }
 
 struct PoolInner {
@@ -82,9 +91,12 @@ struct PoolInner {
     pid: AtomicU32,
     running: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
-    /// The browser connections' event loops; [`BrowserPool::shutdown`]
-    /// waits for them.
+    /// The browser connections' event loops and the egress proxy;
+    /// [`BrowserPool::shutdown`] cancels and waits for them.
     tasks: TaskTracker,
+    cancel: CancellationToken,
+    /// Every network request of the browser goes through this proxy.
+    egress: Egress,
 }
 
 /// The shared browser; clone freely.
@@ -127,6 +139,13 @@ const HARDEN_JS: &str = "(() => { for (const k of ['WebSocket','WebSocketStream'
 
 impl BrowserPool {
     pub fn new(config: &Config) -> Self {
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let egress = Egress::new(
+            EgressConfig::new(config.screenshot_allowed_hosts.clone()),
+            tasks.clone(),
+            cancel.clone(),
+        );
         Self {
             inner: Arc::new(PoolInner {
                 executable: find_executable(config),
@@ -140,7 +159,9 @@ impl BrowserPool {
                 pid: AtomicU32::new(0),
                 running: AtomicBool::new(false),
                 last_error: std::sync::Mutex::new(None),
-                tasks: TaskTracker::new(),
+                tasks,
+                cancel,
+                egress,
             }),
         }
     }
@@ -162,6 +183,7 @@ impl BrowserPool {
             "maxPages": i.concurrency,
             "launches": i.launches.load(Ordering::Relaxed),
             "lastError": i.last_error.lock().ok().and_then(|e| e.clone()),
+            "egress": i.egress.health(),
         })
     }
 
@@ -199,6 +221,12 @@ impl BrowserPool {
             .profiles
             .join(uuid::Uuid::new_v4().simple().to_string());
         std::fs::create_dir_all(&user_data).context("failed to create the browser profile")?;
+        let proxy = self
+            .inner
+            .egress
+            .listen()
+            .await
+            .context("failed to open the egress proxy")?;
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&exe)
             .user_data_dir(&user_data)
@@ -216,6 +244,7 @@ impl BrowserPool {
                 "--no-default-browser-check",
                 "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
                 "--proxy-bypass-list=<-loopback>",
+                &format!("--proxy-server={}", proxy.proxy_url()),
                 "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
             ]);
         if running_as_root() {
@@ -258,6 +287,7 @@ impl BrowserPool {
             dead,
             user_data,
             pid,
+            _proxy: proxy,
         })
     }
 
@@ -289,6 +319,7 @@ impl BrowserPool {
     pub async fn shutdown(&self) {
         self.inner.pages.close();
         self.restart().await;
+        self.inner.cancel.cancel();
         self.inner.tasks.close();
         // The killed browser's connection ends at once; do not hang on it.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
@@ -310,9 +341,18 @@ impl BrowserPool {
         let _in_use = InUse(self.inner.clone());
 
         let browser = self.browser().await?;
-        let page = {
+        // The job's own egress port and browser context: everything the
+        // page opens (popups, workers, service workers) lives in the
+        // context, goes through this port, and ends with the job.
+        let job_proxy = self
+            .inner
+            .egress
+            .listen()
+            .await
+            .map_err(|e| ShotError::Browser(format!("the egress proxy did not open: {e}")))?;
+        let (page, context) = {
             let b = browser.lock().await;
-            tokio::time::timeout(Duration::from_secs(20), b.new_page("about:blank"))
+            tokio::time::timeout(Duration::from_secs(20), open_page(&b, &job_proxy))
                 .await
                 .map_err(|_| ShotError::Browser("the browser did not open a page".into()))?
                 .map_err(|e| ShotError::Browser(format!("the browser did not open a page: {e}")))?
@@ -327,11 +367,22 @@ impl BrowserPool {
         // Always close the page; a browser that cannot even do that is
         // killed and relaunched by the next job.
         let closed = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
-        if !matches!(closed, Ok(Ok(()))) {
-            tracing::warn!("a page did not close; restarting the browser");
+        let disposed = tokio::time::timeout(
+            Duration::from_secs(5),
+            browser.lock().await.dispose_browser_context(context),
+        )
+        .await;
+        let url_refused = proxy_refused_url(&job_proxy, &req.url);
+        // Cuts whatever tunnel the context left open.
+        drop(job_proxy);
+        if !matches!(closed, Ok(Ok(()))) || !matches!(disposed, Ok(Ok(()))) {
+            tracing::warn!("a page or its context did not close; restarting the browser");
             self.restart().await;
         }
         match result {
+            Ok(_) | Err(ShotError::Page(_)) if url_refused => Err(ShotError::Refused(
+                "url: the egress proxy refused the page's address".into(),
+            )),
             Err(ShotError::Page(m)) | Err(ShotError::Browser(m)) if self.is_dead().await => {
                 Err(ShotError::Browser(format!("the browser stopped: {m}")))
             }
@@ -570,6 +621,46 @@ fn element_clip(value: Option<serde_json::Value>) -> Result<ClipViewport, ShotEr
         height: h,
         scale: 1.0,
     })
+}
+
+/// A page in a new browser context whose requests go through `proxy`.
+async fn open_page(
+    browser: &Browser,
+    proxy: &Listener,
+) -> Result<(Page, BrowserContextId), CdpError> {
+    let context = browser
+        .create_browser_context(
+            CreateBrowserContextParams::builder()
+                .proxy_server(proxy.proxy_url())
+                .proxy_bypass_list("<-loopback>")
+                .build(),
+        )
+        .await?;
+    let target = CreateTargetParams::builder()
+        .url("about:blank")
+        .browser_context_id(context.clone())
+        .build()
+        .map_err(CdpError::msg)?;
+    match browser.new_page(target).await {
+        Ok(page) => Ok((page, context)),
+        Err(e) => {
+            let _ = browser.dispose_browser_context(context).await;
+            Err(e)
+        }
+    }
+}
+
+/// Whether the proxy refused the host and port of the job's own URL.
+fn proxy_refused_url(proxy: &Listener, url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let target = format!("{}:{port}", host.to_ascii_lowercase());
+    proxy.refused().contains(&target)
 }
 
 struct InUse(Arc<PoolInner>);

@@ -811,6 +811,46 @@ async fn serve_site() -> Site {
             get(move || async move { Redirect::temporary(&format!("http://localhost:{port}/secret")) }),
         )
         .route(
+            "/escape",
+            get(move || async move {
+                Html(format!(
+                    "<!doctype html><body style='background:rgb(0,128,255)'><script>\
+                     const canary = 'http://localhost:{port}/secret';\
+                     try {{ window.open(canary + '?popup'); }} catch (e) {{}}\
+                     try {{ new Worker('/worker.js'); }} catch (e) {{}}\
+                     try {{ navigator.serviceWorker.register('/sw.js'); }} catch (e) {{}}\
+                     try {{ new WebSocket('ws://localhost:{port}/secret'); }} catch (e) {{}}\
+                     for (const ms of [300, 1500, 3000]) setTimeout(() => {{ location.href = canary + '?timer' + ms; }}, ms);\
+                     </script></body>"
+                ))
+            }),
+        )
+        .route(
+            "/worker.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?worker').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/sw.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?sw').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/wait",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Html("<body style='background:white'>done</body>")
+            }),
+        )
+        .route(
             "/slow",
             get(move || async move {
                 s1.fetch_add(1, Ordering::SeqCst);
@@ -940,6 +980,11 @@ async fn screenshot_urls_that_reach_private_addresses_are_refused_with_422() {
             .await;
         let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], "url", "{url}: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("::1"),
+            "{url}: the message names the address: {message}"
+        );
     }
 }
 
@@ -955,6 +1000,32 @@ async fn a_redirect_to_a_refused_address_fails_the_job_without_reaching_it() {
         .await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "url_refused", "{job}");
+    assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn popups_workers_and_timers_of_a_page_never_reach_a_loopback_canary_even_after_the_job() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/escape", site.port), "waitUntil": "load",
+                   "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // A second job that takes a few seconds: whatever the first page left
+    // behind (timers at 1.5 s and 3 s, a worker and a service worker
+    // fetching every 200 ms, a popup) would have hit the canary by now.
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/wait", site.port), "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
 }
 
