@@ -9,11 +9,11 @@
 //! whatever happens; a page that times out or a browser that stops
 //! answering gets the whole browser killed and relaunched on the next job.
 //!
-//! Residual risks, stated plainly: Chromium resolves names again after the
-//! check (a DNS-rebinding host could answer differently the second time),
-//! and WebSocket/WebRTC traffic is not seen by the Fetch domain (page
-//! scripts get those constructors removed). Production deployments should
-//! also block private egress at the network level.
+//! Structurally, every network request of the browser goes through the
+//! service's egress proxy ([`super::egress`]), which resolves each host once
+//! and connects only to the addresses it checked. Each job gets its own
+//! proxy port and browser context; disposing the context at the end of the
+//! job closes every popup, worker and service worker the page created.
 
 use std::path::PathBuf;
 use std::sync::Arc;
