@@ -62,10 +62,21 @@ pub enum ShotError {
     /// No browser is configured or it cannot start.
     #[error("{0}")]
     Unavailable(String),
+    /// The capture would exceed [`MAX_CAPTURE_BYTES`].
+    #[error("{0}")]
+    TooLarge(String),
     /// The browser failed underneath us (crashed, killed): worth a retry.
     #[error("{0}")]
     Browser(String),
 }
+
+/// Full-page and selector captures are clipped to this many CSS pixels in
+/// each dimension, so Chromium never renders (nor we receive) a larger one.
+pub const MAX_CAPTURE_PX: f64 = 16_384.0;
+
+/// A capture whose image is larger than this is refused (`page_too_large`)
+/// before it is decoded.
+pub const MAX_CAPTURE_BYTES: usize = 20 << 20;
 
 /// One running browser.
 struct Live {
@@ -132,6 +143,43 @@ fn running_as_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Chromium's switches without their leading `--` (chromiumoxide adds it;
+/// a switch written `--x` would reach Chromium as `----x` and be ignored).
+/// chromiumoxide's defaults are off: they include `disable-popup-blocking`,
+/// so these are Puppeteer's defaults without it (`window.open` without a
+/// user gesture is blocked), plus the egress settings.
+const BROWSER_SWITCHES: &[&str] = &[
+    "disable-background-networking",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-breakpad",
+    "disable-client-side-phishing-detection",
+    "disable-component-extensions-with-background-pages",
+    "disable-component-update",
+    "disable-default-apps",
+    "disable-dev-shm-usage",
+    "disable-domain-reliability",
+    "disable-gpu",
+    "disable-hang-monitor",
+    "disable-ipc-flooding-protection",
+    "disable-prompt-on-repost",
+    "disable-quic",
+    "disable-renderer-backgrounding",
+    "disable-sync",
+    "dns-prefetch-disable",
+    "force-color-profile=srgb",
+    "metrics-recording-only",
+    "no-default-browser-check",
+    "no-first-run",
+    "no-pings",
+    "password-store=basic",
+    "use-mock-keychain",
+    "lang=en_US",
+    "force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "proxy-bypass-list=<-loopback>",
+    "disable-features=Translate,TranslateUI,MediaRouter,OptimizationHints,DialMediaRouteProvider",
+];
 
 /// Script run in every frame before the page's own: removes the network
 /// APIs the Fetch domain cannot see.
@@ -232,21 +280,9 @@ impl BrowserPool {
             .user_data_dir(&user_data)
             .launch_timeout(Duration::from_secs(20))
             .request_timeout(Duration::from_secs(30))
-            .args([
-                "--disable-gpu",
-                "--disable-quic",
-                "--disable-component-update",
-                "--disable-dev-shm-usage",
-                "--disable-domain-reliability",
-                "--disable-breakpad",
-                "--dns-prefetch-disable",
-                "--no-pings",
-                "--no-default-browser-check",
-                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-                "--proxy-bypass-list=<-loopback>",
-                &format!("--proxy-server={}", proxy.proxy_url()),
-                "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
-            ]);
+            .disable_default_args()
+            .args(BROWSER_SWITCHES.iter().copied())
+            .arg(format!("proxy-server={}", proxy.proxy_url()));
         if running_as_root() {
             builder = builder.no_sandbox();
         }
@@ -430,30 +466,28 @@ impl BrowserPool {
             tracker.wait_idle(Duration::from_millis(500)).await;
         }
         let (format, quality) = capture_format(req);
-        if let Some(selector) = &req.selector {
-            let value: Option<serde_json::Value> = page
-                .evaluate(element_rect_js(selector))
-                .await
-                .map_err(cdp)?
-                .into_value()
-                .ok();
-            let params = CaptureScreenshotParams {
-                format: Some(format),
-                quality,
-                clip: Some(element_clip(value)?),
-                from_surface: Some(true),
-                capture_beyond_viewport: Some(true),
-                optimize_for_speed: None,
-            };
-            return self.capture_raw(page, params).await;
-        }
-        let mut builder = chromiumoxide::page::ScreenshotParams::builder()
-            .format(format)
-            .full_page(req.full_page);
-        if let Some(q) = quality {
-            builder = builder.quality(q);
-        }
-        page.screenshot(builder.build()).await.map_err(cdp)
+        let clip = match &req.selector {
+            Some(selector) => {
+                let value: Option<serde_json::Value> = page
+                    .evaluate(element_rect_js(selector))
+                    .await
+                    .map_err(cdp)?
+                    .into_value()
+                    .ok();
+                Some(capped(element_clip(value)?))
+            }
+            None if req.full_page => Some(full_page_clip(page).await?),
+            None => None,
+        };
+        let params = CaptureScreenshotParams {
+            format: Some(format),
+            quality,
+            capture_beyond_viewport: Some(clip.is_some()),
+            clip,
+            from_surface: Some(true),
+            optimize_for_speed: None,
+        };
+        self.capture_raw(page, params).await
     }
 
     /// The request guard: every request the page makes is paused, checked,
@@ -519,9 +553,17 @@ impl BrowserPool {
             .execute(params)
             .await
             .map_err(|e| ShotError::Page(e.to_string()))?;
+        let data = AsRef::<[u8]>::as_ref(&res.result.data);
+        // Base64 holds 3 bytes in 4 characters: refuse before decoding.
+        if data.len() / 4 * 3 > MAX_CAPTURE_BYTES {
+            return Err(ShotError::TooLarge(format!(
+                "the screenshot would be larger than {} MiB",
+                MAX_CAPTURE_BYTES >> 20
+            )));
+        }
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
-            .decode(AsRef::<[u8]>::as_ref(&res.result.data))
+            .decode(data)
             .map_err(|e| ShotError::Page(format!("bad screenshot data: {e}")))
     }
 }
@@ -623,6 +665,37 @@ fn element_clip(value: Option<serde_json::Value>) -> Result<ClipViewport, ShotEr
     })
 }
 
+/// `clip` with its width and height cut to [`MAX_CAPTURE_PX`].
+fn capped(clip: ClipViewport) -> ClipViewport {
+    ClipViewport {
+        width: clip.width.min(MAX_CAPTURE_PX),
+        height: clip.height.min(MAX_CAPTURE_PX),
+        ..clip
+    }
+}
+
+/// The whole page from its top left, at most [`MAX_CAPTURE_PX`] each way,
+/// with the viewport resized to it (so that the page lays out as tall).
+async fn full_page_clip(page: &Page) -> Result<ClipViewport, ShotError> {
+    let size = page.layout_metrics().await.map_err(cdp)?.css_content_size;
+    let clip = capped(ClipViewport {
+        x: 0.0,
+        y: 0.0,
+        width: size.width.max(1.0),
+        height: size.height.max(1.0),
+        scale: 1.0,
+    });
+    page.execute(SetDeviceMetricsOverrideParams::new(
+        clip.width.ceil() as i64,
+        clip.height.ceil() as i64,
+        1.0,
+        false,
+    ))
+    .await
+    .map_err(cdp)?;
+    Ok(clip)
+}
+
 /// A page in a new browser context whose requests go through `proxy`.
 async fn open_page(
     browser: &Browser,
@@ -704,6 +777,29 @@ mod tests {
 
     fn request(json: serde_json::Value) -> ScreenshotRequest {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn switches_have_no_dashes_and_popups_stay_blocked() {
+        for switch in BROWSER_SWITCHES {
+            assert!(!switch.starts_with('-'), "{switch}");
+            assert!(!switch.starts_with("disable-popup-blocking"), "{switch}");
+        }
+    }
+
+    #[test]
+    fn clips_are_capped_in_each_dimension() {
+        let clip = capped(ClipViewport {
+            x: 5.0,
+            y: 30_000.0,
+            width: 100.0,
+            height: 40_000.0,
+            scale: 1.0,
+        });
+        assert_eq!(
+            (clip.x, clip.y, clip.width, clip.height),
+            (5.0, 30_000.0, 100.0, MAX_CAPTURE_PX)
+        );
     }
 
     #[test]

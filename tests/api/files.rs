@@ -768,6 +768,7 @@ struct Site {
     port: u16,
     forbidden_hits: Arc<AtomicUsize>,
     slow_hits: Arc<AtomicUsize>,
+    popup_hits: Arc<AtomicUsize>,
 }
 
 async fn serve_site() -> Site {
@@ -777,6 +778,8 @@ async fn serve_site() -> Site {
     let port = listener.local_addr().unwrap().port();
     let forbidden_hits = Arc::new(AtomicUsize::new(0));
     let slow_hits = Arc::new(AtomicUsize::new(0));
+    let popup_hits = Arc::new(AtomicUsize::new(0));
+    let p1 = popup_hits.clone();
     let (f1, f2, s1) = (
         forbidden_hits.clone(),
         forbidden_hits.clone(),
@@ -826,6 +829,33 @@ async fn serve_site() -> Site {
             }),
         )
         .route(
+            "/opener",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'><script>\
+                     const w = window.open('/popup');\
+                     document.body.style.background = w ? 'rgb(255,0,0)' : 'rgb(0,128,255)';\
+                     </script></body>",
+                )
+            }),
+        )
+        .route(
+            "/popup",
+            get(move || async move {
+                p1.fetch_add(1, Ordering::SeqCst);
+                Html("popup")
+            }),
+        )
+        .route(
+            "/tall",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'>\
+                     <div id='tall' style='width:150px;height:40000px;background:rgb(0,128,255)'></div></body>",
+                )
+            }),
+        )
+        .route(
             "/worker.js",
             get(move || async move {
                 (
@@ -865,6 +895,7 @@ async fn serve_site() -> Site {
         port,
         forbidden_hits,
         slow_hits,
+        popup_hits,
     }
 }
 
@@ -1027,6 +1058,62 @@ async fn popups_workers_and_timers_of_a_page_never_reach_a_loopback_canary_even_
         .await;
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_page_cannot_open_a_popup_even_to_an_allowed_address() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/opener", site.port), "viewport": {"width": 100, "height": 80},
+                   "waitUntil": "load", "timeoutMs": 20000}),
+        )
+        .await;
+    let file = succeeded_file(&job);
+    let (w, h, pixels, color) = decode_png(&app.download(&user.token, &file).await);
+    let step = if color == png::ColorType::Rgba { 4 } else { 3 };
+    let center = ((h / 2 * w + w / 2) as usize) * step;
+    assert_eq!(
+        &pixels[center..center + 3],
+        &[0, 128, 255],
+        "window.open returned null (red: the popup opened)"
+    );
+    assert_eq!(site.popup_hits.load(Ordering::SeqCst), 0);
+    // The switches reached Chromium as switches (not as ignored `----x`).
+    let cmdlines: Vec<String> = browser_pids(&app.data_dir())
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect();
+    let all = cmdlines.join("\n");
+    assert!(all.contains(" --proxy-server=http://127.0.0.1:"), "{all}");
+    assert!(
+        !all.contains("----") && !all.contains("disable-popup-blocking"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_40000_px_tall_page_is_captured_at_most_16384_px_tall() {
+    let (app, user, site) = screenshot_app().await;
+    for extra in [json!({"fullPage": true}), json!({"selector": "#tall"})] {
+        let mut body = json!({"url": format!("http://127.0.0.1:{}/tall", site.port),
+                              "viewport": {"width": 200, "height": 100}, "timeoutMs": 30000});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let job = app.generate(&user.token, "screenshot", body).await;
+        let file = succeeded_file(&job);
+        let bytes = app.download(&user.token, &file).await;
+        // The header alone: the image is never decoded whole.
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let (w, h) = (reader.info().width, reader.info().height);
+        assert!(w <= 200 && h == 16_384, "{extra}: {w}x{h}");
+    }
 }
 
 fn browser_pids(data_dir: &Path) -> Vec<u32> {
