@@ -84,6 +84,8 @@ struct Live {
     dead: Arc<AtomicBool>,
     user_data: PathBuf,
     pid: Option<u32>,
+    /// Which launch this is (the idle watcher stops only its own).
+    generation: u64,
     /// The egress port of the browser's default context; dropped (closed)
     /// with the browser.
     _proxy: Listener,
@@ -102,6 +104,12 @@ struct PoolInner {
     pid: AtomicU32,
     running: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
+    /// `SCREENSHOT_IDLE_SECONDS`: the browser is shut down after this long
+    /// without screenshots and relaunched by the next one.
+    idle: Duration,
+    /// When the last screenshot ended, in milliseconds since `epoch`.
+    last_used_ms: AtomicU64,
+    epoch: Instant,
     /// The browser connections' event loops and the egress proxy;
     /// [`BrowserPool::shutdown`] cancels and waits for them.
     tasks: TaskTracker,
@@ -207,6 +215,9 @@ impl BrowserPool {
                 pid: AtomicU32::new(0),
                 running: AtomicBool::new(false),
                 last_error: std::sync::Mutex::new(None),
+                idle: config.screenshot_idle,
+                last_used_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
                 tasks,
                 cancel,
                 egress,
@@ -231,6 +242,7 @@ impl BrowserPool {
             "maxPages": i.concurrency,
             "launches": i.launches.load(Ordering::Relaxed),
             "lastError": i.last_error.lock().ok().and_then(|e| e.clone()),
+            "rssBytes": (pid != 0).then(|| tree_rss_bytes(pid)),
             "egress": i.egress.health(),
         })
     }
@@ -316,15 +328,63 @@ impl BrowserPool {
         let pid = browser.get_mut_child().and_then(|c| c.inner.id());
         self.inner.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
         self.inner.running.store(true, Ordering::Relaxed);
-        self.inner.launches.fetch_add(1, Ordering::Relaxed);
+        let generation = self.inner.launches.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(pid, "browser launched");
+        self.touch();
+        let pool = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { pool.stop_when_idle(generation).await });
         Ok(Live {
             browser: Arc::new(Mutex::new(browser)),
             dead,
             user_data,
             pid,
+            generation,
             _proxy: proxy,
         })
+    }
+
+    /// Notes a screenshot starting or ending now.
+    fn touch(&self) {
+        let ms = self.inner.epoch.elapsed().as_millis();
+        self.inner
+            .last_used_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long no screenshot has been running.
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.last_used_ms.load(Ordering::Relaxed));
+        self.inner.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Shuts launch `generation` down once it has been unused for
+    /// `SCREENSHOT_IDLE_SECONDS` (so an idle service does not keep Chromium
+    /// resident); ends when that browser is gone for any reason.
+    async fn stop_when_idle(&self, generation: u64) {
+        let every = (self.inner.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = self.inner.cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let mut slot = self.inner.live.lock().await;
+            match slot.as_ref() {
+                Some(live) if live.generation == generation => {}
+                _ => return,
+            }
+            if self.inner.in_use.load(Ordering::Relaxed) == 0 && self.idle_for() >= self.inner.idle
+            {
+                let live = slot.take();
+                drop(slot);
+                if let Some(live) = live {
+                    tracing::info!(idle = ?self.inner.idle, "browser idle: shutting it down");
+                    self.dispose(live).await;
+                }
+                return;
+            }
+        }
     }
 
     /// Kills a browser, reaps it, and removes its profile.
@@ -374,7 +434,7 @@ impl BrowserPool {
             .await
             .map_err(|_| ShotError::Unavailable("the service is stopping".into()))?;
         self.inner.in_use.fetch_add(1, Ordering::Relaxed);
-        let _in_use = InUse(self.inner.clone());
+        let _in_use = InUse(self.clone());
 
         let browser = self.browser().await?;
         // The job's own egress port and browser context: everything the
@@ -736,11 +796,51 @@ fn proxy_refused_url(proxy: &Listener, url: &str) -> bool {
     proxy.refused().contains(&target)
 }
 
-struct InUse(Arc<PoolInner>);
+/// Resident memory of process `root` and all its descendants (Linux /proc:
+/// the browser's renderers, GPU and utility processes are its children).
+fn tree_rss_bytes(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let ppid = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut total = 0;
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        total += std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .unwrap_or(0)
+            * 1024;
+        todo.extend(children.remove(&pid).unwrap_or_default());
+    }
+    total
+}
+
+/// A screenshot in progress; its end counts as the browser's last use.
+struct InUse(BrowserPool);
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+        self.0.inner.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

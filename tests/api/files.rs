@@ -10,7 +10,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with, wait_until,
+};
 
 const BOUNDARY: &str = "hs-test-boundary-7d1c";
 
@@ -909,11 +911,16 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>, png::ColorType) {
 }
 
 async fn screenshot_app() -> (TestApp, TestUser, Site) {
-    let app = spawn_app_with(&[
+    screenshot_app_with(&[]).await
+}
+
+async fn screenshot_app_with(settings: &[(&str, &str)]) -> (TestApp, TestUser, Site) {
+    let mut all = vec![
         ("SCREENSHOT_ALLOWED_HOSTS", "127.0.0.1"),
         ("SCREENSHOT_CONCURRENCY", "2"),
-    ])
-    .await;
+    ];
+    all.extend_from_slice(settings);
+    let app = spawn_app_with(&all).await;
     let user = app.new_user().await;
     let site = serve_site().await;
     (app, user, site)
@@ -1114,6 +1121,92 @@ async fn a_40000_px_tall_page_is_captured_at_most_16384_px_tall() {
         let (w, h) = (reader.info().width, reader.info().height);
         assert!(w <= 200 && h == 16_384, "{extra}: {w}x{h}");
     }
+}
+
+#[tokio::test]
+async fn an_idle_browser_is_shut_down_and_relaunched_by_the_next_screenshot() {
+    let (app, user, site) = screenshot_app_with(&[("SCREENSHOT_IDLE_SECONDS", "1")]).await;
+    let admin = app.new_admin().await;
+    let url = format!("http://127.0.0.1:{}/", site.port);
+    for round in 0..2 {
+        let job = app
+            .generate(
+                &user.token,
+                "screenshot",
+                json!({"url": url, "viewport": {"width": 100, "height": 80}}),
+            )
+            .await;
+        succeeded_file(&job);
+        let gone = wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            async || browser_pids(&app.data_dir()).is_empty(),
+        )
+        .await;
+        assert!(gone.is_ok(), "round {round}: no Chromium process left");
+    }
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let browser = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .unwrap()
+        .clone();
+    let detail = browser["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("started on first use") && detail.contains("2 launches"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn the_browsers_resident_memory_is_reported_and_counts_towards_the_rss_alert() {
+    let (app, user, site) = screenshot_app_with(&[
+        ("ALERT_INTERVAL_SECONDS", "1"),
+        ("ALERT_MAX_RSS_BYTES", "1"),
+        ("ALERT_MIN_FREE_DISK_BYTES", "0"),
+    ])
+    .await;
+    let admin = app.new_admin().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/", site.port), "viewport": {"width": 100, "height": 80}}),
+        )
+        .await;
+    succeeded_file(&job);
+    let system: Value = app.get_json("/api/monitoring/system", &admin.token).await;
+    assert!(system["browserProcesses"].as_u64().unwrap() > 0, "{system}");
+    assert!(system["browserRssBytes"].as_u64().unwrap() > 0, "{system}");
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let detail = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .map(|c| c["detail"].to_string())
+        .unwrap();
+    assert!(detail.contains("MiB resident"), "{detail}");
+    let fired = wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || {
+            let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
+            alerts["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "max_rss" && a["value"].as_f64().unwrap_or(0.0) > 1.0)
+        },
+    )
+    .await;
+    assert!(fired.is_ok(), "the max_rss alert fired");
 }
 
 fn browser_pids(data_dir: &Path) -> Vec<u32> {
