@@ -102,6 +102,7 @@ pub struct Config {
     pub chromium_path: Option<PathBuf>,
     pub screenshot_allowed_hosts: Vec<String>,
     pub screenshot_concurrency: usize,
+    pub screenshot_idle: Duration,
     pub render_concurrency: usize,
     pub font_path: Option<PathBuf>,
 
@@ -116,6 +117,7 @@ pub struct Config {
     pub alert_queue_age_seconds: u64,
     pub alert_min_free_disk_bytes: u64,
     pub alert_log_drops: u64,
+    pub alert_max_rss_bytes: u64,
     pub metrics_token: Option<SecretString>,
     /// Enables test-only routes (`/api/monitoring/debug/fail`); they exist
     /// only in debug builds, never in release binaries.
@@ -286,6 +288,7 @@ impl Config {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
             screenshot_concurrency: env.parse_range("SCREENSHOT_CONCURRENCY", 1, 32)?,
+            screenshot_idle: env.seconds("SCREENSHOT_IDLE_SECONDS", 1, 86_400)?,
             render_concurrency: env.parse_range("RENDER_CONCURRENCY", 1, 64)?,
             font_path: env.opt_string("FONT_PATH").map(PathBuf::from),
 
@@ -300,6 +303,7 @@ impl Config {
             alert_queue_age_seconds: env.parse("ALERT_QUEUE_AGE_SECONDS")?,
             alert_min_free_disk_bytes: env.parse("ALERT_MIN_FREE_DISK_BYTES")?,
             alert_log_drops: env.parse("ALERT_LOG_DROPS")?,
+            alert_max_rss_bytes: env.parse("ALERT_MAX_RSS_BYTES")?,
             metrics_token: env.opt_string("METRICS_TOKEN").map(SecretString::from),
             debug_routes: env.bool("DEBUG_ROUTES")?,
 

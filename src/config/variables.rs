@@ -183,6 +183,9 @@ pub struct Variables {
     /// Browser pages at once.
     #[arg(long, env = "SCREENSHOT_CONCURRENCY", default_value = "2")]
     pub screenshot_concurrency: Option<String>,
+    /// Seconds without screenshots after which the shared Chromium is shut down (relaunched by the next one).
+    #[arg(long, env = "SCREENSHOT_IDLE_SECONDS", default_value = "300")]
+    pub screenshot_idle_seconds: Option<String>,
     /// PDF/DOCX/CSV renders at once.
     #[arg(long, env = "RENDER_CONCURRENCY", default_value = "2")]
     pub render_concurrency: Option<String>,
@@ -220,6 +223,9 @@ pub struct Variables {
     /// Alert threshold: request-log entries dropped (`0`: off).
     #[arg(long, env = "ALERT_LOG_DROPS", default_value = "1")]
     pub alert_log_drops: Option<String>,
+    /// Alert when the service's resident memory plus its Chromium's passes this (400 MiB).
+    #[arg(long, env = "ALERT_MAX_RSS_BYTES", default_value = "419430400")]
+    pub alert_max_rss_bytes: Option<String>,
     /// Receives `{"service","event":"firing"/"resolved","alert":{...}}`, with retries.
     #[arg(long, env = "ALERT_WEBHOOK_URL")]
     pub alert_webhook_url: Option<String>,

@@ -151,6 +151,7 @@ async fn screenshot(files: Files, ctx: JobContext) -> Result<Value, JobError> {
             .map_err(|e| match e {
             ShotError::Refused(m) => JobError::fail("url_refused", m),
             ShotError::Page(m) => JobError::fail("page_failed", m),
+            ShotError::TooLarge(m) => JobError::fail("page_too_large", m),
             ShotError::Timeout => JobError::fail("timeout", e.to_string()),
             ShotError::Unavailable(m) => JobError::retry("browser_unavailable", m),
             ShotError::Browser(m) => JobError::retry("browser_failed", m),

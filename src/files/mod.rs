@@ -16,6 +16,7 @@ pub mod csv;
 pub mod db;
 pub mod document;
 pub mod docx;
+pub mod egress;
 pub mod jobs;
 pub mod model;
 pub mod pdf;

@@ -979,6 +979,7 @@ struct Site {
     port: u16,
     forbidden_hits: Arc<AtomicUsize>,
     slow_hits: Arc<AtomicUsize>,
+    popup_hits: Arc<AtomicUsize>,
 }
 
 async fn serve_site() -> Site {
@@ -988,6 +989,8 @@ async fn serve_site() -> Site {
     let port = listener.local_addr().unwrap().port();
     let forbidden_hits = Arc::new(AtomicUsize::new(0));
     let slow_hits = Arc::new(AtomicUsize::new(0));
+    let popup_hits = Arc::new(AtomicUsize::new(0));
+    let p1 = popup_hits.clone();
     let (f1, f2, s1) = (
         forbidden_hits.clone(),
         forbidden_hits.clone(),
@@ -1022,6 +1025,73 @@ async fn serve_site() -> Site {
             get(move || async move { Redirect::temporary(&format!("http://localhost:{port}/secret")) }),
         )
         .route(
+            "/escape",
+            get(move || async move {
+                Html(format!(
+                    "<!doctype html><body style='background:rgb(0,128,255)'><script>\
+                     const canary = 'http://localhost:{port}/secret';\
+                     try {{ window.open(canary + '?popup'); }} catch (e) {{}}\
+                     try {{ new Worker('/worker.js'); }} catch (e) {{}}\
+                     try {{ navigator.serviceWorker.register('/sw.js'); }} catch (e) {{}}\
+                     try {{ new WebSocket('ws://localhost:{port}/secret'); }} catch (e) {{}}\
+                     for (const ms of [300, 1500, 3000]) setTimeout(() => {{ location.href = canary + '?timer' + ms; }}, ms);\
+                     </script></body>"
+                ))
+            }),
+        )
+        .route(
+            "/opener",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'><script>\
+                     const w = window.open('/popup');\
+                     document.body.style.background = w ? 'rgb(255,0,0)' : 'rgb(0,128,255)';\
+                     </script></body>",
+                )
+            }),
+        )
+        .route(
+            "/popup",
+            get(move || async move {
+                p1.fetch_add(1, Ordering::SeqCst);
+                Html("popup")
+            }),
+        )
+        .route(
+            "/tall",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'>\
+                     <div id='tall' style='width:150px;height:40000px;background:rgb(0,128,255)'></div></body>",
+                )
+            }),
+        )
+        .route(
+            "/worker.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?worker').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/sw.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?sw').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/wait",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Html("<body style='background:white'>done</body>")
+            }),
+        )
+        .route(
             "/slow",
             get(move || async move {
                 s1.fetch_add(1, Ordering::SeqCst);
@@ -1036,6 +1106,7 @@ async fn serve_site() -> Site {
         port,
         forbidden_hits,
         slow_hits,
+        popup_hits,
     }
 }
 
@@ -1049,11 +1120,16 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>, png::ColorType) {
 }
 
 async fn screenshot_app() -> (TestApp, TestUser, Site) {
-    let app = spawn_app_with(&[
+    screenshot_app_with(&[]).await
+}
+
+async fn screenshot_app_with(settings: &[(&str, &str)]) -> (TestApp, TestUser, Site) {
+    let mut all = vec![
         ("SCREENSHOT_ALLOWED_HOSTS", "127.0.0.1"),
         ("SCREENSHOT_CONCURRENCY", "2"),
-    ])
-    .await;
+    ];
+    all.extend_from_slice(settings);
+    let app = spawn_app_with(&all).await;
     let user = app.new_user().await;
     let site = serve_site().await;
     (app, user, site)
@@ -1151,6 +1227,11 @@ async fn screenshot_urls_that_reach_private_addresses_are_refused_with_422() {
             .await;
         let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], "url", "{url}: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("::1"),
+            "{url}: the message names the address: {message}"
+        );
     }
 }
 
@@ -1167,6 +1248,174 @@ async fn a_redirect_to_a_refused_address_fails_the_job_without_reaching_it() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "url_refused", "{job}");
     assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn popups_workers_and_timers_of_a_page_never_reach_a_loopback_canary_even_after_the_job() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/escape", site.port), "waitUntil": "load",
+                   "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // A second job that takes a few seconds: whatever the first page left
+    // behind (timers at 1.5 s and 3 s, a worker and a service worker
+    // fetching every 200 ms, a popup) would have hit the canary by now.
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/wait", site.port), "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_page_cannot_open_a_popup_even_to_an_allowed_address() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/opener", site.port), "viewport": {"width": 100, "height": 80},
+                   "waitUntil": "load", "timeoutMs": 20000}),
+        )
+        .await;
+    let file = succeeded_file(&job);
+    let (w, h, pixels, color) = decode_png(&app.download(&user.token, &file).await);
+    let step = if color == png::ColorType::Rgba { 4 } else { 3 };
+    let center = ((h / 2 * w + w / 2) as usize) * step;
+    assert_eq!(
+        &pixels[center..center + 3],
+        &[0, 128, 255],
+        "window.open returned null (red: the popup opened)"
+    );
+    assert_eq!(site.popup_hits.load(Ordering::SeqCst), 0);
+    // The switches reached Chromium as switches (not as ignored `----x`).
+    let cmdlines: Vec<String> = browser_pids(&app.data_dir())
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect();
+    let all = cmdlines.join("\n");
+    assert!(all.contains(" --proxy-server=http://127.0.0.1:"), "{all}");
+    assert!(
+        !all.contains("----") && !all.contains("disable-popup-blocking"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_40000_px_tall_page_is_captured_at_most_16384_px_tall() {
+    let (app, user, site) = screenshot_app().await;
+    for extra in [json!({"fullPage": true}), json!({"selector": "#tall"})] {
+        let mut body = json!({"url": format!("http://127.0.0.1:{}/tall", site.port),
+                              "viewport": {"width": 200, "height": 100}, "timeoutMs": 30000});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let job = app.generate(&user.token, "screenshot", body).await;
+        let file = succeeded_file(&job);
+        let bytes = app.download(&user.token, &file).await;
+        // The header alone: the image is never decoded whole.
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let (w, h) = (reader.info().width, reader.info().height);
+        assert!(w <= 200 && h == 16_384, "{extra}: {w}x{h}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_browser_is_shut_down_and_relaunched_by_the_next_screenshot() {
+    let (app, user, site) = screenshot_app_with(&[("SCREENSHOT_IDLE_SECONDS", "1")]).await;
+    let admin = app.new_admin().await;
+    let url = format!("http://127.0.0.1:{}/", site.port);
+    for round in 0..2 {
+        let job = app
+            .generate(
+                &user.token,
+                "screenshot",
+                json!({"url": url, "viewport": {"width": 100, "height": 80}}),
+            )
+            .await;
+        succeeded_file(&job);
+        let gone = wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            async || browser_pids(&app.data_dir()).is_empty(),
+        )
+        .await;
+        assert!(gone.is_ok(), "round {round}: no Chromium process left");
+    }
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let browser = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .unwrap()
+        .clone();
+    let detail = browser["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("started on first use") && detail.contains("2 launches"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn the_browsers_resident_memory_is_reported_and_counts_towards_the_rss_alert() {
+    let (app, user, site) = screenshot_app_with(&[
+        ("ALERT_INTERVAL_SECONDS", "1"),
+        ("ALERT_MAX_RSS_BYTES", "1"),
+        ("ALERT_MIN_FREE_DISK_BYTES", "0"),
+    ])
+    .await;
+    let admin = app.new_admin().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/", site.port), "viewport": {"width": 100, "height": 80}}),
+        )
+        .await;
+    succeeded_file(&job);
+    let system: Value = app.get_json("/api/monitoring/system", &admin.token).await;
+    assert!(system["browserProcesses"].as_u64().unwrap() > 0, "{system}");
+    assert!(system["browserRssBytes"].as_u64().unwrap() > 0, "{system}");
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let detail = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .map(|c| c["detail"].to_string())
+        .unwrap();
+    assert!(detail.contains("MiB resident"), "{detail}");
+    let fired = wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || {
+            let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
+            alerts["firing"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "max_rss" && a["value"].as_f64().unwrap_or(0.0) > 1.0)
+        },
+    )
+    .await;
+    assert!(fired.is_ok(), "the max_rss alert fired");
 }
 
 fn browser_pids(data_dir: &Path) -> Vec<u32> {
