@@ -121,6 +121,24 @@ pub async fn find_by_idempotency_key(
     .await
 }
 
+/// Unfinished (queued or running) jobs of each user of `user_ids` (a JSON
+/// array) that has any.
+pub async fn count_unfinished_by_user(
+    conn: &mut SqliteConnection,
+    user_ids: &str,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT user_id AS "user_id!", count(*) AS "n!: i64" FROM jobs
+           WHERE status IN ('queued', 'running')
+             AND user_id IN (SELECT value FROM json_each(?1))
+           GROUP BY user_id"#,
+        user_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.n)).collect())
+}
+
 pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,

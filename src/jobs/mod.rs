@@ -224,6 +224,12 @@ impl Queue {
         &self.inner.owner
     }
 
+    /// `JOB_MAX_PENDING_PER_USER`: for [`NewJob::max_pending`] on jobs a
+    /// user's request creates.
+    pub fn max_pending_per_user(&self) -> i64 {
+        self.inner.config.job_max_pending_per_user
+    }
+
     /// Wakes the runner (new work, or a free slot).
     pub fn wake(&self) {
         self.inner.handoff.wake.notify_one();

@@ -504,3 +504,80 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     assert_eq!(job["result"]["text"], "answered after the restart");
     assert_eq!(fake.message_calls(), 2);
 }
+
+const CSV: &str = "/api/files/generate/csv";
+
+fn small_csv() -> Value {
+    json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]})
+}
+
+#[tokio::test]
+async fn one_user_cannot_queue_more_unfinished_jobs_than_the_cap_even_in_parallel() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    // CSV jobs that do not finish until the test lets them, one per permit.
+    let app = spawn_app_with_jobs(&[("JOB_MAX_PENDING_PER_USER", "3")], move |r| {
+        r.register("files.csv", move |_ctx| {
+            let g = g.clone();
+            async move {
+                g.acquire()
+                    .await
+                    .map_err(|e| JobError::fail("closed", e.to_string()))?
+                    .forget();
+                Ok(Value::Null)
+            }
+        });
+    })
+    .await;
+    let (attacker, other) = (app.new_user().await, app.new_user().await);
+    let answers = futures::future::join_all(
+        (0..6).map(|_| app.post(CSV, Some(&attacker.token), small_csv())),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for res in answers {
+        match res.status() {
+            StatusCode::ACCEPTED => accepted.push(res.json::<Value>().await.unwrap()),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let after: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(after >= 1, "{after}");
+                assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (3, 3));
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    // Another account is not affected.
+    let res = app.post(CSV, Some(&other.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // Once one of the attacker's jobs has finished, one more is accepted.
+    gate.add_permits(1);
+    let finished = wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            let mut done = false;
+            for job in &accepted {
+                let id = job["id"].as_str().unwrap();
+                let job: Value = app.get_job(id, &attacker.token).await.json().await.unwrap();
+                done |= job["status"] == "succeeded";
+            }
+            done
+        },
+    )
+    .await;
+    assert!(finished.is_ok(), "no job finished");
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    gate.close();
+}
