@@ -53,6 +53,7 @@ type HandlerFn =
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, HandlerFn>,
+    lanes: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -65,6 +66,18 @@ impl Registry {
             kind.to_string(),
             Arc::new(move |ctx| Box::pin(handler(ctx))),
         );
+    }
+
+    /// At most `max` jobs of `kind` run at once (across the runners sharing
+    /// the database); its other jobs wait in the queue without holding a
+    /// runner slot another kind could use.
+    pub fn lane(&mut self, kind: &str, max: usize) {
+        self.lanes.insert(kind.to_string(), max);
+    }
+
+    /// The lanes as the claim takes them: a JSON object kind -> max.
+    fn lanes_json(&self) -> String {
+        serde_json::to_string(&self.lanes).unwrap_or_else(|_| "{}".into())
     }
 
     pub fn get(&self, kind: &str) -> Option<HandlerFn> {

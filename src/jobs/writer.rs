@@ -30,6 +30,8 @@ pub(super) struct Handoff {
     pub wake: Notify,
     owner: String,
     lease: std::time::Duration,
+    /// The registry's lanes (JSON), set when the runner starts.
+    lanes: std::sync::OnceLock<String>,
 }
 
 impl Handoff {
@@ -40,7 +42,17 @@ impl Handoff {
             wake: Notify::new(),
             owner,
             lease,
+            lanes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the lanes every claim respects (once, at start).
+    pub fn set_lanes(&self, lanes: String) {
+        let _ = self.lanes.set(lanes);
+    }
+
+    fn lanes(&self) -> &str {
+        self.lanes.get().map_or("{}", String::as_str)
     }
 
     /// The jobs claimed for the runner since it last looked.
@@ -198,7 +210,7 @@ async fn apply_on(
     let (inserts, others) = split_inserts(batch);
     let handed = insert_and_hand_off(&mut tx, inserts, handoff, now, &mut pending).await;
     for op in others {
-        apply_op(&mut tx, op, now, &mut pending).await;
+        apply_op(&mut tx, op, handoff.lanes(), now, &mut pending).await;
     }
     if let Err(e) = tx.commit().await {
         tracing::error!(error = %e, "job writer failed to commit");
@@ -260,7 +272,16 @@ async fn insert_and_hand_off(
     }
     let lease =
         ts(chrono::Utc::now() + chrono::Duration::from_std(handoff.lease).unwrap_or_default());
-    match db::claim(tx, &handoff.owner, want as i64, &lease, now).await {
+    match db::claim(
+        tx,
+        &handoff.owner,
+        want as i64,
+        handoff.lanes(),
+        &lease,
+        now,
+    )
+    .await
+    {
         Ok(rows) => rows,
         Err(e) => {
             tracing::warn!(error = %e, "could not claim new jobs for the runner");
@@ -274,6 +295,7 @@ async fn insert_and_hand_off(
 async fn apply_op(
     tx: &mut sqlx::SqliteConnection,
     op: WriteOp,
+    lanes: &str,
     now: &str,
     pending: &mut Vec<Pending>,
 ) {
@@ -304,7 +326,7 @@ async fn apply_op(
             n,
             lease_expires_at,
             ack,
-        } => match db::claim(tx, &owner, n, &lease_expires_at, now).await {
+        } => match db::claim(tx, &owner, n, lanes, &lease_expires_at, now).await {
             Ok(rows) => pending.push(Pending::Claim(ack, rows)),
             Err(e) => {
                 let _ = ack.send(Err(e.into()));
