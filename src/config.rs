@@ -71,6 +71,8 @@ pub struct Config {
     pub job_retention_days: u32,
     pub job_retry_base: Duration,
     pub job_retry_max: Duration,
+    /// Unfinished (queued + running) jobs one user may have.
+    pub job_max_pending_per_user: i64,
 
     pub anthropic_api_key: Option<SecretString>,
     pub anthropic_base_url: String,
@@ -231,6 +233,7 @@ impl Config {
             )?),
             job_lease: env.seconds("JOB_LEASE_SECONDS", 2, 3600)?,
             job_retention_days: env.parse_range("JOB_RETENTION_DAYS", 0, 3650)?,
+            job_max_pending_per_user: env.parse_range("JOB_MAX_PENDING_PER_USER", 1, 100_000)?,
             job_retry_base: Duration::from_millis(env.parse_range(
                 "JOB_RETRY_BASE_MS",
                 1,

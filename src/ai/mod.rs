@@ -561,6 +561,7 @@ pub async fn enqueue_chat(
             NewJob::new(CHAT_JOB, payload)
                 .owner(&user.user_id)
                 .max_attempts(CHAT_JOB_ATTEMPTS)
+                .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;

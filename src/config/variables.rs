@@ -89,6 +89,9 @@ pub struct Variables {
     /// Jobs run at once.
     #[arg(long, env = "JOB_CONCURRENCY", default_value = "8")]
     pub job_concurrency: Option<String>,
+    /// Unfinished (queued + running) jobs one user may have; beyond it job-creating requests answer 429 `too_many_jobs` with `Retry-After`.
+    #[arg(long, env = "JOB_MAX_PENDING_PER_USER", default_value = "100")]
+    pub job_max_pending_per_user: Option<String>,
     /// Fallback polling of the job queue (enqueues wake the runner at once).
     #[arg(long, env = "JOB_POLL_INTERVAL_MS", default_value = "1000")]
     pub job_poll_interval_ms: Option<String>,

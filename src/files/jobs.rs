@@ -25,6 +25,11 @@ pub fn register_jobs(registry: &mut Registry, files: &Files) {
     registry.register(CSV, move |ctx| csv(f.clone(), ctx));
     let f = files.clone();
     registry.register(SCREENSHOT, move |ctx| screenshot(f.clone(), ctx));
+    // Jobs waiting for a browser page or a renderer wait in the queue, not
+    // in a runner slot.
+    registry.lane(SCREENSHOT, files.config.screenshot_concurrency);
+    registry.lane(PDF, files.config.render_concurrency);
+    registry.lane(DOCX, files.config.render_concurrency);
 }
 
 fn invalid(errors: Vec<FieldError>) -> JobError {

@@ -85,6 +85,7 @@ async fn generate<T: GenerateRequest>(
             NewJob::new(kind, payload)
                 .owner(&user.user_id)
                 .max_attempts(3)
+                .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;

@@ -121,6 +121,24 @@ pub async fn find_by_idempotency_key(
     .await
 }
 
+/// Unfinished (queued or running) jobs of each user of `user_ids` (a JSON
+/// array) that has any.
+pub async fn count_unfinished_by_user(
+    conn: &mut SqliteConnection,
+    user_ids: &str,
+) -> sqlx::Result<Vec<(String, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT user_id AS "user_id!", count(*) AS "n!: i64" FROM jobs
+           WHERE status IN ('queued', 'running')
+             AND user_id IN (SELECT value FROM json_each(?1))
+           GROUP BY user_id"#,
+        user_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.n)).collect())
+}
+
 pub async fn find(conn: &mut SqliteConnection, id: &str) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
@@ -173,12 +191,18 @@ pub struct Claimed {
     pub lease_token: String,
 }
 
-/// Claims up to `n` due jobs, highest priority first, then oldest, in one
-/// atomic statement. Each claim gets a lease token unique to the attempt.
+/// Claims up to `n` due jobs in one atomic statement, fairly between users:
+/// each user's due jobs take turns after the jobs it already runs (`turn`),
+/// the lowest turn first, then the highest priority, then the oldest. So
+/// the user with the fewest running jobs goes first, and priority orders a
+/// user's own jobs. `lanes` (a JSON object: kind -> most running at once)
+/// caps kinds: a job whose lane is full is passed over and holds no slot.
+/// Each claim gets a lease token unique to the attempt.
 pub async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
     n: i64,
+    lanes: &str,
     lease_expires_at: &str,
     now: &str,
 ) -> sqlx::Result<Vec<Claimed>> {
@@ -188,14 +212,28 @@ pub async fn claim(
                lease_owner = ?1, lease_token = ?1 || ':' || id || ':' || (attempts + 1),
                lease_expires_at = ?3, started_at = coalesce(started_at, ?4), updated_at = ?4,
                error_code = NULL, error_message = NULL
-           WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?4
-                        ORDER BY priority DESC, id LIMIT ?2)
+           WHERE id IN (
+               WITH running AS (SELECT user_id, kind FROM jobs WHERE status = 'running'),
+               by_user AS (
+                   SELECT q.id, q.kind, q.priority,
+                          row_number() OVER (PARTITION BY q.user_id ORDER BY q.priority DESC, q.id)
+                          + (SELECT count(*) FROM running r WHERE r.user_id IS q.user_id) AS turn
+                   FROM jobs q WHERE q.status = 'queued' AND q.run_at <= ?4),
+               by_kind AS (
+                   SELECT b.id, b.turn, b.priority, lane.value AS lane,
+                          row_number() OVER (PARTITION BY b.kind
+                                             ORDER BY b.turn, b.priority DESC, b.id)
+                          + (SELECT count(*) FROM running r WHERE r.kind = b.kind) AS place
+                   FROM by_user b LEFT JOIN json_each(?5) AS lane ON lane.key = b.kind)
+               SELECT id FROM by_kind WHERE lane IS NULL OR place <= lane
+               ORDER BY turn, priority DESC, id LIMIT ?2)
            RETURNING id AS "id!", kind, payload, user_id, attempts, max_attempts,
                      lease_token AS "lease_token!""#,
         owner,
         n,
         lease_expires_at,
-        now
+        now,
+        lanes
     )
     .fetch_all(conn)
     .await

@@ -63,6 +63,7 @@ type HandlerFn =
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, HandlerFn>,
+    lanes: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -75,6 +76,18 @@ impl Registry {
             kind.to_string(),
             Arc::new(move |ctx| Box::pin(handler(ctx))),
         );
+    }
+
+    /// At most `max` jobs of `kind` run at once (across the runners sharing
+    /// the database); its other jobs wait in the queue without holding a
+    /// runner slot another kind could use.
+    pub fn lane(&mut self, kind: &str, max: usize) {
+        self.lanes.insert(kind.to_string(), max);
+    }
+
+    /// The lanes as the claim takes them: a JSON object kind -> max.
+    fn lanes_json(&self) -> String {
+        serde_json::to_string(&self.lanes).unwrap_or_else(|_| "{}".into())
     }
 
     pub fn get(&self, kind: &str) -> Option<HandlerFn> {
@@ -232,6 +245,12 @@ impl Queue {
 
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// `JOB_MAX_PENDING_PER_USER`: for [`NewJob::max_pending`] on jobs a
+    /// user's request creates.
+    pub fn max_pending_per_user(&self) -> i64 {
+        self.inner.config.job_max_pending_per_user
     }
 
     /// Wakes the runner (new work, or a free slot).

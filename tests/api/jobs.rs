@@ -27,6 +27,37 @@ fn register_gated(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>, result: V
     });
 }
 
+/// Registers `kind` as a job that finishes only when it gets a permit of
+/// `gate`, which it keeps: each permit added lets exactly one job finish.
+fn register_held(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>) {
+    let gate = gate.clone();
+    r.register(kind, move |_ctx| {
+        let gate = gate.clone();
+        async move {
+            gate.acquire()
+                .await
+                .map_err(|e| JobError::fail("closed", e.to_string()))?
+                .forget();
+            Ok(Value::Null)
+        }
+    });
+}
+
+/// Registers `kind` as a job that appends its payload's `name` to `order`.
+fn register_recorder(r: &mut Registry, kind: &str, order: &Arc<Mutex<Vec<String>>>) {
+    let order = order.clone();
+    r.register(kind, move |ctx| {
+        let order = order.clone();
+        async move {
+            order
+                .lock()
+                .unwrap()
+                .push(ctx.payload["name"].as_str().unwrap().to_string());
+            Ok(Value::Null)
+        }
+    });
+}
+
 impl TestApp {
     /// Enqueues a job of `kind` with an empty payload, owned by `owner`.
     async fn enqueue_empty(&self, kind: &str, owner: &TestUser) -> Job {
@@ -45,15 +76,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
         register_gated(r, "test.block", &g, Value::Null);
-        r.register("test.record", move |ctx| {
-            let o = o.clone();
-            async move {
-                o.lock()
-                    .unwrap()
-                    .push(ctx.payload["name"].as_str().unwrap().to_string());
-                Ok(Value::Null)
-            }
-        });
+        register_recorder(r, "test.record", &o);
     })
     .await;
     let user = app.new_user().await;
@@ -529,4 +552,181 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["result"]["text"], "answered after the restart");
     assert_eq!(fake.message_calls(), 2);
+}
+
+const CSV: &str = "/api/files/generate/csv";
+
+fn small_csv() -> Value {
+    json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]})
+}
+
+#[tokio::test]
+async fn one_user_cannot_queue_more_unfinished_jobs_than_the_cap_even_in_parallel() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    // CSV jobs that do not finish until the test lets them, one per permit.
+    let app = spawn_app_with_jobs(&[("JOB_MAX_PENDING_PER_USER", "3")], move |r| {
+        register_held(r, "files.csv", &g);
+    })
+    .await;
+    let (attacker, other) = (app.new_user().await, app.new_user().await);
+    let answers = futures::future::join_all(
+        (0..6).map(|_| app.post(CSV, Some(&attacker.token), small_csv())),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for res in answers {
+        match res.status() {
+            StatusCode::ACCEPTED => accepted.push(res.json::<Value>().await.unwrap()),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let after: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(after >= 1, "{after}");
+                assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (3, 3));
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    // Another account is not affected.
+    let res = app.post(CSV, Some(&other.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // Once one of the attacker's jobs has finished, one more is accepted.
+    gate.add_permits(1);
+    let finished = wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            let mut done = false;
+            for job in &accepted {
+                let id = job["id"].as_str().unwrap();
+                let job: Value = app.get_job(id, &attacker.token).await.json().await.unwrap();
+                done |= job["status"] == "succeeded";
+            }
+            done
+        },
+    )
+    .await;
+    assert!(finished.is_ok(), "no job finished");
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    gate.close();
+}
+
+/// How long a job waited in the queue: its startedAt minus its createdAt.
+fn queued_for(job: &Value) -> chrono::Duration {
+    let at = |f: &str| {
+        chrono::DateTime::parse_from_rfc3339(
+            job[f].as_str().unwrap_or_else(|| panic!("{f}: {job}")),
+        )
+        .unwrap()
+    };
+    at("startedAt") - at("createdAt")
+}
+
+#[tokio::test]
+async fn one_accounts_slow_jobs_do_not_delay_another_accounts_csv() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    // A slow kind with a lane of 2 (as screenshots have SCREENSHOT_CONCURRENCY).
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "8")], move |r| {
+        register_gated(r, "test.slow", &g, Value::Null);
+        r.lane("test.slow", 2);
+    })
+    .await;
+    let (attacker, other) = (app.new_user().await, app.new_user().await);
+    let mut slow = Vec::new();
+    for _ in 0..16 {
+        slow.push(app.enqueue_empty("test.slow", &attacker).await);
+    }
+    app.wait_job_status(&slow[1].id, "running").await;
+    let running = app
+        .state
+        .jobs
+        .list(Some(attacker.id.as_str()), Some("running"), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 2, "the lane holds at most 2");
+
+    let res = app.post(CSV, Some(&other.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let csv = app.wait_job(&id, &other.token).await;
+    assert_eq!(csv["status"], "succeeded", "{csv}");
+    let waited = queued_for(&csv);
+    assert!(
+        waited < chrono::Duration::seconds(2),
+        "the CSV waited {waited}"
+    );
+    // The slow jobs still all run, two at a time.
+    gate.add_permits(16);
+    for job in &slow {
+        assert_eq!(
+            app.wait_job(&job.id, &attacker.token).await["status"],
+            "succeeded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_user_with_fewer_running_jobs_is_served_first_priority_orders_a_users_own() {
+    let order = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (o, g) = (order.clone(), gate.clone());
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "2")], move |r| {
+        register_held(r, "test.block", &g);
+        register_recorder(r, "test.record", &o);
+    })
+    .await;
+    let (greedy, polite) = (app.new_user().await, app.new_user().await);
+    let blockers = [
+        app.enqueue_empty("test.block", &greedy).await,
+        app.enqueue_empty("test.block", &greedy).await,
+    ];
+    for b in &blockers {
+        app.wait_job_status(&b.id, "running").await;
+    }
+    let mut ids = Vec::new();
+    for (user, name, priority) in [
+        (&greedy, "g-1", 0),
+        (&greedy, "g-2", 0),
+        (&greedy, "g-high", 10),
+        (&polite, "p-1", 0),
+        (&polite, "p-2", 0),
+    ] {
+        let job = app
+            .state
+            .jobs
+            .enqueue(
+                NewJob::new("test.record", json!({"name": name}))
+                    .owner(&user.id)
+                    .priority(priority),
+            )
+            .await
+            .unwrap();
+        ids.push((job.id, user.token.clone()));
+    }
+    // One slot frees while greedy still runs a blocker: polite, with
+    // nothing running, goes first; greedy's own jobs by priority.
+    gate.add_permits(1);
+    for (id, token) in &ids {
+        app.wait_job(id, token).await;
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["p-1", "p-2", "g-high", "g-1", "g-2"]
+    );
+    gate.close();
 }
