@@ -3,8 +3,6 @@
 //! before the admin is created, login guesses spread over many tokens, a
 //! client address forged behind Render's proxies.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -62,14 +60,13 @@ async fn create_admin_refuses_an_account_someone_registered_first_and_promotion_
     let (code, text) = create_admin(&app, &squatter.email, "operator password 1", true).await;
     assert_eq!(code, 0, "{text}");
     wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        async || {
-            app.get_user(&squatter.id, &squatter.token).await.status() == StatusCode::UNAUTHORIZED
+        "the promoted account's old token stops working in the running service",
+        async || match app.get_user(&squatter.id, &squatter.token).await.status() {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            other => Err(other),
         },
     )
-    .await
-    .expect("the promoted account's old token stops working in the running service");
+    .await;
     // ... only the operator's password logs in, as admin ...
     assert_eq!(
         app.login(&squatter.email, &squatter.password)
@@ -147,12 +144,13 @@ async fn an_admin_promoting_a_user_ends_its_sessions_in_every_process() {
         StatusCode::UNAUTHORIZED
     );
     wait_until(
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        async || other.get_user(&user.id, &user.token).await.status() == StatusCode::UNAUTHORIZED,
+        "the other process forgets the promoted account's session",
+        async || match other.get_user(&user.id, &user.token).await.status() {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            status => Err(status),
+        },
     )
-    .await
-    .expect("the other process forgets the promoted account's session");
+    .await;
     // Logging in again gives an admin session there too (it may see
     // another user's profile).
     let again = app.login_as(&user.id, &user.email, &user.password).await;
