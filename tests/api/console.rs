@@ -204,27 +204,22 @@ impl Console {
 
     /// Waits until `js` evaluates to true, or fails saying what it waited for.
     async fn wait_for(&self, js: &str, what: &str) {
-        let ok = wait_until(
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            async || {
-                self.page
-                    .evaluate(js)
-                    .await
-                    .ok()
-                    .and_then(|v| v.into_value::<bool>().ok())
-                    .unwrap_or(false)
-            },
-        )
-        .await;
-        if ok.is_err() {
-            let shot = self.shot("timeout").await;
+        wait_until(what, async || {
+            let ok = self
+                .page
+                .evaluate(js)
+                .await
+                .ok()
+                .and_then(|v| v.into_value::<bool>().ok())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            // What the page shows, for the panic message if it never comes.
             let body: String = self.eval("document.body.innerText").await;
-            panic!(
-                "waited in vain for {what}; screenshot {}; page text:\n{body}",
-                shot.display()
-            );
-        }
+            Err(format!("page text:\n{body}"))
+        })
+        .await;
     }
 
     async fn shot(&self, name: &str) -> PathBuf {

@@ -802,7 +802,7 @@ async fn a_disk_at_its_free_space_floor_refuses_files_and_backups_with_507_and_w
         )
         .await
         .unwrap();
-    let job = app.wait_file_job(&user.token, &job.id.to_string()).await;
+    let job = app.wait_job(&job.id.to_string(), &user.token).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "insufficient_storage");
     assert!(app.files_on_disk().is_empty(), "{:?}", app.files_on_disk());
@@ -1346,13 +1346,18 @@ async fn an_idle_browser_is_shut_down_and_relaunched_by_the_next_screenshot() {
             )
             .await;
         succeeded_file(&job);
-        let gone = wait_until(
-            Duration::from_secs(20),
-            Duration::from_millis(100),
-            async || browser_pids(&app.data_dir()).is_empty(),
+        wait_until(
+            &format!("round {round}: no Chromium process left"),
+            async || {
+                let pids = browser_pids(&app.data_dir());
+                if pids.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{pids:?}"))
+                }
+            },
         )
         .await;
-        assert!(gone.is_ok(), "round {round}: no Chromium process left");
     }
     let health: Value = app
         .get_json("/api/monitoring/health-detailed", &admin.token)
@@ -1402,20 +1407,20 @@ async fn the_browsers_resident_memory_is_reported_and_counts_towards_the_rss_ale
         .map(|c| c["detail"].to_string())
         .unwrap();
     assert!(detail.contains("MiB resident"), "{detail}");
-    let fired = wait_until(
-        Duration::from_secs(20),
-        Duration::from_millis(200),
-        async || {
-            let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
-            alerts["firing"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["rule"] == "max_rss" && a["value"].as_f64().unwrap_or(0.0) > 1.0)
-        },
-    )
+    wait_until("the max_rss alert to fire", async || {
+        let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
+        let fired = alerts["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "max_rss" && a["value"].as_f64().unwrap_or(0.0) > 1.0);
+        if fired {
+            Ok(())
+        } else {
+            Err(alerts.to_string())
+        }
+    })
     .await;
-    assert!(fired.is_ok(), "the max_rss alert fired");
 }
 
 fn browser_pids(data_dir: &Path) -> Vec<u32> {
