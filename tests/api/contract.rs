@@ -79,7 +79,6 @@ async fn openapi_file(app: &TestApp) -> PathBuf {
 }
 
 #[tokio::test]
-#[ignore = "issue 15: the document is not valid OpenAPI 3.1 yet (responses without `description`)"]
 async fn the_openapi_document_is_valid_openapi_3_1() {
     let app = crate::helpers::spawn_app().await;
     let doc = openapi_file(&app).await;
@@ -119,7 +118,7 @@ async fn schemathesis_finds_no_failure_with_every_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: openapi-python-client refuses the document (responses without `description`)"]
+#[ignore = "issue 15: the generated client and its flow script are not verified yet (docs/contract-baseline.md)"]
 async fn a_generated_python_client_signs_up_makes_a_pdf_and_downloads_it() {
     let (app, _fake) = spawn_configured_app().await;
     let doc = openapi_file(&app).await;
