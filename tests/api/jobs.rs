@@ -67,6 +67,19 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// A `test.record` job (see `register_recorder`) named `name`.
+    async fn enqueue_recorded(&self, owner: &TestUser, name: &str, priority: i64) -> Job {
+        self.state
+            .jobs
+            .enqueue(
+                NewJob::new("test.record", json!({"name": name}))
+                    .owner(&owner.id)
+                    .priority(priority),
+            )
+            .await
+            .unwrap()
+    }
 }
 
 #[tokio::test]
@@ -85,16 +98,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     app.wait_job_status(&blocker.id, "running").await;
     let mut ids = Vec::new();
     for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
-        let job = app
-            .state
-            .jobs
-            .enqueue(
-                NewJob::new("test.record", json!({"name": name}))
-                    .owner(&user.id)
-                    .priority(priority),
-            )
-            .await
-            .unwrap();
+        let job = app.enqueue_recorded(&user, name, priority).await;
         ids.push(job.id);
     }
     gate.add_permits(1);
@@ -702,16 +706,7 @@ async fn the_user_with_fewer_running_jobs_is_served_first_priority_orders_a_user
         (&polite, "p-1", 0),
         (&polite, "p-2", 0),
     ] {
-        let job = app
-            .state
-            .jobs
-            .enqueue(
-                NewJob::new("test.record", json!({"name": name}))
-                    .owner(&user.id)
-                    .priority(priority),
-            )
-            .await
-            .unwrap();
+        let job = app.enqueue_recorded(user, name, priority).await;
         ids.push((job.id, user.token.clone()));
     }
     // One slot frees while greedy still runs a blocker: polite, with
