@@ -13,9 +13,7 @@ WORKDIR /src
 ENV SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0
-COPY Cargo.toml Cargo.lock build.rs ./
-# The linker's order of the hot functions (see build.rs): half the idle RSS.
-COPY link ./link
+COPY Cargo.toml Cargo.lock ./
 COPY .sqlx ./.sqlx
 COPY migrations ./migrations
 COPY src ./src

@@ -2,13 +2,16 @@
 # fresh data directory, create an admin and a user, stop it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/target/release/hs-platform"
+# BIN=/path/to/hs-platform: measure that binary as it is (no build).
+BIN_GIVEN="${BIN:-}"
+BIN="${BIN:-$ROOT/target/release/hs-platform}"
 PORT="${PORT:-18080}"
 BASE="http://127.0.0.1:$PORT"
 ADMIN_EMAIL="bench-admin@example.com"
 ADMIN_PASSWORD="bench admin password"
 
 build() {
+  [ -n "$BIN_GIVEN" ] && return 0
   if [ -z "${DATABASE_URL:-}" ]; then
     (cd "$ROOT" && scripts/dev-db.sh > /dev/null)
     export DATABASE_URL="sqlite://$ROOT/target/dev.db"
@@ -19,7 +22,7 @@ build() {
 # start_server DATA_DIR [VAR=value ...]
 start_server() {
   local dir="$1"; shift
-  env -u DATABASE_URL DATA_DIR="$dir" HOST=127.0.0.1 PORT="$PORT" LOG_FORMAT=json RUST_LOG=warn \
+  env -u DATABASE_URL DATA_DIR="$dir" HOST=127.0.0.1 PORT="$PORT" LOG_FORMAT=json RUST_LOG=info \
       RATE_LIMIT_PER_MINUTE=0 AI_RATE_LIMIT_PER_MINUTE=0 \
       ADMIN_EMAIL="$ADMIN_EMAIL" ADMIN_PASSWORD="$ADMIN_PASSWORD" \
       "$@" "$BIN" serve > "$dir/server.log" 2>&1 &

@@ -2,22 +2,27 @@
 # Hot-path benchmark (issue 2 and the request-log cost of issue 5):
 # authenticated GET /api/users/{id} and GET /health at 100 connections with
 # wrk, with the request log on and off, plus idle, after-login and peak RSS.
+# Runs at the defaults a deployment uses (RUST_LOG=info, LOG_FORMAT=json, as
+# render.yaml and the Dockerfile set them).
 #   bench/hot_path.sh            # uses target/release/hs-platform (builds it)
 #   DURATION=30s bench/hot_path.sh
+#   BIN=/path/to/hs-platform bench/hot_path.sh   # that binary, no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-10s}"
 PORT="${PORT:-18090}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet
-BIN="$PWD/target/release/hs-platform"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN="$PWD/target/release/hs-platform"
+fi
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 hwm() { awk '/VmHWM/{print $2}' "/proc/$1/status"; }
 echo "| request log | endpoint | req/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 for LOG in true false; do
   dir="$(mktemp -d)"
-  env -u DATABASE_URL DATA_DIR="$dir" PORT="$PORT" REQUEST_LOG="$LOG" RATE_LIMIT_PER_MINUTE=0 RUST_LOG=warn "$BIN" >"$dir/log" 2>&1 &
+  env -u DATABASE_URL DATA_DIR="$dir" PORT="$PORT" REQUEST_LOG="$LOG" RATE_LIMIT_PER_MINUTE=0 RUST_LOG=info LOG_FORMAT=json "$BIN" >"$dir/log" 2>&1 &
   pid=$!
   trap 'kill $pid 2>/dev/null || true' EXIT
   for _ in $(seq 100); do curl -sf "localhost:$PORT/health" >/dev/null && break; sleep 0.1; done

@@ -3,7 +3,7 @@
 # shellcheck shell=bash
 
 BENCH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$BENCH_ROOT/target/release/hs-platform"
+BIN="${BIN:-$BENCH_ROOT/target/release/hs-platform}"
 BENCH_PORT="${BENCH_PORT:-18080}"
 BASE="http://127.0.0.1:$BENCH_PORT"
 ADMIN_EMAIL_BENCH="bench-admin@example.com"
@@ -31,7 +31,7 @@ start_server() {
   (
     export DATA_DIR="$DATA" HOST=127.0.0.1 PORT="$BENCH_PORT" \
       ADMIN_EMAIL="$ADMIN_EMAIL_BENCH" ADMIN_PASSWORD="$ADMIN_PASSWORD_BENCH" \
-      RATE_LIMIT_PER_MINUTE=0 AI_RATE_LIMIT_PER_MINUTE=0 LOG_FORMAT=json RUST_LOG=warn \
+      RATE_LIMIT_PER_MINUTE=0 AI_RATE_LIMIT_PER_MINUTE=0 LOG_FORMAT=json RUST_LOG=info \
       BACKUP_INTERVAL_HOURS=0 SQLITE_SYNCHRONOUS="${SQLITE_SYNCHRONOUS:-FULL}" \
       LOADTEST_MAX_CONCURRENCY=1000
     exec "$BIN" serve >"$DATA/server.log" 2>&1

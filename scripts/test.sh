@@ -2,8 +2,9 @@
 # The test command: installs what the tests need, then checks and tests.
 #   scripts/test.sh
 # Steps: system packages (Chromium, poppler-utils, sqlite3, fonts, wrk),
-# python-docx, sqlx-cli; then rustfmt, clippy (offline query data), the
-# freshness of .sqlx/ against the migrations, and every test.
+# python-docx, the contract tests' Python tools, sqlx-cli; then rustfmt,
+# clippy (offline query data), the freshness of .sqlx/ against the
+# migrations, and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,16 @@ fi
 if ! python3 -c 'import docx' 2>/dev/null; then
   log "installing python-docx"
   python3 -m pip install --quiet python-docx
+fi
+
+# The contract tests' tools (schemathesis, openapi-spec-validator,
+# openapi-python-client), pinned, in a virtualenv under the ignored target/.
+contract_tools=target/contract-tools
+if ! cmp -s tests/contract/requirements.txt "$contract_tools/requirements.txt"; then
+  log "installing the contract tests' tools into $contract_tools"
+  python3 -m venv "$contract_tools"
+  "$contract_tools/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/contract/requirements.txt
+  cp tests/contract/requirements.txt "$contract_tools/requirements.txt"
 fi
 
 if ! cargo sqlx --version >/dev/null 2>&1; then

@@ -122,7 +122,10 @@ impl Application {
         crate::http::server::serve(
             self.listener,
             router,
-            config.header_read_timeout,
+            crate::http::server::ConnectionLimits {
+                idle_timeout: config.header_read_timeout,
+                max_connections: config.max_connections,
+            },
             self.shutdown.clone(),
             config.shutdown_grace,
         )
@@ -142,17 +145,20 @@ impl Application {
     }
 }
 
-/// `create-admin`: makes (or promotes) the admin account `email` through the
-/// users domain alone, without starting the service.
+/// `create-admin`: makes the admin account `email` (promoting an existing
+/// account only when `promote_existing`) through the users domain alone,
+/// without starting the service. A running service forgets the promoted
+/// account's sessions within a second (`auth_invalidations`).
 pub async fn create_admin(
     config: &Config,
     db: &Db,
     email: &str,
     password: secrecy::SecretString,
+    promote_existing: bool,
 ) -> anyhow::Result<crate::ids::UserId> {
     let auth = crate::sessions::auth::AuthCache::new(db.clone());
     let users = crate::users::Users::from_config(db.clone(), config, auth)?;
-    users.ensure_admin(email, password).await
+    users.ensure_admin(email, password, promote_existing).await
 }
 
 /// The data directory must exist and be writable; anything else fails

@@ -134,22 +134,6 @@ pub async fn incremental_vacuum(conn: &mut SqliteConnection) -> sqlx::Result<()>
     Ok(())
 }
 
-/// Turns off SQLite's memory statistics, which take a global mutex on every
-/// allocation and free inside SQLite (nothing here reads them). Must run
-/// before the first connection initialises the library; later it is a no-op.
-#[allow(unsafe_code)]
-pub fn tune_sqlite() {
-    // SAFETY: sqlite3_config only changes global settings, and SQLite refuses
-    // it (SQLITE_MISUSE, ignored) once initialised; the one variadic argument
-    // is the int that SQLITE_CONFIG_MEMSTATUS takes.
-    unsafe {
-        libsqlite3_sys::sqlite3_config(
-            libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
-            0 as std::ffi::c_int,
-        );
-    }
-}
-
 /// A new opaque, time-ordered identifier (UUID v7), so that ordering by id is
 /// ordering by creation and cursors are simple.
 pub fn new_id() -> String {

@@ -53,6 +53,13 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
+    /// 429 with its own code and message (a per-user limit, not a rate).
+    #[error("{message}")]
+    TooMany {
+        code: &'static str,
+        message: String,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     QuotaExceeded(String),
     /// 503: a dependency is unavailable or not configured.
@@ -71,7 +78,7 @@ pub enum AppError {
     },
     /// 500: a bug or an internal failure. Never shown to the client.
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
 }
 
 impl AppError {
@@ -89,7 +96,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::QuotaExceeded(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Problem { status, .. } => *status,
@@ -108,6 +115,7 @@ impl AppError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooMany { code, .. } => code,
             Self::QuotaExceeded(_) => "quota_exceeded",
             Self::Unavailable { code, .. } => code,
             Self::Problem { code, .. } => code,
@@ -195,7 +203,9 @@ impl IntoResponse for AppError {
         let mut retry_after = None;
         match &self {
             Self::Validation(errors) => problem.errors = Some(errors.clone()),
-            Self::RateLimited { retry_after: d } => retry_after = Some(*d),
+            Self::RateLimited { retry_after: d } | Self::TooMany { retry_after: d, .. } => {
+                retry_after = Some(*d)
+            }
             Self::Unavailable { retry_after: d, .. } => retry_after = *d,
             _ => {}
         }
@@ -222,6 +232,18 @@ pub fn conflict_on_unique(err: sqlx::Error, message: &str) -> AppError {
         return AppError::Conflict(message.to_string());
     }
     AppError::Internal(anyhow::Error::new(err))
+}
+
+impl From<anyhow::Error> for AppError {
+    /// An internal failure, except a write that met a full disk: that is a
+    /// 507 `insufficient_storage` (the caller's temporary file is gone).
+    fn from(err: anyhow::Error) -> Self {
+        if crate::files::space::chain_is_disk_full(&err) {
+            tracing::warn!(error = %format!("{err:#}"), "a write met a full disk");
+            return crate::files::space::insufficient_storage();
+        }
+        AppError::Internal(err)
+    }
 }
 
 impl From<sqlx::Error> for AppError {

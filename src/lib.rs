@@ -23,11 +23,13 @@
 //!   [`users`], [`sessions`], [`jobs`], [`ai`], [`files`], [`monitoring`]
 //!   (request log, errors, performance, alerts, metrics), [`analytics`],
 //!   [`loadtest`], [`maintenance`].
+//! - [`sys`]: the only `unsafe` code (allocator and SQLite settings).
 
 pub mod ai;
 pub mod analytics;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod files;
@@ -41,6 +43,7 @@ pub mod monitoring;
 pub mod retry;
 pub mod sessions;
 pub mod state;
+pub mod sys;
 pub mod telemetry;
 pub mod time;
 pub mod users;

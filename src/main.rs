@@ -1,12 +1,13 @@
 //! The `hs-platform` command: parse, initialise telemetry, load the
 //! configuration, run.
 
+use std::collections::BTreeSet;
 use std::io::Read;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use hs_platform::app::{Application, shutdown_signal};
-use hs_platform::config::Config;
+use hs_platform::config::{self, Config, Setting, Source};
 use secrecy::SecretString;
 
 #[derive(Parser)]
@@ -18,15 +19,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the service (the default).
+    /// Run the service (the default). Every setting is an environment
+    /// variable, listed below with its default and meaning.
     Serve,
+    /// Print the effective configuration (every variable, its value and
+    /// where it came from; secrets redacted) and check it: exits non-zero,
+    /// naming the variable, when it is invalid.
+    CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
-    /// Create an admin, or make an existing account admin. The password comes
-    /// from ADMIN_PASSWORD or, when unset, from standard input.
+    /// Create an admin account. The password comes from ADMIN_PASSWORD or,
+    /// when unset, from standard input. An existing account is refused unless
+    /// --promote-existing is given.
     CreateAdmin {
         #[arg(long)]
         email: String,
+        /// Make an existing account with this email admin (anyone may have
+        /// registered it first: check it is yours). It gets the given
+        /// password and all its sessions are ended.
+        #[arg(long)]
+        promote_existing: bool,
     },
     /// Write a consistent copy of the live database to PATH (safe while the
     /// service runs; PATH must not exist). The copy is integrity-checked.
@@ -44,25 +56,57 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tune_allocator();
-    hs_platform::db::tune_sqlite();
-    let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
-    let config = Config::from_env()?;
+    hs_platform::sys::tune_allocator();
+    hs_platform::sys::tune_sqlite();
+    let from_dotenv = config::load_dotenv();
+    let matches = config::with_variables(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let settings = config::resolve(&matches);
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::CheckConfig = command {
+        return check_config(&settings, &from_dotenv);
+    }
+    let config = Config::from_settings(&settings)?;
     hs_platform::telemetry::init(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    runtime.block_on(run(cli, config))
+    runtime.block_on(run(command, config))
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+/// `check-config`: prints every variable (secrets as `[redacted]`), then
+/// validates the whole configuration; an error names the variable.
+fn check_config(settings: &[Setting], from_dotenv: &BTreeSet<String>) -> anyhow::Result<()> {
+    let width = settings.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in settings {
+        let source = match s.source {
+            Source::Environment if from_dotenv.contains(&s.name) => ".env",
+            Source::Environment => "environment",
+            Source::CommandLine => "command line",
+            Source::Default => "default",
+            Source::Unset => "",
+        };
+        println!("{:width$}  {source:<12}  {}", s.name, s.shown());
+    }
+    let config = Config::from_settings(settings)?;
+    if config.data_dir_explicit && !config.data_dir.is_dir() {
+        anyhow::bail!(
+            "DATA_DIR: {} does not exist or is not a directory (a DATA_DIR set explicitly is not created)",
+            config.data_dir.display()
+        );
+    }
+    println!("configuration is valid");
+    Ok(())
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     hs_platform::init_crypto();
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
+        Command::CheckConfig => unreachable!("check-config runs before the runtime starts"),
         Command::Serve => {
             let app = Application::build(config).await?;
-            release_startup_memory();
+            hs_platform::sys::release_startup_memory();
             let token = app.shutdown_token();
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -76,7 +120,10 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             println!("migrations applied to {}", config.database_path().display());
             Ok(())
         }
-        Command::CreateAdmin { email } => {
+        Command::CreateAdmin {
+            email,
+            promote_existing,
+        } => {
             let password = match config.admin_password.clone() {
                 Some(p) => p,
                 None => {
@@ -88,8 +135,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 }
             };
             let db = hs_platform::db::Db::open(&config).await?;
-            let id = hs_platform::app::create_admin(&config, &db, &email, password).await?;
+            let created =
+                hs_platform::app::create_admin(&config, &db, &email, password, promote_existing)
+                    .await;
             db.close().await;
+            let id = created?;
             println!("admin {email} ready (id {id})");
             Ok(())
         }
@@ -131,35 +181,5 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-    }
-}
-
-/// Start-up (migrations, the OpenAPI document, the router) frees a few MiB
-/// of small allocations in the middle of the heap, which glibc keeps mapped
-/// until asked: hand those pages back before serving.
-#[allow(unsafe_code)]
-fn release_startup_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel; it is
-    // thread-safe (it takes each arena's lock).
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// glibc raises its mmap threshold after the first large free, so the 19 MiB
-/// blocks of argon2id hashing would then stay in the heap and RSS would grow
-/// by one block per hashing thread. A fixed threshold keeps large blocks
-/// mmapped (returned to the OS when freed), and a 4 MiB trim threshold
-/// avoids trimming churn after bursts of small frees. (mimalloc was tried:
-/// ~25% more requests/s, but twice the RSS, since it keeps freed pages.)
-#[allow(unsafe_code)]
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called first
-    // thing in main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 * 1024 * 1024);
     }
 }

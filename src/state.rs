@@ -86,13 +86,14 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let auth = AuthCache::new(db.clone());
+        auth.skip_past_invalidations().await?;
         let users = Users::from_config(db.clone(), &config, auth.clone())?;
         let monitor = Monitor::new(&config);
         let limits = Arc::new(RateLimits::new(
             config.rate_limit_per_minute,
             config.ai_rate_limit_per_minute,
         ));
-        let ai = AiService::new(&config, monitor.clone())?;
+        let ai = AiService::new(&config, db.clone(), monitor.clone())?;
         let jobs = Queue::new(db.clone(), config.clone());
         let health = Probe::new();
         let loadtest_secret: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -103,6 +104,7 @@ impl AppState {
             config: config.clone(),
             users: users.clone(),
             auth: auth.clone(),
+            backoff: crate::sessions::backoff::LoginBackoff::default(),
         };
         let chat = Chat {
             db: db.clone(),

@@ -72,3 +72,19 @@ pub async fn tokens_since(
     .await?;
     Ok(row.tokens)
 }
+
+/// Input plus output tokens of every call since `since` (the global budget).
+#[tracing::instrument(skip_all)]
+pub async fn all_tokens_since(
+    exec: impl SqliteExecutor<'_>,
+    since: Timestamp,
+) -> sqlx::Result<i64> {
+    let row = sqlx::query!(
+        r#"SELECT coalesce(sum(input_tokens + output_tokens), 0) AS "tokens!: i64"
+           FROM ai_calls WHERE created_at >= ?1"#,
+        since,
+    )
+    .fetch_one(exec)
+    .await?;
+    Ok(row.tokens)
+}

@@ -5,10 +5,13 @@
 //! `upstream_unavailable` + `Retry-After`, without calling upstream) and the
 //! user's daily token budget is not spent (else 429 `budget_exhausted` +
 //! `Retry-After` until UTC midnight). It then runs as an `ai.chat` job, or is
-//! streamed to the client as Server-Sent Events. Every upstream call (after
+//! streamed to the client as Server-Sent Events. Each upstream call first
+//! reserves its input estimate plus `maxTokens` from the budgets
+//! ([`budget`]) and settles its real usage after. Every upstream call (after
 //! its retries) writes one `ai_calls` row and updates the metrics.
 
 pub mod breaker;
+pub mod budget;
 pub mod client;
 pub mod db;
 pub mod model;
@@ -27,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::breaker::{Breaker, Permit};
+use self::budget::{Budgets, Exhausted, Reservation};
 use self::client::{CallReport, ClaudeClient};
 pub use self::model::AiHealth;
 use self::model::{ChatParams, ChatResult};
@@ -36,7 +40,6 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::ids::UserId;
 use crate::jobs::{JobContext, JobError, NewJob, Queue, Registry};
-use crate::time::Timestamp;
 
 /// The AI dependency: client (when a key is configured), breaker, limits.
 #[derive(Clone, Debug)]
@@ -58,7 +61,9 @@ pub struct Chat {
 struct Inner {
     client: Option<ClaudeClient>,
     breaker: Arc<Breaker>,
-    daily_budget: Option<u64>,
+    budgets: Arc<Budgets>,
+    /// The ledger the budgets are seeded from.
+    db: Db,
     models: Vec<String>,
     /// Configured models the Models API did not know at start-up.
     unknown_models: Mutex<Vec<String>>,
@@ -158,8 +163,24 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// 429 `budget_exhausted` with `Retry-After` until the budget renews.
+fn budget_refusal(e: Exhausted) -> Refusal {
+    Refusal {
+        error: AppError::Problem {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "budget_exhausted",
+            message: e.message(),
+        },
+        retry_after: Some(e.retry_after),
+    }
+}
+
 impl AiService {
-    pub fn new(config: &Config, monitor: crate::monitoring::Monitor) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        db: Db,
+        monitor: crate::monitoring::Monitor,
+    ) -> anyhow::Result<Self> {
         let client = match &config.anthropic_api_key {
             Some(key) => Some(ClaudeClient::new(config, key.clone())?),
             None => None,
@@ -174,7 +195,11 @@ impl AiService {
             inner: Arc::new(Inner {
                 client,
                 breaker: Breaker::new(config.ai_breaker_failures, config.ai_breaker_cooldown),
-                daily_budget: config.ai_daily_token_budget,
+                budgets: Budgets::new(
+                    config.ai_daily_token_budget,
+                    config.ai_global_daily_token_budget,
+                ),
+                db,
                 models,
                 unknown_models: Mutex::new(Vec::new()),
                 monitor,
@@ -241,28 +266,39 @@ impl AiService {
         if let Err(wait) = self.inner.breaker.check() {
             return Err(AppError::from(ChatError::BreakerOpen(wait)).into());
         }
-        if let Some(budget) = self.inner.daily_budget {
-            let now = Timestamp::now();
-            let midnight = now.start_of_day();
-            let used = db::tokens_since(&db.reader, user_id, midnight)
-                .await
-                .map_err(AppError::from)?;
-            if u64::try_from(used).unwrap_or(0) >= budget {
-                let next = midnight + chrono::Duration::days(1);
-                let wait = (next - now).to_std().unwrap_or(Duration::from_secs(1));
-                return Err(Refusal {
-                    error: AppError::Problem {
-                        status: StatusCode::TOO_MANY_REQUESTS,
-                        code: "budget_exhausted",
-                        message: format!(
-                            "your daily AI token budget ({budget} tokens) is spent; it renews at 00:00 UTC"
-                        ),
-                    },
-                    retry_after: Some(wait),
-                });
-            }
-        }
+        self.inner
+            .budgets
+            .check(db, Some(user_id))
+            .await
+            .map_err(AppError::from)?
+            .map_err(budget_refusal)?;
         Ok(())
+    }
+
+    /// Reserves a call's input estimate plus its `maxTokens` from the
+    /// budgets: the outer error is the database's (seeding the ledger), the
+    /// inner one a spent budget.
+    pub async fn reserve(
+        &self,
+        user_id: Option<&UserId>,
+        params: &ChatParams,
+    ) -> sqlx::Result<Result<Reservation, Exhausted>> {
+        self.inner
+            .budgets
+            .reserve(&self.inner.db, user_id, budget::reservation_for(params))
+            .await
+    }
+
+    /// [`AiService::reserve`] for a request: 429 `budget_exhausted`.
+    pub async fn reserve_for_request(
+        &self,
+        user_id: &UserId,
+        params: &ChatParams,
+    ) -> Result<Reservation, Refusal> {
+        self.reserve(Some(user_id), params)
+            .await
+            .map_err(AppError::from)?
+            .map_err(budget_refusal)
     }
 
     /// A breaker permit for one call, or why there is none.
@@ -279,20 +315,22 @@ impl AiService {
         &self,
         job: &JobContext,
         params: &ChatParams,
+        reservation: Reservation,
     ) -> Result<ChatResult, ChatError> {
         let permit = self.permit()?;
         let client = self.inner.client.as_ref().ok_or(ChatError::NotConfigured)?;
         let report = client.complete(params).await;
-        self.finish(permit, Ledger::WithJob(job), params, report)
+        self.finish(permit, reservation, Ledger::WithJob(job), params, report)
             .await
     }
 
-    /// Runs one streamed chat with an already taken permit; text deltas go to
-    /// `deltas` in order. Records the call.
+    /// Runs one streamed chat with an already taken permit and reservation;
+    /// text deltas go to `deltas` in order. Records the call.
     pub async fn chat_stream(
         &self,
         db: &Db,
         permit: Permit,
+        reservation: Reservation,
         user_id: Option<&UserId>,
         params: &ChatParams,
         deltas: &mpsc::Sender<String>,
@@ -303,13 +341,15 @@ impl AiService {
             db,
             user_id: user_id.cloned(),
         };
-        self.finish(permit, ledger, params, report).await
+        self.finish(permit, reservation, ledger, params, report)
+            .await
     }
 
     /// The breaker's verdict, the `ai_calls` row and the metrics of a call.
     async fn finish(
         &self,
         permit: Permit,
+        reservation: Reservation,
         ledger: Ledger<'_>,
         params: &ChatParams,
         report: CallReport,
@@ -325,6 +365,13 @@ impl AiService {
             // The API answered (e.g. a 400 for this request): it is up.
             Err(_) => permit.success(),
         }
+        // Tokens a failed call used count too; the rest is released.
+        reservation.settle(
+            report
+                .usage
+                .input_tokens
+                .saturating_add(report.usage.output_tokens),
+        );
         let (outcome, error_code, stop_reason) = match &report.outcome {
             Ok(r) => ("succeeded", None, r.stop_reason.as_deref()),
             Err(e) => ("failed", Some(e.code), None),
@@ -515,6 +562,7 @@ pub async fn enqueue_chat(
             NewJob::new(CHAT_JOB, payload)
                 .owner(&user.user_id)
                 .max_attempts(CHAT_JOB_ATTEMPTS)
+                .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;
@@ -530,7 +578,14 @@ pub fn register_jobs(registry: &mut Registry, ai: &AiService) {
 
 async fn chat_job(ai: AiService, ctx: JobContext) -> Result<serde_json::Value, JobError> {
     let params: ChatParams = ctx.payload()?;
-    let call = ai.chat(&ctx, &params);
+    // Reserved when the call is about to run, not when it was queued: queued
+    // chats cannot together pass the budget either.
+    let reservation = ai
+        .reserve(ctx.user_id.as_ref(), &params)
+        .await
+        .map_err(|e| JobError::from(anyhow::Error::new(e)))?
+        .map_err(|e| JobError::fail("budget_exhausted", e.message()))?;
+    let call = ai.chat(&ctx, &params, reservation);
     // Progress is only worth a write when the answer takes a while.
     let announce = async {
         tokio::time::sleep(PROGRESS_AFTER).await;

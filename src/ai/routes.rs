@@ -60,8 +60,15 @@ async fn chat(
     let (params, stream) = req.validate(&state.config)?;
     state.ai.admit(&state.db, &user.user_id).await?;
     if stream {
+        let reservation = state.ai.reserve_for_request(&user.user_id, &params).await?;
         let permit = state.ai.permit().map_err(AppError::from)?;
-        return Ok(stream_chat(state, user.user_id.clone(), params, permit));
+        return Ok(stream_chat(
+            state,
+            user.user_id.clone(),
+            params,
+            permit,
+            reservation,
+        ));
     }
     Ok(super::enqueue_chat(&state, &user, &headers, params).await?)
 }
@@ -74,6 +81,7 @@ fn stream_chat(
     user_id: UserId,
     params: ChatParams,
     permit: super::breaker::Permit,
+    reservation: super::budget::Reservation,
 ) -> Response {
     let request_id = current_request_id();
     let (delta_tx, delta_rx) = mpsc::channel::<String>(64);
@@ -81,7 +89,14 @@ fn stream_chat(
     tokio::spawn(async move {
         let result = state
             .ai
-            .chat_stream(&state.db, permit, Some(&user_id), &params, &delta_tx)
+            .chat_stream(
+                &state.db,
+                permit,
+                reservation,
+                Some(&user_id),
+                &params,
+                &delta_tx,
+            )
             .await;
         drop(delta_tx);
         let _ = final_tx.send(final_event(result, request_id));

@@ -26,6 +26,11 @@ pub fn register_jobs(registry: &mut Registry, files: &Files) {
     registry.register(CSV, move |ctx| csv(f.clone(), ctx));
     let f = files.clone();
     registry.register(SCREENSHOT, move |ctx| screenshot(f.clone(), ctx));
+    // Jobs waiting for a browser page or a renderer wait in the queue, not
+    // in a runner slot.
+    registry.lane(SCREENSHOT, files.config.screenshot_concurrency);
+    registry.lane(PDF, files.config.render_concurrency);
+    registry.lane(DOCX, files.config.render_concurrency);
 }
 
 fn invalid(errors: Vec<FieldError>) -> JobError {
@@ -152,6 +157,7 @@ async fn screenshot(files: Files, ctx: JobContext) -> Result<Value, JobError> {
             .map_err(|e| match e {
             ShotError::Refused(m) => JobError::fail("url_refused", m),
             ShotError::Page(m) => JobError::fail("page_failed", m),
+            ShotError::TooLarge(m) => JobError::fail("page_too_large", m),
             ShotError::Timeout => JobError::fail("timeout", e.to_string()),
             ShotError::Unavailable(m) => JobError::retry("browser_unavailable", m),
             ShotError::Browser(m) => JobError::retry("browser_failed", m),

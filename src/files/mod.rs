@@ -8,17 +8,21 @@
 //!   most `SCREENSHOT_CONCURRENCY` pages; every request the page makes is
 //!   checked by [`ssrf`].
 //! - Bytes are stored by [`storage`] (temp file, fsync, rename) and then
-//!   recorded, with the quota checked inside the write transaction.
+//!   recorded, with the quota checked inside the write transaction. Queued
+//!   job payloads count against their owner's quota; [`space`] derives the
+//!   limits from the disk and keeps a free-space floor for the database.
 
 pub mod csv;
 pub mod db;
 pub mod document;
 pub mod docx;
+pub mod egress;
 pub mod jobs;
 pub mod model;
 pub mod pdf;
 pub mod routes;
 pub mod screenshot;
+pub mod space;
 pub mod ssrf;
 pub mod storage;
 pub mod upload;
@@ -64,6 +68,7 @@ pub struct FileService {
 
 struct Inner {
     storage: Storage,
+    limits: space::Limits,
     render: Arc<Semaphore>,
     fonts: OnceLock<Arc<pdf::Fonts>>,
     font_path: Option<std::path::PathBuf>,
@@ -73,6 +78,17 @@ struct Inner {
 impl FileService {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let storage = Storage::new(config.files_dir())?;
+        let disk_total = space::disk_space(storage.dir())
+            .ok()
+            .map(|(_, total)| total);
+        let limits = space::Limits::resolve(config, disk_total)?;
+        tracing::info!(
+            disk_total,
+            quota = limits.quota,
+            user_quota = limits.user_quota,
+            min_free = limits.min_free,
+            "storage limits"
+        );
         if let Some(p) = &config.font_path
             && !p.is_file()
         {
@@ -81,6 +97,7 @@ impl FileService {
         Ok(Self {
             inner: Arc::new(Inner {
                 storage,
+                limits,
                 render: Arc::new(Semaphore::new(config.render_concurrency)),
                 fonts: OnceLock::new(),
                 font_path: config.font_path.clone(),
@@ -91,6 +108,21 @@ impl FileService {
 
     pub fn storage(&self) -> &Storage {
         &self.inner.storage
+    }
+
+    /// The storage limits in force (quotas and the free-space floor).
+    pub fn limits(&self) -> space::Limits {
+        self.inner.limits
+    }
+
+    /// 507 `insufficient_storage` unless `incoming` more bytes leave the
+    /// disk above its free-space floor.
+    pub fn ensure_room(&self, incoming: u64) -> Result<()> {
+        space::ensure_room(
+            self.inner.storage.dir(),
+            self.inner.limits.min_free,
+            incoming,
+        )
     }
 
     pub fn browser(&self) -> &screenshot::BrowserPool {
@@ -164,23 +196,50 @@ fn quota_error(total: bool) -> AppError {
     })
 }
 
-/// 507 when `incoming` more bytes (at least one) would not fit.
+/// 507 when `incoming` more bytes (at least one) would not fit: over a
+/// quota (`quota_exceeded`, queued job payloads included) or below the
+/// disk's free-space floor (`insufficient_storage`).
 pub async fn check_quota(state: &Files, user_id: &UserId, incoming: u64) -> Result<()> {
-    let mut conn = state.db.reader.acquire().await?;
-    let (total, mine) = db::usage(&mut conn, user_id).await?;
-    fits(&state.config, total, mine, incoming.max(1))
+    check_room(state, user_id, incoming, None).await
 }
 
-fn fits(config: &Config, total: i64, mine: i64, incoming: u64) -> Result<()> {
+/// [`check_quota`] for a job's own result: its payload does not count.
+async fn check_room(
+    state: &Files,
+    user_id: &UserId,
+    incoming: u64,
+    except_job: Option<&JobId>,
+) -> Result<()> {
+    let incoming = incoming.max(1);
+    let mut conn = state.db.reader.acquire().await?;
+    let (total, mine) = usage(&mut conn, user_id, except_job).await?;
+    fits(state.files.limits(), total, mine, incoming)?;
+    state.files.ensure_room(incoming)
+}
+
+/// Bytes of stored files plus the payloads of unfinished jobs (but
+/// `except_job`), in total and of `user_id`.
+async fn usage(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &UserId,
+    except_job: Option<&JobId>,
+) -> Result<(i64, i64)> {
+    let (files_total, files_mine) = db::usage(&mut *conn, user_id).await?;
+    let (jobs_total, jobs_mine) =
+        crate::jobs::pending_payload_bytes(&mut *conn, user_id, except_job).await?;
+    Ok((
+        files_total.saturating_add(jobs_total),
+        files_mine.saturating_add(jobs_mine),
+    ))
+}
+
+fn fits(limits: space::Limits, total: i64, mine: i64, incoming: u64) -> Result<()> {
     let incoming = i64::try_from(incoming).unwrap_or(i64::MAX);
-    if total.saturating_add(incoming)
-        > i64::try_from(config.storage_quota_bytes).unwrap_or(i64::MAX)
-    {
+    let limit = |q: u64| i64::try_from(q).unwrap_or(i64::MAX);
+    if total.saturating_add(incoming) > limit(limits.quota) {
         return Err(quota_error(true));
     }
-    if let Some(q) = config.user_quota_bytes
-        && mine.saturating_add(incoming) > i64::try_from(q).unwrap_or(i64::MAX)
-    {
+    if mine.saturating_add(incoming) > limit(limits.user_quota) {
         return Err(quota_error(false));
     }
     Ok(())
@@ -204,8 +263,8 @@ pub async fn record(state: &Files, new: NewFile<'_>, stored: Stored) -> Result<F
     };
     let result: Result<()> = async {
         let mut tx = state.db.begin_write().await?;
-        let (total, mine) = db::usage(&mut tx, &row.user_id).await?;
-        fits(&state.config, total, mine, stored.size)?;
+        let (total, mine) = usage(&mut tx, &row.user_id, row.job_id.as_ref()).await?;
+        fits(state.files.limits(), total, mine, stored.size)?;
         db::insert(&mut tx, &row).await?;
         tx.commit().await?;
         Ok(())
@@ -223,13 +282,9 @@ pub async fn record(state: &Files, new: NewFile<'_>, stored: Stored) -> Result<F
 
 /// Stores generated bytes and records them.
 pub async fn store_bytes(state: &Files, new: NewFile<'_>, bytes: Vec<u8>) -> Result<File> {
-    fits_before_write(state, new.owner, bytes.len() as u64).await?;
+    check_room(state, new.owner, bytes.len() as u64, new.job_id).await?;
     let stored = state.files.storage().write(bytes).await?;
     record(state, new, stored).await
-}
-
-async fn fits_before_write(state: &Files, owner: &UserId, size: u64) -> Result<()> {
-    check_quota(state, owner, size).await
 }
 
 /// A file the caller may see, or 404 (missing, not theirs, or not an id).

@@ -68,7 +68,7 @@ impl GenerateRequest for ScreenshotRequest {
 }
 
 /// The body of every `POST /api/files/generate/*`: check the request, check
-/// the quota, enqueue a job of `kind` owned by the caller, answer it.
+/// the quota and the disk's floor, enqueue a job of `kind` owned by the caller, answer it.
 async fn generate<T: GenerateRequest>(
     state: &Files,
     user: &AuthUser,
@@ -78,13 +78,15 @@ async fn generate<T: GenerateRequest>(
 ) -> Result<Response> {
     req.check(state).await.map_err(AppError::Validation)?;
     let payload = serde_json::to_value(req).map_err(anyhow::Error::from)?;
-    check_quota(state, &user.user_id, 1).await?;
+    // The queued payload counts against the caller's quota until the job ends.
+    check_quota(state, &user.user_id, payload.to_string().len() as u64).await?;
     let job: Job = state
         .jobs
         .enqueue(
             NewJob::new(kind, payload)
                 .owner(&user.user_id)
                 .max_attempts(3)
+                .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),
         )
         .await?;
@@ -101,7 +103,7 @@ async fn generate<T: GenerateRequest>(
         (status = 200, description = "finished in time under `Prefer: wait`", body = Job),
         (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 422, description = "invalid document, with field errors", body = Problem),
-        (status = 507, description = "storage quota exhausted", body = Problem),
+        (status = 507, description = "`quota_exceeded` (a quota is spent) or `insufficient_storage` (the disk is full)", body = Problem),
     ))]
 async fn generate_pdf(
     State(state): State<Files>,
@@ -187,7 +189,7 @@ async fn generate_screenshot(
         (status = 413, description = "larger than `UPLOAD_MAX_BYTES`", body = Problem),
         (status = 415, description = "not multipart, or content of a type not allowed", body = Problem),
         (status = 422, description = "no `file` part, or an empty file", body = Problem),
-        (status = 507, description = "storage quota exhausted", body = Problem),
+        (status = 507, description = "`quota_exceeded` (a quota is spent) or `insufficient_storage` (the disk is full)", body = Problem),
     ))]
 async fn upload_file(
     State(state): State<Files>,

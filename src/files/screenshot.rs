@@ -9,11 +9,11 @@
 //! whatever happens; a page that times out or a browser that stops
 //! answering gets the whole browser killed and relaunched on the next job.
 //!
-//! Residual risks, stated plainly: Chromium resolves names again after the
-//! check (a DNS-rebinding host could answer differently the second time),
-//! and WebSocket/WebRTC traffic is not seen by the Fetch domain (page
-//! scripts get those constructors removed). Production deployments should
-//! also block private egress at the network level.
+//! Structurally, every network request of the browser goes through the
+//! service's egress proxy ([`super::egress`]), which resolves each host once
+//! and connects only to the addresses it checked. Each job gets its own
+//! proxy port and browser context; disposing the context at the end of the
+//! job closes every popup, worker and service worker the page created.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern,
@@ -32,12 +33,17 @@ use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
     NavigateParams, Viewport as ClipViewport,
 };
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
 use tokio::sync::{Mutex, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::egress::{Egress, EgressConfig, Listener};
 use super::model::{ImageFormat, ScreenshotRequest, WaitUntil};
 use super::ssrf;
 use crate::config::Config;
@@ -56,10 +62,21 @@ pub enum ShotError {
     /// No browser is configured or it cannot start.
     #[error("{0}")]
     Unavailable(String),
+    /// The capture would exceed [`MAX_CAPTURE_BYTES`].
+    #[error("{0}")]
+    TooLarge(String),
     /// The browser failed underneath us (crashed, killed): worth a retry.
     #[error("{0}")]
     Browser(String),
 }
+
+/// Full-page and selector captures are clipped to this many CSS pixels in
+/// each dimension, so Chromium never renders (nor we receive) a larger one.
+pub const MAX_CAPTURE_PX: f64 = 16_384.0;
+
+/// A capture whose image is larger than this is refused (`page_too_large`)
+/// before it is decoded.
+pub const MAX_CAPTURE_BYTES: usize = 20 << 20;
 
 /// One running browser.
 struct Live {
@@ -67,6 +84,11 @@ struct Live {
     dead: Arc<AtomicBool>,
     user_data: PathBuf,
     pid: Option<u32>,
+    /// Which launch this is (the idle watcher stops only its own).
+    generation: u64,
+    /// The egress port of the browser's default context; dropped (closed)
+    /// with the browser.
+    _proxy: Listener,
 }
 
 struct PoolInner {
@@ -82,9 +104,18 @@ struct PoolInner {
     pid: AtomicU32,
     running: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
-    /// The browser connections' event loops; [`BrowserPool::shutdown`]
-    /// waits for them.
+    /// `SCREENSHOT_IDLE_SECONDS`: the browser is shut down after this long
+    /// without screenshots and relaunched by the next one.
+    idle: Duration,
+    /// When the last screenshot ended, in milliseconds since `epoch`.
+    last_used_ms: AtomicU64,
+    epoch: Instant,
+    /// The browser connections' event loops and the egress proxy;
+    /// [`BrowserPool::shutdown`] cancels and waits for them.
     tasks: TaskTracker,
+    cancel: CancellationToken,
+    /// Every network request of the browser goes through this proxy.
+    egress: Egress,
 }
 
 /// The shared browser; clone freely.
@@ -121,12 +152,56 @@ fn running_as_root() -> bool {
         .unwrap_or(false)
 }
 
+/// Chromium's switches without their leading `--` (chromiumoxide adds it;
+/// a switch written `--x` would reach Chromium as `----x` and be ignored).
+/// chromiumoxide's defaults are off: they include `disable-popup-blocking`,
+/// so these are Puppeteer's defaults without it (`window.open` without a
+/// user gesture is blocked), plus the egress settings.
+const BROWSER_SWITCHES: &[&str] = &[
+    "disable-background-networking",
+    "disable-background-timer-throttling",
+    "disable-backgrounding-occluded-windows",
+    "disable-breakpad",
+    "disable-client-side-phishing-detection",
+    "disable-component-extensions-with-background-pages",
+    "disable-component-update",
+    "disable-default-apps",
+    "disable-dev-shm-usage",
+    "disable-domain-reliability",
+    "disable-gpu",
+    "disable-hang-monitor",
+    "disable-ipc-flooding-protection",
+    "disable-prompt-on-repost",
+    "disable-quic",
+    "disable-renderer-backgrounding",
+    "disable-sync",
+    "dns-prefetch-disable",
+    "force-color-profile=srgb",
+    "metrics-recording-only",
+    "no-default-browser-check",
+    "no-first-run",
+    "no-pings",
+    "password-store=basic",
+    "use-mock-keychain",
+    "lang=en_US",
+    "force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+    "proxy-bypass-list=<-loopback>",
+    "disable-features=Translate,TranslateUI,MediaRouter,OptimizationHints,DialMediaRouteProvider",
+];
+
 /// Script run in every frame before the page's own: removes the network
 /// APIs the Fetch domain cannot see.
 const HARDEN_JS: &str = "(() => { for (const k of ['WebSocket','WebSocketStream','RTCPeerConnection','webkitRTCPeerConnection','RTCDataChannel','WebTransport']) { try { Object.defineProperty(window, k, {value: undefined, configurable: false, writable: false}); } catch (e) {} } })();";
 
 impl BrowserPool {
     pub fn new(config: &Config) -> Self {
+        let tasks = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let egress = Egress::new(
+            EgressConfig::new(config.screenshot_allowed_hosts.clone()),
+            tasks.clone(),
+            cancel.clone(),
+        );
         Self {
             inner: Arc::new(PoolInner {
                 executable: find_executable(config),
@@ -140,7 +215,12 @@ impl BrowserPool {
                 pid: AtomicU32::new(0),
                 running: AtomicBool::new(false),
                 last_error: std::sync::Mutex::new(None),
-                tasks: TaskTracker::new(),
+                idle: config.screenshot_idle,
+                last_used_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+                tasks,
+                cancel,
+                egress,
             }),
         }
     }
@@ -162,6 +242,8 @@ impl BrowserPool {
             "maxPages": i.concurrency,
             "launches": i.launches.load(Ordering::Relaxed),
             "lastError": i.last_error.lock().ok().and_then(|e| e.clone()),
+            "rssBytes": (pid != 0).then(|| tree_rss_bytes(pid)),
+            "egress": i.egress.health(),
         })
     }
 
@@ -199,25 +281,20 @@ impl BrowserPool {
             .profiles
             .join(uuid::Uuid::new_v4().simple().to_string());
         std::fs::create_dir_all(&user_data).context("failed to create the browser profile")?;
+        let proxy = self
+            .inner
+            .egress
+            .listen()
+            .await
+            .context("failed to open the egress proxy")?;
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&exe)
             .user_data_dir(&user_data)
             .launch_timeout(Duration::from_secs(20))
             .request_timeout(Duration::from_secs(30))
-            .args([
-                "--disable-gpu",
-                "--disable-quic",
-                "--disable-component-update",
-                "--disable-dev-shm-usage",
-                "--disable-domain-reliability",
-                "--disable-breakpad",
-                "--dns-prefetch-disable",
-                "--no-pings",
-                "--no-default-browser-check",
-                "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
-                "--proxy-bypass-list=<-loopback>",
-                "--disable-features=Translate,MediaRouter,OptimizationHints,DialMediaRouteProvider",
-            ]);
+            .disable_default_args()
+            .args(BROWSER_SWITCHES.iter().copied())
+            .arg(format!("proxy-server={}", proxy.proxy_url()));
         if running_as_root() {
             builder = builder.no_sandbox();
         }
@@ -251,14 +328,63 @@ impl BrowserPool {
         let pid = browser.get_mut_child().and_then(|c| c.inner.id());
         self.inner.pid.store(pid.unwrap_or(0), Ordering::Relaxed);
         self.inner.running.store(true, Ordering::Relaxed);
-        self.inner.launches.fetch_add(1, Ordering::Relaxed);
+        let generation = self.inner.launches.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(pid, "browser launched");
+        self.touch();
+        let pool = self.clone();
+        self.inner
+            .tasks
+            .spawn(async move { pool.stop_when_idle(generation).await });
         Ok(Live {
             browser: Arc::new(Mutex::new(browser)),
             dead,
             user_data,
             pid,
+            generation,
+            _proxy: proxy,
         })
+    }
+
+    /// Notes a screenshot starting or ending now.
+    fn touch(&self) {
+        let ms = self.inner.epoch.elapsed().as_millis();
+        self.inner
+            .last_used_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How long no screenshot has been running.
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.inner.last_used_ms.load(Ordering::Relaxed));
+        self.inner.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Shuts launch `generation` down once it has been unused for
+    /// `SCREENSHOT_IDLE_SECONDS` (so an idle service does not keep Chromium
+    /// resident); ends when that browser is gone for any reason.
+    async fn stop_when_idle(&self, generation: u64) {
+        let every = (self.inner.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = self.inner.cancel.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let mut slot = self.inner.live.lock().await;
+            match slot.as_ref() {
+                Some(live) if live.generation == generation => {}
+                _ => return,
+            }
+            if self.inner.in_use.load(Ordering::Relaxed) == 0 && self.idle_for() >= self.inner.idle
+            {
+                let live = slot.take();
+                drop(slot);
+                if let Some(live) = live {
+                    tracing::info!(idle = ?self.inner.idle, "browser idle: shutting it down");
+                    self.dispose(live).await;
+                }
+                return;
+            }
+        }
     }
 
     /// Kills a browser, reaps it, and removes its profile.
@@ -289,6 +415,7 @@ impl BrowserPool {
     pub async fn shutdown(&self) {
         self.inner.pages.close();
         self.restart().await;
+        self.inner.cancel.cancel();
         self.inner.tasks.close();
         // The killed browser's connection ends at once; do not hang on it.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.tasks.wait()).await;
@@ -307,12 +434,21 @@ impl BrowserPool {
             .await
             .map_err(|_| ShotError::Unavailable("the service is stopping".into()))?;
         self.inner.in_use.fetch_add(1, Ordering::Relaxed);
-        let _in_use = InUse(self.inner.clone());
+        let _in_use = InUse(self.clone());
 
         let browser = self.browser().await?;
-        let page = {
+        // The job's own egress port and browser context: everything the
+        // page opens (popups, workers, service workers) lives in the
+        // context, goes through this port, and ends with the job.
+        let job_proxy = self
+            .inner
+            .egress
+            .listen()
+            .await
+            .map_err(|e| ShotError::Browser(format!("the egress proxy did not open: {e}")))?;
+        let (page, context) = {
             let b = browser.lock().await;
-            tokio::time::timeout(Duration::from_secs(20), b.new_page("about:blank"))
+            tokio::time::timeout(Duration::from_secs(20), open_page(&b, &job_proxy))
                 .await
                 .map_err(|_| ShotError::Browser("the browser did not open a page".into()))?
                 .map_err(|e| ShotError::Browser(format!("the browser did not open a page: {e}")))?
@@ -327,11 +463,22 @@ impl BrowserPool {
         // Always close the page; a browser that cannot even do that is
         // killed and relaunched by the next job.
         let closed = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
-        if !matches!(closed, Ok(Ok(()))) {
-            tracing::warn!("a page did not close; restarting the browser");
+        let disposed = tokio::time::timeout(
+            Duration::from_secs(5),
+            browser.lock().await.dispose_browser_context(context),
+        )
+        .await;
+        let url_refused = proxy_refused_url(&job_proxy, &req.url);
+        // Cuts whatever tunnel the context left open.
+        drop(job_proxy);
+        if !matches!(closed, Ok(Ok(()))) || !matches!(disposed, Ok(Ok(()))) {
+            tracing::warn!("a page or its context did not close; restarting the browser");
             self.restart().await;
         }
         match result {
+            Ok(_) | Err(ShotError::Page(_)) if url_refused => Err(ShotError::Refused(
+                "url: the egress proxy refused the page's address".into(),
+            )),
             Err(ShotError::Page(m)) | Err(ShotError::Browser(m)) if self.is_dead().await => {
                 Err(ShotError::Browser(format!("the browser stopped: {m}")))
             }
@@ -379,30 +526,28 @@ impl BrowserPool {
             tracker.wait_idle(Duration::from_millis(500)).await;
         }
         let (format, quality) = capture_format(req);
-        if let Some(selector) = &req.selector {
-            let value: Option<serde_json::Value> = page
-                .evaluate(element_rect_js(selector))
-                .await
-                .map_err(cdp)?
-                .into_value()
-                .ok();
-            let params = CaptureScreenshotParams {
-                format: Some(format),
-                quality,
-                clip: Some(element_clip(value)?),
-                from_surface: Some(true),
-                capture_beyond_viewport: Some(true),
-                optimize_for_speed: None,
-            };
-            return self.capture_raw(page, params).await;
-        }
-        let mut builder = chromiumoxide::page::ScreenshotParams::builder()
-            .format(format)
-            .full_page(req.full_page);
-        if let Some(q) = quality {
-            builder = builder.quality(q);
-        }
-        page.screenshot(builder.build()).await.map_err(cdp)
+        let clip = match &req.selector {
+            Some(selector) => {
+                let value: Option<serde_json::Value> = page
+                    .evaluate(element_rect_js(selector))
+                    .await
+                    .map_err(cdp)?
+                    .into_value()
+                    .ok();
+                Some(capped(element_clip(value)?))
+            }
+            None if req.full_page => Some(full_page_clip(page).await?),
+            None => None,
+        };
+        let params = CaptureScreenshotParams {
+            format: Some(format),
+            quality,
+            capture_beyond_viewport: Some(clip.is_some()),
+            clip,
+            from_surface: Some(true),
+            optimize_for_speed: None,
+        };
+        self.capture_raw(page, params).await
     }
 
     /// The request guard: every request the page makes is paused, checked,
@@ -468,9 +613,17 @@ impl BrowserPool {
             .execute(params)
             .await
             .map_err(|e| ShotError::Page(e.to_string()))?;
+        let data = AsRef::<[u8]>::as_ref(&res.result.data);
+        // Base64 holds 3 bytes in 4 characters: refuse before decoding.
+        if data.len() / 4 * 3 > MAX_CAPTURE_BYTES {
+            return Err(ShotError::TooLarge(format!(
+                "the screenshot would be larger than {} MiB",
+                MAX_CAPTURE_BYTES >> 20
+            )));
+        }
         use base64::Engine;
         base64::engine::general_purpose::STANDARD
-            .decode(AsRef::<[u8]>::as_ref(&res.result.data))
+            .decode(data)
             .map_err(|e| ShotError::Page(format!("bad screenshot data: {e}")))
     }
 }
@@ -572,11 +725,122 @@ fn element_clip(value: Option<serde_json::Value>) -> Result<ClipViewport, ShotEr
     })
 }
 
-struct InUse(Arc<PoolInner>);
+/// `clip` with its width and height cut to [`MAX_CAPTURE_PX`].
+fn capped(clip: ClipViewport) -> ClipViewport {
+    ClipViewport {
+        width: clip.width.min(MAX_CAPTURE_PX),
+        height: clip.height.min(MAX_CAPTURE_PX),
+        ..clip
+    }
+}
+
+/// The whole page from its top left, at most [`MAX_CAPTURE_PX`] each way,
+/// with the viewport resized to it (so that the page lays out as tall).
+async fn full_page_clip(page: &Page) -> Result<ClipViewport, ShotError> {
+    let size = page.layout_metrics().await.map_err(cdp)?.css_content_size;
+    let clip = capped(ClipViewport {
+        x: 0.0,
+        y: 0.0,
+        width: size.width.max(1.0),
+        height: size.height.max(1.0),
+        scale: 1.0,
+    });
+    page.execute(SetDeviceMetricsOverrideParams::new(
+        clip.width.ceil() as i64,
+        clip.height.ceil() as i64,
+        1.0,
+        false,
+    ))
+    .await
+    .map_err(cdp)?;
+    Ok(clip)
+}
+
+/// A page in a new browser context whose requests go through `proxy`.
+async fn open_page(
+    browser: &Browser,
+    proxy: &Listener,
+) -> Result<(Page, BrowserContextId), CdpError> {
+    let context = browser
+        .create_browser_context(
+            CreateBrowserContextParams::builder()
+                .proxy_server(proxy.proxy_url())
+                .proxy_bypass_list("<-loopback>")
+                .build(),
+        )
+        .await?;
+    let target = CreateTargetParams::builder()
+        .url("about:blank")
+        .browser_context_id(context.clone())
+        .build()
+        .map_err(CdpError::msg)?;
+    match browser.new_page(target).await {
+        Ok(page) => Ok((page, context)),
+        Err(e) => {
+            let _ = browser.dispose_browser_context(context).await;
+            Err(e)
+        }
+    }
+}
+
+/// Whether the proxy refused the host and port of the job's own URL.
+fn proxy_refused_url(proxy: &Listener, url: &str) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let target = format!("{}:{port}", host.to_ascii_lowercase());
+    proxy.refused().contains(&target)
+}
+
+/// Resident memory of process `root` and all its descendants (Linux /proc:
+/// the browser's renderers, GPU and utility processes are its children).
+fn tree_rss_bytes(root: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let ppid = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = &s[s.rfind(')')? + 1..];
+                rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if let Some(ppid) = ppid {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut total = 0;
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        total += std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .unwrap_or(0)
+            * 1024;
+        todo.extend(children.remove(&pid).unwrap_or_default());
+    }
+    total
+}
+
+/// A screenshot in progress; its end counts as the browser's last use.
+struct InUse(BrowserPool);
 
 impl Drop for InUse {
     fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+        self.0.inner.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -613,6 +877,29 @@ mod tests {
 
     fn request(json: serde_json::Value) -> ScreenshotRequest {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn switches_have_no_dashes_and_popups_stay_blocked() {
+        for switch in BROWSER_SWITCHES {
+            assert!(!switch.starts_with('-'), "{switch}");
+            assert!(!switch.starts_with("disable-popup-blocking"), "{switch}");
+        }
+    }
+
+    #[test]
+    fn clips_are_capped_in_each_dimension() {
+        let clip = capped(ClipViewport {
+            x: 5.0,
+            y: 30_000.0,
+            width: 100.0,
+            height: 40_000.0,
+            scale: 1.0,
+        });
+        assert_eq!(
+            (clip.x, clip.y, clip.width, clip.height),
+            (5.0, 30_000.0, 100.0, MAX_CAPTURE_PX)
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! on the way, its type sniffed from the content against
 //! `UPLOAD_ALLOWED_TYPES`, the quota checked, and only then synced, renamed
 //! into place and recorded. Any failure, or the client going away, drops the
-//! temporary file.
+//! temporary file. Nothing is written when the quota is already spent or the
+//! disk is at its free-space floor, and the floor is checked again every
+//! [`ROOM_CHECK_BYTES`] while streaming; a write that meets a full disk
+//! anyway answers 507 `insufficient_storage` (see `error.rs`).
 
 use axum::extract::Multipart;
 use axum::extract::multipart::MultipartError;
@@ -19,6 +22,10 @@ use crate::ids::UserId;
 
 /// Bytes kept from the start of the upload for sniffing.
 const SNIFF_BYTES: usize = 64 * 1024;
+
+/// How often (in bytes written) a streaming upload checks the free-space
+/// floor again: concurrent uploads cannot dig far below it.
+const ROOM_CHECK_BYTES: u64 = 1 << 20;
 
 /// Decides whether a stream of bytes is UTF-8 text without NUL bytes.
 #[derive(Default)]
@@ -105,6 +112,8 @@ pub async fn upload(state: &Files, owner: &UserId, mut multipart: Multipart) -> 
     let file_name = sanitize_file_name(field.file_name(), "upload", None);
     let declared = field.content_type().map(str::to_string);
 
+    // Refused before a byte is written: a spent quota, a disk at its floor.
+    check_quota(state, owner, 1).await?;
     let temp = state.files.storage().temp();
     let mut out = tokio::fs::File::create(temp.path())
         .await
@@ -113,12 +122,17 @@ pub async fn upload(state: &Files, owner: &UserId, mut multipart: Multipart) -> 
     let mut size: u64 = 0;
     let mut head: Vec<u8> = Vec::with_capacity(8192);
     let mut text = TextCheck::new();
+    let mut next_room_check = ROOM_CHECK_BYTES;
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         size += chunk.len() as u64;
         if size > max {
             return Err(AppError::PayloadTooLarge(format!(
                 "the file is larger than the limit of {max} bytes"
             )));
+        }
+        if size >= next_room_check {
+            state.files.ensure_room(chunk.len() as u64)?;
+            next_room_check = size + ROOM_CHECK_BYTES;
         }
         hasher.update(&chunk);
         text.feed(&chunk);

@@ -200,10 +200,9 @@ fn browser(state: &Checks) -> Check {
         (true, running) => format!(
             "{} ({}; {} of {} pages in use, {} launches){}",
             h["executable"].as_str().unwrap_or("chromium"),
-            if running {
-                "running"
-            } else {
-                "started on first use"
+            match h["rssBytes"].as_u64() {
+                Some(rss) if running => format!("running, {} MiB resident", rss >> 20),
+                _ => "started on first use".to_string(),
             },
             h["pagesInUse"],
             h["maxPages"],

@@ -3,13 +3,15 @@
 //! it, and the OpenAPI document.
 //!
 //! A request passes, outermost first: the edge middleware (request id,
-//! span, caller identification, logging of internal causes, problem
-//! normalisation, security headers, request log, metrics, error tracking)
+//! span, caller identification, the CSRF check of cookie writes, logging
+//! of internal causes, problem normalisation, security headers, request
+//! log, metrics, error tracking)
 //! -> panic catching -> CORS (when `CORS_ORIGINS` is set) -> rate limit ->
 //! timeout -> body limit -> the route's handler.
 
 pub mod cache;
 pub mod client_ip;
+pub mod csrf;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
@@ -51,7 +53,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The complete application router.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api().split_for_parts();
+    let (api, mut doc) = api().split_for_parts();
+    openapi::complete(&mut doc);
     // The document is served as the JSON it serialises to once; the tree
     // itself (about 1 MB of small allocations) is not kept.
     let doc_json =
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         }),
     )
     .merge(Router::from(Scalar::with_url("/docs", doc)))
+    .merge(crate::console::router())
     .fallback(|| async {
         AppError::Problem {
             status: StatusCode::NOT_FOUND,

@@ -3,7 +3,10 @@
 //! `POST /api/claude-ai/chat`, each with a burst of the full minute's
 //! allowance. Clients are users when authenticated, else client IPs (see
 //! `http::client_ip`: only the trusted proxies' X-Forwarded-For entries
-//! count). `/health`, `/metrics` and the load tester's requests are exempt.
+//! count); login and sign-up are always limited by client IP, whatever
+//! token the request carries (N throwaway accounts must not give N
+//! allowances of password guesses; the per-account backoff is
+//! `sessions::backoff`). `/health`, `/metrics` and the load tester's requests are exempt.
 //! Idle keys are dropped every minute so memory stays bounded.
 
 use std::net::IpAddr;
@@ -23,8 +26,18 @@ use crate::http::route::route_of;
 
 /// The AI chat route, limited separately.
 pub const AI_CHAT_ROUTE: &str = "/api/claude-ai/chat";
-/// Routes never limited.
-pub const EXEMPT_ROUTES: [&str; 2] = ["/health", "/metrics"];
+/// Routes (POST) where a caller proves or creates an identity: limited by
+/// client IP only.
+pub const CREDENTIAL_ROUTES: [&str; 2] = ["/api/sessions", "/api/users"];
+/// Routes never limited: probes, the scraper, and the console's static
+/// files (a page load fetches a dozen; its API calls are limited as usual).
+pub const EXEMPT_ROUTES: [&str; 5] = [
+    "/health",
+    "/metrics",
+    "/admin",
+    "/admin/",
+    "/admin/assets/{*path}",
+];
 
 pub struct Limit {
     per_minute: u32,
@@ -97,10 +110,17 @@ pub struct Caller {
 impl Caller {
     /// The rate-limit key: the user when authenticated, else the client IP.
     pub fn limit_key(&self) -> String {
-        match (&self.user_id, &self.client_ip) {
-            (Some(u), _) => format!("user:{u}"),
-            (None, Some(ip)) => format!("ip:{ip}"),
-            (None, None) => "ip:unknown".to_string(),
+        match &self.user_id {
+            Some(u) => format!("user:{u}"),
+            None => self.ip_key(),
+        }
+    }
+
+    /// The client IP's rate-limit key, whoever is authenticated.
+    pub fn ip_key(&self) -> String {
+        match &self.client_ip {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".to_string(),
         }
     }
 }
@@ -123,7 +143,11 @@ pub async fn middleware(
     if caller.loadtest_id.is_some() {
         return next.run(req).await;
     }
-    let key = caller.limit_key();
+    let key = if req.method() == Method::POST && CREDENTIAL_ROUTES.contains(&route_of(&req)) {
+        caller.ip_key()
+    } else {
+        caller.limit_key()
+    };
     if let Some(limit) = &limits.general
         && let Err(wait) = limit.check(&key)
     {

@@ -127,6 +127,24 @@ pub async fn find_by_idempotency_key(
     .await
 }
 
+/// Unfinished (queued or running) jobs of each user of `user_ids` (a JSON
+/// array) that has any.
+pub async fn count_unfinished_by_user(
+    conn: &mut SqliteConnection,
+    user_ids: &str,
+) -> sqlx::Result<Vec<(UserId, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT user_id AS "user_id!: UserId", count(*) AS "n!: i64" FROM jobs
+           WHERE status IN ('queued', 'running')
+             AND user_id IN (SELECT value FROM json_each(?1))
+           GROUP BY user_id"#,
+        user_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.user_id, r.n)).collect())
+}
+
 pub async fn find(conn: &mut SqliteConnection, id: &JobId) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as!(
         JobRow,
@@ -183,12 +201,18 @@ pub struct Claimed {
     pub lease_token: String,
 }
 
-/// Claims up to `n` due jobs, highest priority first, then oldest, in one
-/// atomic statement. Each claim gets a lease token unique to the attempt.
+/// Claims up to `n` due jobs in one atomic statement, fairly between users:
+/// each user's due jobs take turns after the jobs it already runs (`turn`),
+/// the lowest turn first, then the highest priority, then the oldest. So
+/// the user with the fewest running jobs goes first, and priority orders a
+/// user's own jobs. `lanes` (a JSON object: kind -> most running at once)
+/// caps kinds: a job whose lane is full is passed over and holds no slot.
+/// Each claim gets a lease token unique to the attempt.
 pub async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
     n: i64,
+    lanes: &str,
     lease_expires_at: Timestamp,
     now: Timestamp,
 ) -> sqlx::Result<Vec<Claimed>> {
@@ -198,15 +222,28 @@ pub async fn claim(
                lease_owner = ?1, lease_token = ?1 || ':' || id || ':' || (attempts + 1),
                lease_expires_at = ?3, started_at = coalesce(started_at, ?4), updated_at = ?4,
                error_code = NULL, error_message = NULL
-           WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?4
-                        ORDER BY priority DESC, id LIMIT ?2)
+           WHERE id IN (
+               WITH running AS (SELECT user_id, kind FROM jobs WHERE status = 'running'),
+               by_user AS (
+                   SELECT q.id, q.kind, q.priority,
+                          row_number() OVER (PARTITION BY q.user_id ORDER BY q.priority DESC, q.id)
+                          + (SELECT count(*) FROM running r WHERE r.user_id IS q.user_id) AS turn
+                   FROM jobs q WHERE q.status = 'queued' AND q.run_at <= ?4),
+               by_kind AS (
+                   SELECT b.id, b.turn, b.priority, lane.value AS lane,
+                          row_number() OVER (PARTITION BY b.kind
+                                             ORDER BY b.turn, b.priority DESC, b.id)
+                          + (SELECT count(*) FROM running r WHERE r.kind = b.kind) AS place
+                   FROM by_user b LEFT JOIN json_each(?5) AS lane ON lane.key = b.kind)
+               SELECT id FROM by_kind WHERE lane IS NULL OR place <= lane
+               ORDER BY turn, priority DESC, id LIMIT ?2)
            RETURNING id AS "id!: JobId", kind, payload, user_id AS "user_id?: UserId", attempts,
-                     max_attempts,
-                     lease_token AS "lease_token!""#,
+                     max_attempts, lease_token AS "lease_token!""#,
         owner,
         n,
         lease_expires_at,
-        now
+        now,
+        lanes
     )
     .fetch_all(conn)
     .await
@@ -415,6 +452,28 @@ pub async fn count_prunable(conn: &mut SqliteConnection, before: Timestamp) -> s
     )
     .fetch_one(conn)
     .await
+}
+
+/// Payload bytes of unfinished jobs: everyone's and `user_id`'s (queued
+/// payloads count against their owner's storage quota). `except` leaves one
+/// job out (the job now storing its own result).
+pub async fn pending_payload_bytes(
+    conn: &mut SqliteConnection,
+    user_id: &UserId,
+    except: Option<&JobId>,
+) -> sqlx::Result<(i64, i64)> {
+    let r = sqlx::query!(
+        r#"SELECT coalesce(sum(length(CAST(payload AS BLOB))), 0) AS "total!: i64",
+                  coalesce(sum(CASE WHEN user_id = ?1 THEN length(CAST(payload AS BLOB)) ELSE 0 END), 0)
+                      AS "mine!: i64"
+           FROM jobs
+           WHERE status IN ('queued', 'running') AND (?2 IS NULL OR id <> ?2)"#,
+        user_id,
+        except
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((r.total, r.mine))
 }
 
 /// The earliest run_at of queued jobs (to wake the runner for scheduled work).

@@ -44,6 +44,16 @@ use crate::ids::{JobId, UserId};
 use crate::sessions::auth::Principal;
 use crate::time::Timestamp;
 
+/// Payload bytes of unfinished jobs, everyone's and `user_id`'s, leaving
+/// out the job `except` (storage quotas count queued payloads).
+pub async fn pending_payload_bytes(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &UserId,
+    except: Option<&JobId>,
+) -> sqlx::Result<(i64, i64)> {
+    db::pending_payload_bytes(conn, user_id, except).await
+}
+
 /// Longest `Prefer: wait=N` honoured, in seconds.
 pub const MAX_PREFER_WAIT: u64 = 60;
 
@@ -54,6 +64,7 @@ type HandlerFn =
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<String, HandlerFn>,
+    lanes: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -66,6 +77,18 @@ impl Registry {
             kind.to_string(),
             Arc::new(move |ctx| Box::pin(handler(ctx))),
         );
+    }
+
+    /// At most `max` jobs of `kind` run at once (across the runners sharing
+    /// the database); its other jobs wait in the queue without holding a
+    /// runner slot another kind could use.
+    pub fn lane(&mut self, kind: &str, max: usize) {
+        self.lanes.insert(kind.to_string(), max);
+    }
+
+    /// The lanes as the claim takes them: a JSON object kind -> max.
+    fn lanes_json(&self) -> String {
+        serde_json::to_string(&self.lanes).unwrap_or_else(|_| "{}".into())
     }
 
     pub fn get(&self, kind: &str) -> Option<HandlerFn> {
@@ -223,6 +246,12 @@ impl Queue {
 
     pub fn owner(&self) -> &str {
         &self.inner.owner
+    }
+
+    /// `JOB_MAX_PENDING_PER_USER`: for [`NewJob::max_pending`] on jobs a
+    /// user's request creates.
+    pub fn max_pending_per_user(&self) -> i64 {
+        self.inner.config.job_max_pending_per_user
     }
 
     /// Wakes the runner (new work, or a free slot).

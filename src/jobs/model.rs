@@ -91,6 +91,10 @@ pub struct NewJob {
     pub max_attempts: i64,
     pub run_at: Option<Timestamp>,
     pub idempotency_key: Option<String>,
+    /// When set, the job is refused (429 `too_many_jobs`) if its owner has
+    /// this many unfinished jobs already; counted in the inserting
+    /// transaction.
+    pub max_pending: Option<i64>,
 }
 
 impl NewJob {
@@ -103,6 +107,7 @@ impl NewJob {
             max_attempts: 3,
             run_at: None,
             idempotency_key: None,
+            max_pending: None,
         }
     }
 
@@ -128,6 +133,12 @@ impl NewJob {
 
     pub fn idempotency_key(mut self, key: Option<String>) -> Self {
         self.idempotency_key = key;
+        self
+    }
+
+    /// Refuses the job when its owner has `n` unfinished jobs already.
+    pub fn max_pending(mut self, n: i64) -> Self {
+        self.max_pending = Some(n);
         self
     }
 }

@@ -47,6 +47,7 @@ pub fn spawn_runner(
     shutdown: CancellationToken,
     drained: CancellationToken,
 ) {
+    state.jobs.inner.handoff.set_lanes(registry.lanes_json());
     let writer_stop = CancellationToken::new();
     if let Some(writer) = state.jobs.writer(writer_stop.clone()) {
         tracker.spawn(writer);
@@ -175,8 +176,9 @@ async fn claim(state: &Runner, n: usize) -> anyhow::Result<Vec<Claimed>> {
         .map_err(|e| anyhow::anyhow!("claim failed: {e}"))
 }
 
-/// How long to sleep when nothing is due: the poll interval, or less when a
-/// scheduled job comes due sooner.
+/// How long to sleep when nothing could be claimed: the poll interval, or
+/// less when a scheduled job comes due sooner. (Due jobs left over wait for
+/// a full lane: a finishing job wakes the runner.)
 async fn idle_wait(state: &Runner) -> Duration {
     let poll = state.config.job_poll_interval;
     let next = async {
@@ -187,8 +189,7 @@ async fn idle_wait(state: &Runner) -> Duration {
     match next {
         Some(at) => (at - Timestamp::now())
             .to_std()
-            .unwrap_or(Duration::from_millis(5))
-            .clamp(Duration::from_millis(5), poll),
+            .map_or(poll, |d| d.clamp(Duration::from_millis(5), poll)),
         None => poll,
     }
 }

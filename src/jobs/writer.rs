@@ -14,7 +14,7 @@ use super::db::{self, InsertJob};
 use super::model::{Job, NewJob};
 use crate::db::Db;
 use crate::error::AppError;
-use crate::ids::JobId;
+use crate::ids::{JobId, UserId};
 use crate::time::Timestamp;
 
 /// Most operations applied in one transaction.
@@ -32,6 +32,8 @@ pub(super) struct Handoff {
     pub wake: Notify,
     owner: String,
     lease: std::time::Duration,
+    /// The registry's lanes (JSON), set when the runner starts.
+    lanes: std::sync::OnceLock<String>,
 }
 
 impl Handoff {
@@ -42,7 +44,17 @@ impl Handoff {
             wake: Notify::new(),
             owner,
             lease,
+            lanes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the lanes every claim respects (once, at start).
+    pub fn set_lanes(&self, lanes: String) {
+        let _ = self.lanes.set(lanes);
+    }
+
+    fn lanes(&self) -> &str {
+        self.lanes.get().map_or("{}", String::as_str)
     }
 
     /// The jobs claimed for the runner since it last looked.
@@ -200,7 +212,7 @@ async fn apply_on(
     let (inserts, others) = split_inserts(batch);
     let handed = insert_and_hand_off(&mut tx, inserts, handoff, now, &mut pending).await;
     for op in others {
-        apply_op(&mut tx, op, now, &mut pending).await;
+        apply_op(&mut tx, op, handoff.lanes(), now, &mut pending).await;
     }
     if let Err(e) = tx.commit().await {
         tracing::error!(error = %e, "job writer failed to commit");
@@ -261,7 +273,7 @@ async fn insert_and_hand_off(
         return Vec::new();
     }
     let lease = Timestamp::now() + chrono::Duration::from_std(handoff.lease).unwrap_or_default();
-    match db::claim(tx, &handoff.owner, want as i64, lease, now).await {
+    match db::claim(tx, &handoff.owner, want as i64, handoff.lanes(), lease, now).await {
         Ok(rows) => rows,
         Err(e) => {
             tracing::warn!(error = %e, "could not claim new jobs for the runner");
@@ -275,6 +287,7 @@ async fn insert_and_hand_off(
 async fn apply_op(
     tx: &mut sqlx::SqliteConnection,
     op: WriteOp,
+    lanes: &str,
     now: Timestamp,
     pending: &mut Vec<Pending>,
 ) {
@@ -305,7 +318,7 @@ async fn apply_op(
             n,
             lease_expires_at,
             ack,
-        } => match db::claim(tx, &owner, n, lease_expires_at, now).await {
+        } => match db::claim(tx, &owner, n, lanes, lease_expires_at, now).await {
             Ok(rows) => pending.push(Pending::Claim(ack, rows)),
             Err(e) => {
                 let _ = ack.send(Err(e.into()));
@@ -376,26 +389,43 @@ fn fail_op(op: WriteOp) {
     }
 }
 
+/// How long a client refused by the per-user cap is told to wait.
+const PENDING_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Inserts new jobs with one statement; the outcome of each, in order.
 async fn insert_all(
     conn: &mut sqlx::SqliteConnection,
     jobs: &[Box<NewJob>],
     now: Timestamp,
 ) -> Vec<Result<Job, AppError>> {
-    let rows: Vec<InsertJob> = jobs
+    let over = match over_cap(conn, jobs).await {
+        Ok(over) => over,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to count unfinished jobs");
+            return jobs
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("failed to insert the job").into()))
+                .collect();
+        }
+    };
+    let rows: Vec<Option<InsertJob>> = jobs
         .iter()
-        .map(|job| InsertJob {
-            id: JobId::generate(),
-            kind: &job.kind,
-            priority: job.priority,
-            payload: job.payload.to_string(),
-            user_id: job.user_id.as_ref(),
-            idempotency_key: job.idempotency_key.as_deref(),
-            max_attempts: job.max_attempts,
-            run_at: job.run_at.unwrap_or(now),
+        .zip(&over)
+        .map(|(job, &over)| {
+            (!over).then(|| InsertJob {
+                id: JobId::generate(),
+                kind: &job.kind,
+                priority: job.priority,
+                payload: job.payload.to_string(),
+                user_id: job.user_id.as_ref(),
+                idempotency_key: job.idempotency_key.as_deref(),
+                max_attempts: job.max_attempts,
+                run_at: job.run_at.unwrap_or(now),
+            })
         })
         .collect();
-    let inserted = match serde_json::to_string(&rows) {
+    let to_insert: Vec<&InsertJob> = rows.iter().flatten().collect();
+    let inserted = match serde_json::to_string(&to_insert) {
         Ok(json) => db::insert_many(conn, &json, now)
             .await
             .map_err(anyhow::Error::from),
@@ -413,12 +443,70 @@ async fn insert_all(
     };
     let mut out = Vec::with_capacity(jobs.len());
     for (row, job) in rows.iter().zip(jobs) {
-        out.push(match inserted.remove(&row.id) {
+        out.push(match row.as_ref().and_then(|r| inserted.remove(&r.id)) {
             Some(r) => Ok(r.into()),
-            None => existing_for_key(conn, job).await,
+            None if row.is_some() => existing_for_key(conn, job).await,
+            None => refused_over_cap(conn, job).await,
         });
     }
     out
+}
+
+/// Which of `jobs` would take their owner past its cap of unfinished jobs
+/// (`NewJob::max_pending`), counting the jobs before them in the batch. The
+/// count runs in the inserting transaction: parallel requests cannot pass
+/// the cap.
+async fn over_cap(
+    conn: &mut sqlx::SqliteConnection,
+    jobs: &[Box<NewJob>],
+) -> anyhow::Result<Vec<bool>> {
+    let capped: Vec<&UserId> = jobs
+        .iter()
+        .filter(|j| j.max_pending.is_some())
+        .filter_map(|j| j.user_id.as_ref())
+        .collect();
+    if capped.is_empty() {
+        return Ok(vec![false; jobs.len()]);
+    }
+    let ids = serde_json::to_string(&capped)?;
+    let mut counts: HashMap<UserId, i64> = db::count_unfinished_by_user(conn, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(jobs
+        .iter()
+        .map(|job| match (job.max_pending, job.user_id.as_ref()) {
+            (Some(cap), Some(user)) => {
+                let n = counts.entry(user.clone()).or_default();
+                *n += 1;
+                *n > cap
+            }
+            _ => false,
+        })
+        .collect())
+}
+
+/// The answer to a job over its owner's cap: the existing job when it
+/// repeats an idempotent request, else 429 `too_many_jobs`.
+async fn refused_over_cap(
+    conn: &mut sqlx::SqliteConnection,
+    job: &NewJob,
+) -> Result<Job, AppError> {
+    if job.idempotency_key.is_some() {
+        match existing_for_key(conn, job).await {
+            Ok(existing) => return Ok(existing),
+            Err(e @ AppError::Conflict(_)) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Err(AppError::TooMany {
+        code: "too_many_jobs",
+        message: format!(
+            "you have {} unfinished jobs, the most allowed; retry when some have finished",
+            job.max_pending.unwrap_or_default()
+        ),
+        retry_after: PENDING_RETRY_AFTER,
+    })
 }
 
 /// The job already holding a new job's idempotency key: the same request

@@ -180,7 +180,14 @@ pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Writte
     flushing.cancel();
     let _ = flusher.await;
     let _ = sqlx::Connection::close(conn).await;
-    copied.with_context(|| format!("failed to copy the database to {}", partial.display()))?;
+    if let Err(e) = copied {
+        // A copy that met a full disk leaves no partial file behind.
+        let _ = std::fs::remove_file(&partial);
+        return Err(anyhow::Error::new(e).context(format!(
+            "failed to copy the database to {}",
+            partial.display()
+        )));
+    }
 
     if let Err(e) = verify_file(&partial).await {
         let _ = std::fs::remove_file(&partial);
@@ -188,11 +195,18 @@ pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Writte
     }
     let dest_owned = dest.to_path_buf();
     let size_bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let f = File::open(&partial)?;
-        f.sync_all()?;
-        let size = f.metadata()?.len();
-        std::fs::rename(&partial, &dest_owned)
-            .with_context(|| format!("failed to move the backup to {}", dest_owned.display()))?;
+        let put_in_place = || -> anyhow::Result<u64> {
+            let f = File::open(&partial)?;
+            f.sync_all()?;
+            let size = f.metadata()?.len();
+            std::fs::rename(&partial, &dest_owned).with_context(|| {
+                format!("failed to move the backup to {}", dest_owned.display())
+            })?;
+            Ok(size)
+        };
+        let size = put_in_place().inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
         sync_parent(&dest_owned);
         Ok(size)
     })
@@ -424,7 +438,17 @@ pub async fn create(
         tx.commit().await?;
     }
     let started = Instant::now();
-    let result = write_backup(&state.config, &dir.join(&file_name)).await;
+    // A copy is about the database's size: refused (and recorded as failed)
+    // when it would take the disk below its free-space floor.
+    let estimate = std::fs::metadata(state.config.database_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let floor = state.files.files.limits().min_free;
+    let result = if crate::files::space::below_floor(&dir, floor, estimate) {
+        Err(crate::files::space::floor_error())
+    } else {
+        write_backup(&state.config, &dir.join(&file_name)).await
+    };
     let finished_at = Timestamp::now();
     let duration_ms = started.elapsed().as_millis() as i64;
     let (status, size_bytes, integrity, error) = match &result {

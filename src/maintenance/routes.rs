@@ -76,12 +76,19 @@ async fn list_backups(
         (status = 200, description = "finished within `Prefer: wait=N`", body = Job),
         (status = 401, body = Problem),
         (status = 403, body = Problem),
+        (status = 507, description = "`insufficient_storage`: the disk is at its free-space floor", body = Problem),
     ))]
 async fn create_backup(
     State(state): State<Maintenance>,
     AdminUser(admin): AdminUser,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse> {
+    let database = std::fs::metadata(state.config.database_path()).map_or(0, |m| m.len());
+    crate::files::space::ensure_room(
+        &state.config.data_dir,
+        state.files.files.limits().min_free,
+        database,
+    )?;
     let job = state
         .jobs
         .enqueue(

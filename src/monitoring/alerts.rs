@@ -154,6 +154,20 @@ pub async fn readings(state: &Monitoring) -> Vec<Reading> {
             message: format!("{free} bytes free in DATA_DIR"),
         });
     }
+    let sampler = state.clone();
+    if let Ok(p) = tokio::task::spawn_blocking(move || sampler.monitor.system().process()).await {
+        let rss = p.rss_bytes + p.browser_rss_bytes;
+        out.push(Reading {
+            rule: "max_rss",
+            value: rss as f64,
+            threshold: c.alert_max_rss_bytes as f64,
+            firing: rss > c.alert_max_rss_bytes,
+            message: format!(
+                "{rss} bytes resident: the service {} and its browser {}",
+                p.rss_bytes, p.browser_rss_bytes
+            ),
+        });
+    }
     let drops = state.monitor.dropped();
     let last = state
         .monitor

@@ -1,12 +1,9 @@
 //! Every SQL statement of the monitoring domain.
 
-use std::ffi::{c_char, c_int};
 use std::net::IpAddr;
-use std::ptr::NonNull;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDate;
-use libsqlite3_sys as ffi;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::model::{
@@ -31,185 +28,59 @@ fn insert_requests_sql(rows: usize) -> String {
     )
 }
 
-/// Inserts request rows, in multi-row INSERTs, through SQLite's C API on
-/// `db`: the writer connection's handle, locked by the caller for the
-/// duration of the call, inside the caller's transaction.
-///
-/// Not through sqlx, because the request log is the one statement run once
-/// per HTTP request: sqlx copies every bound string into an allocation of
-/// its own and hands each statement to its connection thread, which cost
-/// about as much as SQLite's own insert work. Here the values are bound in
-/// place (`SQLITE_STATIC`: SQLite reads them from the records while it
-/// steps) and the full-size statement is prepared once per batch.
-pub fn insert_requests(
-    db: NonNull<ffi::sqlite3>,
+/// Inserts request rows inside the caller's transaction, in multi-row
+/// INSERTs of [`CHUNK`] rows: the full-size statement stays prepared on the
+/// connection (sqlx's statement cache), the remainder of a batch is
+/// prepared once. Texts that repeat within a batch (client address, user,
+/// agent, route, method, source) are bound as one shared string each, so
+/// that sqlx's copy of a bound value is made once per distinct value.
+pub async fn insert_requests(
+    conn: &mut SqliteConnection,
     requests: &[&RequestRecord],
-) -> anyhow::Result<()> {
-    // Each distinct client address of the batch as text, once.
-    let mut ips: foldhash::HashMap<IpAddr, String> = foldhash::HashMap::default();
-    for r in requests {
-        if let Some(ip) = r.client_ip {
-            ips.entry(ip).or_insert_with(|| ip.to_string());
-        }
-    }
+) -> sqlx::Result<()> {
     static FULL: LazyLock<String> = LazyLock::new(|| insert_requests_sql(CHUNK));
-    let mut full: Option<RawStatement> = None;
+    let mut texts = SharedTexts::default();
+    let mut ips: foldhash::HashMap<IpAddr, Arc<str>> = foldhash::HashMap::default();
     for chunk in requests.chunks(CHUNK) {
-        if chunk.len() == CHUNK {
-            let stmt = match full {
-                Some(ref stmt) => stmt,
-                None => full.insert(RawStatement::prepare(db, &FULL)?),
-            };
-            insert_chunk(stmt, chunk, &ips)?;
+        let mut query = if chunk.len() == CHUNK {
+            sqlx::query(FULL.as_str())
         } else {
-            // The remainder, once per batch: not worth keeping prepared.
-            let stmt = RawStatement::prepare(db, &insert_requests_sql(chunk.len()))?;
-            insert_chunk(&stmt, chunk, &ips)?;
+            // Only the row count varies: the text is built here, not taken
+            // from input.
+            sqlx::query(sqlx::AssertSqlSafe(insert_requests_sql(chunk.len()))).persistent(false)
+        };
+        for r in chunk {
+            let ip = r
+                .client_ip
+                .map(|ip| Arc::clone(ips.entry(ip).or_insert_with(|| ip.to_string().into())));
+            query = query
+                .bind(r.at.unix_ms())
+                .bind(texts.get(r.method))
+                .bind(Arc::clone(&r.route))
+                .bind(i64::from(r.status))
+                .bind(r.duration_ms)
+                .bind(r.bytes_in)
+                .bind(r.bytes_out)
+                .bind(r.user_id.as_deref().map(|u| texts.get(u)))
+                .bind(ip)
+                .bind(r.user_agent.as_deref().map(|a| texts.get(a)))
+                .bind(r.request_id.as_deref().map(Arc::<str>::from))
+                .bind(texts.get(r.source()))
+                .bind(r.loadtest_id.as_deref().map(|l| texts.get(l)));
         }
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-fn insert_chunk(
-    stmt: &RawStatement,
-    chunk: &[&RequestRecord],
-    ips: &foldhash::HashMap<IpAddr, String>,
-) -> anyhow::Result<()> {
-    let mut i = 0;
-    let mut next = || {
-        i += 1;
-        i
-    };
-    for r in chunk {
-        stmt.int(next(), Some(r.at.unix_ms()))?;
-        stmt.text(next(), Some(r.method))?;
-        stmt.text(next(), Some(&r.route))?;
-        stmt.int(next(), Some(i64::from(r.status)))?;
-        stmt.double(next(), r.duration_ms)?;
-        stmt.int(next(), r.bytes_in)?;
-        stmt.int(next(), r.bytes_out)?;
-        stmt.text(next(), r.user_id.as_deref())?;
-        stmt.text(
-            next(),
-            r.client_ip.and_then(|ip| ips.get(&ip)).map(String::as_str),
-        )?;
-        stmt.text(next(), r.user_agent.as_deref())?;
-        stmt.text(next(), r.request_id.as_deref())?;
-        stmt.text(next(), Some(r.source()))?;
-        stmt.text(next(), r.loadtest_id.as_deref())?;
-    }
-    stmt.execute()
-}
+/// One shared copy of each distinct text of a batch.
+#[derive(Default)]
+struct SharedTexts<'a>(foldhash::HashMap<&'a str, Arc<str>>);
 
-/// A statement prepared through SQLite's C API, finalized when dropped. The
-/// text it binds must outlive it: see [`RawStatement::text`].
-struct RawStatement {
-    db: NonNull<ffi::sqlite3>,
-    stmt: NonNull<ffi::sqlite3_stmt>,
-}
-
-#[allow(unsafe_code)]
-impl RawStatement {
-    fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> anyhow::Result<Self> {
-        let len = c_int::try_from(sql.len())?;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: `db` is an open connection that no other thread uses while
-        // the caller holds its lock; `sql` is valid for `len` bytes; `stmt`
-        // is a valid place for the result.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                db.as_ptr(),
-                sql.as_ptr().cast::<c_char>(),
-                len,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        raw_check(db, rc)?;
-        let stmt = NonNull::new(stmt).ok_or_else(|| anyhow::anyhow!("empty SQL statement"))?;
-        Ok(Self { db, stmt })
+impl<'a> SharedTexts<'a> {
+    fn get(&mut self, text: &'a str) -> Arc<str> {
+        Arc::clone(self.0.entry(text).or_insert_with(|| text.into()))
     }
-
-    fn int(&self, index: c_int, value: Option<i64>) -> anyhow::Result<()> {
-        // SAFETY: a live statement; SQLite checks the index.
-        let rc = unsafe {
-            match value {
-                Some(v) => ffi::sqlite3_bind_int64(self.stmt.as_ptr(), index, v),
-                None => ffi::sqlite3_bind_null(self.stmt.as_ptr(), index),
-            }
-        };
-        raw_check(self.db, rc)
-    }
-
-    fn double(&self, index: c_int, value: f64) -> anyhow::Result<()> {
-        // SAFETY: a live statement; SQLite checks the index.
-        let rc = unsafe { ffi::sqlite3_bind_double(self.stmt.as_ptr(), index, value) };
-        raw_check(self.db, rc)
-    }
-
-    /// Binds text without copying it: SQLite reads it when the statement
-    /// steps, so it must stay alive and unchanged until the statement is
-    /// rebound or finalized. Every caller binds from records that outlive
-    /// the statement (both live through [`insert_requests`]).
-    fn text(&self, index: c_int, value: Option<&str>) -> anyhow::Result<()> {
-        let rc = match value {
-            Some(v) => {
-                let len = c_int::try_from(v.len())?;
-                // SAFETY: a live statement; `v` is valid for `len` bytes of
-                // UTF-8 and outlives the statement (above).
-                unsafe {
-                    ffi::sqlite3_bind_text(
-                        self.stmt.as_ptr(),
-                        index,
-                        v.as_ptr().cast::<c_char>(),
-                        len,
-                        ffi::SQLITE_STATIC(),
-                    )
-                }
-            }
-            // SAFETY: a live statement; SQLite checks the index.
-            None => unsafe { ffi::sqlite3_bind_null(self.stmt.as_ptr(), index) },
-        };
-        raw_check(self.db, rc)
-    }
-
-    /// Runs a statement that returns no rows, then resets it for reuse.
-    fn execute(&self) -> anyhow::Result<()> {
-        // SAFETY: a live statement whose parameters are all bound.
-        let rc = unsafe { ffi::sqlite3_step(self.stmt.as_ptr()) };
-        // SAFETY: a live statement; resetting returns the step's error
-        // again, which is already reported below.
-        unsafe { ffi::sqlite3_reset(self.stmt.as_ptr()) };
-        if rc == ffi::SQLITE_DONE {
-            return Ok(());
-        }
-        raw_check(self.db, rc)?;
-        Err(anyhow::anyhow!("unexpected SQLite result {rc}"))
-    }
-}
-
-#[allow(unsafe_code)]
-impl Drop for RawStatement {
-    fn drop(&mut self) {
-        // SAFETY: finalized once, here; nothing uses the statement after.
-        unsafe { ffi::sqlite3_finalize(self.stmt.as_ptr()) };
-    }
-}
-
-/// `rc` as a result, with SQLite's message for the connection's last error.
-#[allow(unsafe_code)]
-fn raw_check(db: NonNull<ffi::sqlite3>, rc: c_int) -> anyhow::Result<()> {
-    if rc == ffi::SQLITE_OK {
-        return Ok(());
-    }
-    // SAFETY: `db` is open; sqlite3_errmsg returns a NUL-terminated string
-    // that stays valid until the next call on the connection, and it is
-    // copied at once.
-    let message = unsafe { std::ffi::CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }
-        .to_string_lossy()
-        .into_owned();
-    Err(anyhow::anyhow!("SQLite error {rc}: {message}"))
 }
 
 /// One hourly aggregate to add to `request_rollups`.
@@ -853,15 +724,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn raw_inserts_store_every_value_of_full_and_partial_chunks() {
+    async fn inserts_store_every_value_of_full_and_partial_chunks() {
         let (_dir, mut conn) = migrated().await;
         // Two full statements and a remainder.
         let records: Vec<RequestRecord> = (0..2 * CHUNK + 37).map(record).collect();
         let refs: Vec<&RequestRecord> = records.iter().collect();
-        {
-            let mut handle = conn.lock_handle().await.unwrap();
-            insert_requests(handle.as_raw_handle(), &refs).unwrap();
-        }
+        insert_requests(&mut conn, &refs).await.unwrap();
         type Row = (
             i64,
             String,
@@ -915,25 +783,5 @@ mod tests {
                 )
             );
         }
-    }
-
-    #[tokio::test]
-    async fn raw_insert_errors_carry_sqlites_message() {
-        let (_dir, mut conn) = migrated().await;
-        sqlx::query("DROP VIEW v_request_log")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query("DROP TABLE request_log")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        let r = record(1);
-        let mut handle = conn.lock_handle().await.unwrap();
-        let err = insert_requests(handle.as_raw_handle(), &[&r]).unwrap_err();
-        assert!(
-            err.to_string().contains("no such table: request_log"),
-            "{err}"
-        );
     }
 }

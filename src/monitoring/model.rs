@@ -313,6 +313,8 @@ pub struct SystemInfo {
     pub running_jobs: i64,
     /// Chromium processes that are children of this service.
     pub browser_processes: u64,
+    /// Their resident memory together (`rssBytes` is the service's own).
+    pub browser_rss_bytes: u64,
     pub request_log_dropped: u64,
     pub request_log_written: u64,
     pub rate_limiter_keys: u64,
@@ -346,6 +348,7 @@ pub struct Thresholds {
     pub queue_age_seconds: u64,
     pub min_free_disk_bytes: u64,
     pub log_drops: u64,
+    pub max_rss_bytes: u64,
     pub interval_seconds: u64,
 }
 

@@ -441,6 +441,7 @@ async fn system(State(state): State<Monitoring>, _admin: AdminUser) -> Result<Js
             .map(|t| super::metrics::age_seconds(Some(t))),
         running_jobs: q.running,
         browser_processes: process.browser_processes,
+        browser_rss_bytes: process.browser_rss_bytes,
         request_log_dropped: state.monitor.dropped(),
         request_log_written: state.monitor.written(),
         rate_limiter_keys: state.limits.keys() as u64,
@@ -471,6 +472,7 @@ async fn alerts(State(state): State<Monitoring>, _admin: AdminUser) -> Result<Js
             queue_age_seconds: c.alert_queue_age_seconds,
             min_free_disk_bytes: c.alert_min_free_disk_bytes,
             log_drops: c.alert_log_drops,
+            max_rss_bytes: c.alert_max_rss_bytes,
             interval_seconds: c.alert_interval.as_secs(),
         },
     }))

@@ -18,6 +18,8 @@ pub struct ProcessStats {
     pub rss_bytes: u64,
     pub cpu_percent: f32,
     pub browser_processes: u64,
+    /// Resident memory of those browser processes together.
+    pub browser_rss_bytes: u64,
 }
 
 impl Default for SystemSampler {
@@ -65,6 +67,7 @@ impl SystemSampler {
                 rss_bytes: 0,
                 cpu_percent: 0.0,
                 browser_processes: 0,
+                browser_rss_bytes: 0,
             };
         };
         self.with_sys(|sys| {
@@ -77,7 +80,7 @@ impl SystemSampler {
                 .process(pid)
                 .map(|p| (p.memory(), p.cpu_usage()))
                 .unwrap_or((0, 0.0));
-            let browsers = sys
+            let browsers: Vec<u64> = sys
                 .processes()
                 .values()
                 .filter(|p| {
@@ -85,17 +88,20 @@ impl SystemSampler {
                     (name.contains("chrom") || name.contains("headless_shell"))
                         && descends_from(sys, p.pid(), pid)
                 })
-                .count() as u64;
+                .map(|p| p.memory())
+                .collect();
             ProcessStats {
                 rss_bytes: rss,
                 cpu_percent: cpu,
-                browser_processes: browsers,
+                browser_processes: browsers.len() as u64,
+                browser_rss_bytes: browsers.iter().sum(),
             }
         })
         .unwrap_or(ProcessStats {
             rss_bytes: 0,
             cpu_percent: 0.0,
             browser_processes: 0,
+            browser_rss_bytes: 0,
         })
     }
 

@@ -78,42 +78,18 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
     }
 }
 
-/// Request rows a batch may insert on the writer's own task: about a tenth
-/// of a millisecond of SQLite work, short enough not to hold up the runtime.
-/// Larger batches (under load) go to a blocking thread, so that light
-/// traffic never starts one (each costs memory: its stack and malloc arena).
-const INLINE_ROWS: usize = 128;
-
-/// Writes a batch in one transaction. The request rows go in through the
-/// connection's own handle (see [`db::insert_requests`]), on this task for a
-/// small batch, else on a blocking thread, to which the batch is lent (it
-/// comes back, also on failure).
-async fn write_batch(db: &Db, batch: &mut Vec<Record>) -> anyhow::Result<()> {
+/// Writes a batch in one transaction: the request rows (see
+/// [`db::insert_requests`]), their roll-ups and activity, and the errors.
+async fn write_batch(db: &Db, batch: &[Record]) -> anyhow::Result<()> {
     let requests: Vec<&RequestRecord> = request_records(batch).collect();
-    let count = requests.len();
     let (rollups, activity) = aggregate(&requests);
-    drop(requests);
     let mut tx = db.begin_write().await?;
-    if count > 0 {
-        if count <= INLINE_ROWS {
-            let mut handle = tx.lock_handle().await?;
-            let requests: Vec<&RequestRecord> = request_records(batch).collect();
-            db::insert_requests(handle.as_raw_handle(), &requests)?;
-        } else {
-            let records = std::mem::take(batch);
-            let (returned_tx, records, inserted) = tokio::task::spawn_blocking(move || {
-                let inserted = insert_requests(&mut tx, &records);
-                (tx, records, inserted)
-            })
-            .await?;
-            *batch = records;
-            tx = returned_tx;
-            inserted?;
-        }
+    if !requests.is_empty() {
+        db::insert_requests(&mut tx, &requests).await?;
         db::add_rollups(&mut tx, &rollups).await?;
         db::add_activity(&mut tx, &activity).await?;
     }
-    for r in batch.iter() {
+    for r in batch {
         if let Record::Error(e) = r {
             db::add_error(&mut tx, e).await?;
         }
@@ -127,14 +103,6 @@ fn request_records(batch: &[Record]) -> impl Iterator<Item = &RequestRecord> {
         Record::Request(r) => Some(r),
         Record::Error(_) => None,
     })
-}
-
-/// Runs on a blocking thread: locks the connection's handle (so that sqlx's
-/// connection thread leaves it alone) and inserts the request rows.
-fn insert_requests(conn: &mut sqlx::SqliteConnection, batch: &[Record]) -> anyhow::Result<()> {
-    let requests: Vec<&RequestRecord> = request_records(batch).collect();
-    let mut handle = tokio::runtime::Handle::current().block_on(conn.lock_handle())?;
-    db::insert_requests(handle.as_raw_handle(), &requests)
 }
 
 /// The roll-up and activity increments of a batch of requests.
@@ -223,8 +191,8 @@ mod tests {
         .unwrap()
     }
 
-    /// Small batches insert on the writer's task, large ones on a blocking
-    /// thread; both store every row, roll it up, and give the batch back.
+    /// A small batch and one of several full statements plus a remainder
+    /// are both stored whole and rolled up, with their errors.
     #[tokio::test]
     async fn small_and_large_batches_are_written_whole() {
         let dir = tempfile::tempdir().unwrap();
@@ -254,15 +222,8 @@ mod tests {
             batch.push(error());
             batch
         };
-        for (n, total) in [
-            (INLINE_ROWS, INLINE_ROWS),
-            (INLINE_ROWS + 1, 2 * INLINE_ROWS + 1),
-        ] {
-            let mut batch = batch_of(n);
-            write_batch(&db, &mut batch).await.unwrap();
-            assert_eq!(batch.len(), n + 1);
-            let total = total as i64;
-            let errors = if n == INLINE_ROWS { 1 } else { 2 };
+        for (n, total, errors) in [(3, 3, 1), (237, 240, 2)] {
+            write_batch(&db, &batch_of(n)).await.unwrap();
             assert_eq!(logged(&db).await, (total, total, errors));
         }
         db.close().await;

@@ -3,12 +3,16 @@
 //! A token is 32 bytes from the OS CSPRNG, base64url; only its SHA-256 is
 //! stored. Lookups are cached by that hash (positive and negative answers),
 //! and every change that must take effect at once (logout, password change,
-//! role change) invalidates the cache explicitly. Last-activity times are
-//! collected in memory and flushed to SQLite every few seconds.
+//! role change) invalidates the cache explicitly. Those changes are also
+//! recorded in `auth_invalidations`, which every running process reads every
+//! [`INVALIDATION_POLL`], so that a session ended by another process (the
+//! `create-admin` command, a second instance) stops working here within about
+//! a second. Last-activity times are collected in memory and flushed to
+//! SQLite every few seconds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -59,11 +63,19 @@ struct Live {
 /// How often last-activity times are written.
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often `auth_invalidations` is read for other processes' changes.
+pub const INVALIDATION_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Clone)]
 pub struct AuthCache {
     db: Db,
     cache: Cache<String, Entry>,
     touched: Arc<Mutex<HashMap<SessionId, Timestamp>>>,
+    /// Bumped by every invalidation: a lookup that raced with one does not
+    /// cache what it read.
+    generation: Arc<AtomicU64>,
+    /// The last `auth_invalidations.seq` applied.
+    applied: Arc<AtomicI64>,
 }
 
 /// A new random token and its stored hash.
@@ -91,6 +103,43 @@ impl AuthCache {
                 .support_invalidation_closures()
                 .build(),
             touched: Arc::default(),
+            generation: Arc::default(),
+            applied: Arc::default(),
+        }
+    }
+
+    /// Starts reading invalidations after the newest one (the cache is empty,
+    /// so older ones concern nothing in it). Called before serving.
+    pub async fn skip_past_invalidations(&self) -> anyhow::Result<()> {
+        let mut conn = self.db.reader.acquire().await?;
+        let seq = super::db::last_invalidation(&mut conn).await?;
+        self.applied.store(seq, Ordering::Release);
+        Ok(())
+    }
+
+    /// Forgets what other processes (or this one) recorded since the last
+    /// call; returns how many records were applied.
+    pub async fn apply_invalidations(&self) -> anyhow::Result<usize> {
+        let mut applied = 0;
+        loop {
+            let since = self.applied.load(Ordering::Acquire);
+            let rows = {
+                let mut conn = self.db.reader.acquire().await?;
+                super::db::invalidations_since(&mut conn, since, 500).await?
+            };
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                return Ok(applied);
+            };
+            applied += rows.len();
+            for row in &rows {
+                if let Some(user_id) = &row.user_id {
+                    self.forget_user(user_id);
+                }
+                if let Some(hash) = &row.token_hash {
+                    self.forget_token_hash(hash);
+                }
+            }
+            self.applied.store(last, Ordering::Release);
         }
     }
 
@@ -105,6 +154,7 @@ impl AuthCache {
         let entry = match self.cache.get(&hash) {
             Some(e) => e,
             None => {
+                let generation = self.generation.load(Ordering::Acquire);
                 let mut conn = self.db.reader.acquire().await?;
                 let row = super::db::find_live_by_token_hash(&mut conn, &hash, now).await?;
                 let entry = Entry {
@@ -118,7 +168,9 @@ impl AuthCache {
                         last_touch_ms: Arc::new(AtomicI64::new(0)),
                     }),
                 };
-                self.cache.insert(hash, entry.clone());
+                if self.generation.load(Ordering::Acquire) == generation {
+                    self.cache.insert(hash, entry.clone());
+                }
                 entry
             }
         };
@@ -163,6 +215,7 @@ impl AuthCache {
 
     /// Forgets one token (logout).
     pub fn forget_token_hash(&self, hash: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(hash);
     }
 
@@ -183,6 +236,7 @@ impl AuthCache {
 
     /// Forgets every cached session of a user (password or role change).
     pub fn forget_user(&self, user_id: &UserId) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let user_id = user_id.clone();
         let _ = self.cache.invalidate_entries_if(move |_, e| {
             e.live

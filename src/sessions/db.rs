@@ -85,6 +85,22 @@ pub async fn find(conn: &mut SqliteConnection, id: &SessionId) -> sqlx::Result<O
     .await
 }
 
+/// Whether a kept session of the user (live, or ended less than a day ago)
+/// logged in from `ip`.
+pub async fn has_session_from(
+    conn: &mut SqliteConnection,
+    user_id: &UserId,
+    ip: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM sessions WHERE user_id = ? AND ip = ?) AS "known!: bool""#,
+        user_id,
+        ip
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// A live session found by its token hash, with what authorization needs.
 pub struct LiveSession {
     pub session_id: SessionId,
@@ -228,4 +244,80 @@ pub async fn touch(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Deletes every session of a user (promotion to admin: no token issued
+/// before it may act as admin); returns how many.
+#[tracing::instrument(skip(conn))]
+pub async fn delete_all_for_user(
+    conn: &mut SqliteConnection,
+    user_id: &UserId,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!("DELETE FROM sessions WHERE user_id = ?", user_id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Records that cached authentications of `user_id` (every session) or of
+/// `token_hash` (one session) must be forgotten by every process.
+#[tracing::instrument(skip_all)]
+pub async fn log_invalidation(
+    conn: &mut SqliteConnection,
+    user_id: Option<&UserId>,
+    token_hash: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO auth_invalidations (user_id, token_hash) VALUES (?, ?)",
+        user_id,
+        token_hash
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub struct Invalidation {
+    pub seq: i64,
+    pub user_id: Option<UserId>,
+    pub token_hash: Option<String>,
+}
+
+/// Invalidations recorded after `seq`, oldest first.
+pub async fn invalidations_since(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Invalidation>> {
+    sqlx::query_as!(
+        Invalidation,
+        r#"SELECT seq AS "seq!", user_id AS "user_id: UserId", token_hash FROM auth_invalidations
+           WHERE seq > ? ORDER BY seq LIMIT ?"#,
+        seq,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The newest invalidation's `seq` (0 when there is none).
+pub async fn last_invalidation(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT coalesce(max(seq), 0) AS "n!: i64" FROM auth_invalidations"#)
+        .fetch_one(conn)
+        .await
+}
+
+/// Deletes invalidations recorded before `before` (every process has
+/// applied them long since).
+pub async fn prune_invalidations(
+    conn: &mut SqliteConnection,
+    before: Timestamp,
+) -> sqlx::Result<u64> {
+    let r = sqlx::query!(
+        "DELETE FROM auth_invalidations WHERE created_at < ?",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
 }

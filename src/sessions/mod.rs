@@ -2,6 +2,7 @@
 //! clean-up of dead sessions.
 
 pub mod auth;
+pub mod backoff;
 pub mod db;
 pub mod model;
 pub mod routes;
@@ -30,6 +31,8 @@ pub struct Sessions {
     pub config: Arc<Config>,
     pub users: Users,
     pub auth: AuthCache,
+    /// Per-account login backoff.
+    pub backoff: backoff::LoginBackoff,
 }
 
 /// Where a login came from (stored with the session).
@@ -47,6 +50,10 @@ pub async fn login(state: &Sessions, req: Login, origin: Origin) -> Result<Login
     // An unparseable email cannot match an account: answer like a wrong
     // password (same work, same 401) rather than revealing anything.
     let email = Email::parse(&req.email).ok();
+    let email_key = match &email {
+        Some(e) => e.as_str().to_string(),
+        None => req.email.trim().to_lowercase().chars().take(254).collect(),
+    };
     let creds = match &email {
         Some(e) => {
             let mut conn = state.db.reader.acquire().await?;
@@ -58,9 +65,19 @@ pub async fn login(state: &Sessions, req: Login, origin: Origin) -> Result<Login
         Some(c) => (Some(c.id), Some(c.password_hash)),
         None => (None, None),
     };
+    let ip_key = origin
+        .ip
+        .as_deref()
+        .map(|ip| format!("{email_key} from {ip}"));
+    let keys = [Some(email_key.as_str()), ip_key.as_deref()];
+    admit(state, &keys, user_id.as_ref(), origin.ip.as_deref()).await?;
     if !state.users.hasher.verify(req.password, hash).await? {
+        keys.iter().flatten().for_each(|k| state.backoff.failed(k));
         return Err(AppError::Unauthorized);
     }
+    keys.iter()
+        .flatten()
+        .for_each(|k| state.backoff.succeeded(k));
     let user_id = user_id.ok_or(AppError::Unauthorized)?;
 
     let (token, token_hash) = auth::new_token();
@@ -96,6 +113,39 @@ pub async fn login(state: &Sessions, req: Login, origin: Origin) -> Result<Login
         token_type: "Bearer",
         expires_at,
     })
+}
+
+/// Admits a login attempt past the per-account backoff (`keys`: the email,
+/// then the email from this address), or answers 429 with `Retry-After`.
+/// The email's backoff does not hold an address the account logged in from
+/// before (a kept session came from it): its owner is not locked out by
+/// someone guessing elsewhere; that address has its own count.
+async fn admit(
+    state: &Sessions,
+    [email_key, ip_key]: &[Option<&str>; 2],
+    user_id: Option<&UserId>,
+    ip: Option<&str>,
+) -> Result<()> {
+    if let Some(key) = email_key
+        && let Err(wait) = state.backoff.attempt(key)
+    {
+        let known = match (user_id, ip) {
+            (Some(user_id), Some(ip)) => {
+                let mut conn = state.db.reader.acquire().await?;
+                db::has_session_from(&mut conn, user_id, ip).await?
+            }
+            _ => false,
+        };
+        if !known {
+            return Err(AppError::RateLimited { retry_after: wait });
+        }
+    }
+    if let Some(key) = ip_key
+        && let Err(wait) = state.backoff.attempt(key)
+    {
+        return Err(AppError::RateLimited { retry_after: wait });
+    }
+    Ok(())
 }
 
 async fn find_visible(
@@ -158,12 +208,39 @@ pub async fn update(
 pub async fn revoke(state: &Sessions, caller: &Principal, id: &SessionId) -> Result<()> {
     find_visible(state, caller, id).await?;
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, id, Timestamp::now()).await?;
+    let hash = revoke_and_log(&mut tx, id).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
     }
     Ok(())
+}
+
+/// Revokes one session and records it for the other processes' caches;
+/// returns its token hash.
+async fn revoke_and_log(
+    conn: &mut sqlx::SqliteConnection,
+    id: &SessionId,
+) -> sqlx::Result<Option<String>> {
+    let hash = db::revoke(conn, id, Timestamp::now()).await?;
+    if let Some(hash) = &hash {
+        db::log_invalidation(conn, None, Some(hash)).await?;
+    }
+    Ok(hash)
+}
+
+/// Ends every session of a user by deleting it (promotion to admin: no token
+/// issued before may act as admin, in this process, another one, or after a
+/// restart). The caller owns the transaction and then calls
+/// [`AuthCache::forget_user`]; other processes forget within
+/// [`auth::INVALIDATION_POLL`].
+pub async fn delete_all_for_user(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: &UserId,
+) -> sqlx::Result<u64> {
+    let n = db::delete_all_for_user(conn, user_id).await?;
+    db::log_invalidation(conn, Some(user_id), None).await?;
+    Ok(n)
 }
 
 pub async fn list_for_user(
@@ -223,7 +300,7 @@ pub async fn issue_internal(
 /// once.
 pub async fn revoke_internal(state: &Sessions, session_id: &SessionId) -> anyhow::Result<()> {
     let mut tx = state.db.begin_write().await?;
-    let hash = db::revoke(&mut tx, session_id, Timestamp::now()).await?;
+    let hash = revoke_and_log(&mut tx, session_id).await?;
     tx.commit().await?;
     if let Some(hash) = hash {
         state.auth.forget_token_hash(&hash);
@@ -236,6 +313,7 @@ pub async fn prune(state: &Sessions) -> anyhow::Result<u64> {
     let before = Timestamp::now() - chrono::Duration::days(1);
     let mut tx = state.db.begin_write().await?;
     let n = db::delete_dead(&mut tx, before).await?;
+    db::prune_invalidations(&mut tx, before).await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -261,14 +339,22 @@ pub async fn maintenance(
     }])
 }
 
-/// Background work: flush last-activity times; prune dead sessions hourly.
+/// Background work: flush last-activity times; apply other processes'
+/// invalidations every second; prune dead sessions hourly.
 pub fn spawn_workers(state: &Sessions, tracker: &TaskTracker, shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
         let mut touch = tokio::time::interval(auth::TOUCH_INTERVAL);
+        let mut poll = tokio::time::interval(auth::INVALIDATION_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune_tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tokio::select! {
+                _ = poll.tick() => {
+                    if let Err(e) = st.auth.apply_invalidations().await {
+                        tracing::warn!(error = %format!("{e:#}"), "failed to read session invalidations");
+                    }
+                }
                 _ = touch.tick() => {
                     if let Err(e) = st.auth.flush_activity().await {
                         tracing::warn!(error = %format!("{e:#}"), "failed to record session activity");

@@ -37,6 +37,7 @@ where
         (status = 201, body = LoginResponse),
         (status = 401, description = "unknown email or wrong password", body = Problem),
         (status = 422, body = Problem),
+        (status = 429, description = "too many attempts from this address, or this account is backed off after failed logins (Retry-After)", body = Problem),
         (status = 503, description = "too many logins at once", body = Problem),
     ))]
 async fn login(

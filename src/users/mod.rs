@@ -198,6 +198,12 @@ impl Users {
         };
         let now = Timestamp::now();
         let mut tx = self.db.begin_write().await?;
+        let promoted = match req.role {
+            Some(Role::Admin) => db::find(&mut tx, user_id)
+                .await?
+                .is_some_and(|u| Role::from_db(&u.role) != Role::Admin),
+            _ => false,
+        };
         let row = db::update(
             &mut tx,
             user_id,
@@ -214,6 +220,12 @@ impl Users {
         .ok_or(AppError::NotFound)?;
         if new_hash.is_some() {
             crate::sessions::db::revoke_all_for_user(&mut tx, user_id, now).await?;
+        }
+        if promoted {
+            let ended = crate::sessions::delete_all_for_user(&mut tx, user_id).await?;
+            tracing::warn!(%user_id, by = %caller.user_id, ended_sessions = ended, "account promoted to admin; its sessions were ended");
+        } else if new_hash.is_some() || req.role.is_some() {
+            crate::sessions::db::log_invalidation(&mut tx, Some(user_id), None).await?;
         }
         tx.commit().await?;
         self.profiles.invalidate(user_id);
@@ -241,12 +253,16 @@ impl Users {
         self.profiles.invalidate(user_id);
     }
 
-    /// Creates or promotes an admin account; used by start-up bootstrap and
-    /// the `create-admin` command.
+    /// Creates an admin account; used by start-up bootstrap and the
+    /// `create-admin` command. An existing account with this email (which
+    /// anyone could have registered first) is refused unless
+    /// `promote_existing`: then it becomes admin with this password and every
+    /// session it had is ended (deleted, and forgotten by every process).
     pub async fn ensure_admin(
         &self,
         email: &str,
         password: SecretString,
+        promote_existing: bool,
     ) -> anyhow::Result<UserId> {
         let email =
             Email::parse(email).map_err(|e| anyhow::anyhow!("admin email {}", e.message))?;
@@ -258,6 +274,10 @@ impl Users {
             .await
             .map_err(|e| anyhow::anyhow!("failed to hash the admin password: {e}"))?;
         let mut tx = self.db.begin_write().await?;
+        let existing = db::credentials_by_email(&mut tx, email.as_str()).await?;
+        if existing.is_some() && !promote_existing {
+            return Err(AccountExists.into());
+        }
         let id = db::upsert_admin(
             &mut tx,
             &UserId::generate(),
@@ -267,6 +287,10 @@ impl Users {
         )
         .await
         .context("failed to store the admin account")?;
+        if existing.is_some() {
+            let ended = crate::sessions::delete_all_for_user(&mut tx, &id).await?;
+            tracing::warn!(user_id = %id, ended_sessions = ended, "existing account promoted to admin; its sessions were ended");
+        }
         tx.commit().await?;
         self.auth.forget_user(&id);
         self.profiles.invalidate(&id);
@@ -274,7 +298,9 @@ impl Users {
     }
 
     /// At start-up: creates the first admin from ADMIN_EMAIL/ADMIN_PASSWORD
-    /// when there is no admin yet.
+    /// when there is no admin yet. An existing account with that email is
+    /// never promoted (its owner may be whoever signed up first): the
+    /// service says so loudly and starts without an admin.
     pub async fn bootstrap_admin(
         &self,
         email: Option<&str>,
@@ -291,8 +317,31 @@ impl Users {
             tracing::debug!("an admin exists; ADMIN_EMAIL bootstrap skipped");
             return Ok(());
         }
-        self.ensure_admin(email, password.clone()).await?;
-        tracing::info!(%email, "created the first admin from ADMIN_EMAIL");
-        Ok(())
+        match self.ensure_admin(email, password.clone(), false).await {
+            Ok(_) => {
+                tracing::info!(%email, "created the first admin from ADMIN_EMAIL");
+                Ok(())
+            }
+            Err(e) if e.is::<AccountExists>() => {
+                tracing::error!(
+                    %email,
+                    "ADMIN_EMAIL names an account that already exists (anyone may have \
+                     registered it): it was NOT made admin and no admin was created; check \
+                     that the account is yours, then run `hs-platform create-admin --email \
+                     <email> --promote-existing`"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
+
+/// `ensure_admin` refused an email that already has an account.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "an account with this email already exists and was not made admin (anyone may have \
+     registered it); if it is yours, run again with --promote-existing: it then becomes admin \
+     with the given password and all its sessions are ended"
+)]
+pub struct AccountExists;

@@ -121,17 +121,15 @@ impl TestApp {
 
     /// Waits until `n` ai_calls rows exist (streams record after the answer).
     async fn wait_ai_calls(&self, n: usize) -> Vec<Value> {
-        for _ in 0..200 {
+        wait_until(&format!("{n} ai_calls rows"), async || {
             let rows = self.ai_calls().await;
             if rows.len() >= n {
-                return rows;
+                Ok(rows)
+            } else {
+                Err(Value::from(rows))
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!(
-            "expected {n} ai_calls rows, got {:?}",
-            self.ai_calls().await
-        );
+        })
+        .await
     }
 }
 
@@ -582,8 +580,15 @@ async fn the_breaker_opens_after_repeated_failures_then_a_probe_closes_it() {
 
     // After the cool-down, one probe succeeds and closes it.
     fake.set_default(None);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(app.state.ai.health().breaker, "half_open");
+    wait_until("the breaker to half-open after its cool-down", async || {
+        let breaker = app.state.ai.health().breaker;
+        if breaker == "half_open" {
+            Ok(())
+        } else {
+            Err(breaker)
+        }
+    })
+    .await;
     let res = app
         .chat_wait(&user.token, json!({"message": "Hello"}), 20)
         .await;
@@ -711,6 +716,78 @@ async fn a_spent_daily_budget_answers_429_until_midnight() {
 }
 
 #[tokio::test]
+async fn parallel_chats_against_a_small_budget_reach_upstream_only_as_often_as_it_allows() {
+    let fake = FakeClaude::start().await;
+    // Every answer costs 5 input + 30 output tokens.
+    fake.set_default(Some(Reply::answer(&"word ".repeat(30))));
+    let app = spawn_ai_app(&fake, &[("AI_DAILY_TOKEN_BUDGET", "100")]).await;
+    let attacker = app.new_user().await;
+    // Each call reserves its input estimate (16) plus maxTokens (40) = 56.
+    let body = json!({"message": "Hello there", "maxTokens": 40});
+    let jobs = (0..12).map(|_| app.chat_wait(&attacker.token, body.clone(), 30));
+    let streams = (0..12).map(|_| app.chat_stream(&attacker.token, body.clone()));
+    let (jobs, streams) = tokio::join!(
+        futures::future::join_all(jobs),
+        futures::future::join_all(streams)
+    );
+
+    let mut answered = 0;
+    for res in jobs {
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "budget_exhausted").await;
+            continue;
+        }
+        assert_eq!(res.status(), StatusCode::OK);
+        let job: Value = res.json().await.unwrap();
+        match job["status"].as_str() {
+            Some("succeeded") => answered += 1,
+            _ => assert_eq!(job["error"]["code"], "budget_exhausted", "{job}"),
+        }
+    }
+    for (head, events) in streams {
+        if head.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(head.headers.contains_key("retry-after"));
+            continue;
+        }
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(events.last().unwrap().event, "done", "{events:?}");
+        answered += 1;
+    }
+    // A call starts only while used + reserved < 100, and each uses 35:
+    // at most (100 + 56) / 35 = 4 calls, whatever the interleaving.
+    let calls = fake.message_calls();
+    assert!((1..=4).contains(&calls), "{calls} calls reached upstream");
+    assert_eq!(answered, calls);
+
+    // Another account's budget is its own.
+    let other = app.new_user().await;
+    let res = app.chat_wait(&other.token, body.clone(), 30).await;
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+}
+
+#[tokio::test]
+async fn a_global_budget_stops_every_account_once_spent() {
+    let fake = FakeClaude::start().await;
+    let app = spawn_ai_app(&fake, &[("AI_GLOBAL_DAILY_TOKEN_BUDGET", "10")]).await;
+    let first = app.new_user().await;
+    let second = app.new_user().await;
+    let res = app
+        .chat_wait(&first.token, json!({"message": "Hello there"}), 20)
+        .await;
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let res = app.chat(&second.token, json!({"message": "Hi"})).await;
+    assert!(res.headers().contains_key("retry-after"));
+    let body = assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "budget_exhausted").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("service's"),
+        "{body}"
+    );
+    assert_eq!(fake.message_calls(), 1);
+}
+
+#[tokio::test]
 async fn token_usage_appears_in_the_user_profile_statistics() {
     let fake = FakeClaude::start().await;
     let app = spawn_ai_app(&fake, &[]).await;
@@ -722,19 +799,20 @@ async fn token_usage_appears_in_the_user_profile_statistics() {
     let usage = job["result"]["usage"].clone();
 
     // Profiles are cached for a few seconds: poll.
-    let mut profile = Value::Null;
-    let (timeout, every) = (Duration::from_secs(15), Duration::from_millis(250));
-    let shown = wait_until(timeout, every, async || {
-        profile = app
+    let profile = wait_until("the profile's stats to show the call", async || {
+        let profile: Value = app
             .get_user(&user.id, &user.token)
             .await
             .json()
             .await
             .unwrap();
-        profile["stats"]["aiCalls"] == 1
+        if profile["stats"]["aiCalls"] == 1 {
+            Ok(profile)
+        } else {
+            Err(profile)
+        }
     })
     .await;
-    assert!(shown.is_ok(), "stats never showed the call: {profile}");
     let stats = &profile["stats"];
     assert_eq!(stats["aiInputTokens"], usage["inputTokens"]);
     assert_eq!(stats["aiOutputTokens"], usage["outputTokens"]);
@@ -789,14 +867,15 @@ async fn configured_models_are_checked_against_the_models_api_at_start_up() {
         )],
     )
     .await;
-    let mut health = app.state.ai.health();
-    let (timeout, every) = (Duration::from_secs(10), Duration::from_millis(20));
-    let reported = wait_until(timeout, every, async || {
-        health = app.state.ai.health();
-        health.detail.contains("claude-retired-3-0")
+    let health = wait_until("the retired model to be reported", async || {
+        let health = app.state.ai.health();
+        if health.detail.contains("claude-retired-3-0") {
+            Ok(health)
+        } else {
+            Err(format!("{health:?}"))
+        }
     })
     .await;
-    assert!(reported.is_ok(), "never reported: {health:?}");
     assert!(health.configured);
     assert!(!health.detail.contains("claude-sonnet-4-5,"));
     let paths: Vec<String> = fake.requests().iter().map(|r| r.path.clone()).collect();

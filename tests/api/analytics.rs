@@ -7,7 +7,7 @@ use std::process::Command;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app};
+use crate::helpers::{TestApp, TestUser, assert_problem, spawn_app, wait_until};
 
 impl TestApp {
     pub async fn analytics_summary(&self, token: &str, query: &str) -> reqwest::Response {
@@ -77,13 +77,15 @@ async fn scenario(app: &TestApp) -> (TestUser, Vec<TestUser>) {
     // The admin's own (authenticated) requests count as activity too: wait
     // until one of them is written.
     let mine = format!("/api/monitoring/logs?userId={}", admin.id);
-    for _ in 0..100 {
+    wait_until("a logged request of the admin", async || {
         let body: Value = app.get_json(&mine, &admin.token).await;
-        if !body["items"].as_array().unwrap().is_empty() {
-            break;
+        if body["items"].as_array().unwrap().is_empty() {
+            Err(body)
+        } else {
+            Ok(())
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // Jobs, files and AI calls written by an outside writer (these domains
     // write them in production), while the service runs.
     let u0 = &users[0].id;
@@ -230,20 +232,17 @@ async fn the_sql_views_answer_with_the_sqlite3_cli_while_the_service_serves() {
     );
     busy.await.unwrap();
     // The request views agree with the summary once the log is written.
-    let mut view = 0i64;
-    for _ in 0..100 {
-        view = app
+    let view: i64 = wait_until("208 logged reads in v_route_latency_daily", async || {
+        let view: i64 = app
             .sqlite3(&format!(
                 "SELECT coalesce(sum(requests), 0) FROM v_route_latency_daily
                  WHERE day = '{day}' AND route = '/api/users/{{userId}}' AND method = 'GET'"
             ))
             .parse()
             .unwrap();
-        if view >= 208 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        if view >= 208 { Ok(view) } else { Err(view) }
+    })
+    .await;
     assert_eq!(view, 208);
     let p95: f64 = app
         .sqlite3(&format!(

@@ -10,7 +10,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, TestUser, assert_problem, error_fields, spawn_app, spawn_app_with, wait_until,
+};
 
 const BOUNDARY: &str = "hs-test-boundary-7d1c";
 
@@ -71,25 +73,19 @@ impl TestApp {
             .unwrap();
         let status = res.status();
         let job: Value = res.json().await.unwrap();
-        assert!(
-            status == StatusCode::OK || status == StatusCode::ACCEPTED,
-            "{status}: {job}"
+        // `Prefer: wait` answers 200 with the finished job when it finished
+        // in time, else 202 with the job still queued or running.
+        let finished = matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
         );
-        self.wait_file_job(token, job["id"].as_str().unwrap()).await
-    }
-
-    async fn wait_file_job(&self, token: &str, id: &str) -> Value {
-        for _ in 0..240 {
-            let job: Value = self.get_json(&format!("/api/jobs/{id}"), token).await;
-            if matches!(
-                job["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        panic!("job {id} did not finish");
+        let expected = if finished {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        assert_eq!(status, expected, "{job}");
+        self.wait_job(job["id"].as_str().unwrap(), token).await
     }
 
     async fn download(&self, token: &str, file: &Value) -> Vec<u8> {
@@ -617,35 +613,55 @@ async fn the_file_list_pages_with_a_cursor() {
 
 #[tokio::test]
 async fn over_the_quota_uploads_and_submissions_are_507_and_a_job_fails_with_quota_exceeded() {
-    let app = spawn_app_with(&[("STORAGE_QUOTA_BYTES", "1000")]).await;
+    // The per-user quota defaults to a tenth of this: 2,000 bytes.
+    let app = spawn_app_with(&[("STORAGE_QUOTA_BYTES", "20000")]).await;
     let user = app.new_user().await;
-    // A PDF embeds a font: far over 1000 bytes, which only the job can tell.
-    let job = app.generate(&user.token, "pdf", long_document()).await;
+    // A PDF embeds a font: far over the quota, which only the job can tell.
+    let small = json!({"title": "T", "sections": [{"type": "paragraph", "text": "Hi"}]});
+    let job = app.generate(&user.token, "pdf", small).await;
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "quota_exceeded");
     assert!(app.files_on_disk().is_empty(), "a refused file is removed");
-
+    // A request whose queued payload alone is over the quota is refused.
     let res = app
-        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 900])
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let res = app
-        .upload(&user.token, "b.txt", "text/plain", &[b'b'; 200])
+        .post(
+            "/api/files/generate/pdf",
+            Some(&user.token),
+            long_document(),
+        )
         .await;
     assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
 
     let res = app
-        .upload(&user.token, "c.txt", "text/plain", &[b'c'; 100])
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 2001])
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 2000])
         .await;
     assert_eq!(
         res.status(),
         StatusCode::CREATED,
         "exactly at the quota is fine"
     );
+    let res = app.upload(&user.token, "b.txt", "text/plain", b"b").await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+
+    // Nine more accounts fill the total quota; the eleventh meets it.
+    for _ in 0..9 {
+        let other = app.new_user().await;
+        let res = app
+            .upload(&other.token, "c.txt", "text/plain", &[b'c'; 2000])
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let late = app.new_user().await;
+    let res = app.upload(&late.token, "d.txt", "text/plain", b"d").await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
     let res = app
         .post(
             "/api/files/generate/csv",
-            Some(&user.token),
+            Some(&late.token),
             json!({"columns": [{"key": "a"}], "rows": []}),
         )
         .await;
@@ -673,6 +689,201 @@ async fn a_per_user_quota_limits_one_user_but_not_another() {
             .status(),
         StatusCode::CREATED
     );
+}
+
+#[tokio::test]
+async fn one_accounts_uploads_stop_at_its_quota_with_507_while_another_can_still_upload() {
+    let app = spawn_app_with(&[("USER_QUOTA_BYTES", "1000")]).await;
+    let attacker = app.new_user().await;
+    let victim = app.new_user().await;
+    // The attacker uploads until refused: exactly ten 100-byte files fit.
+    let mut stored = 0;
+    loop {
+        let res = app
+            .upload(&attacker.token, "fill.txt", "text/plain", &[b'x'; 100])
+            .await;
+        if res.status() != StatusCode::CREATED {
+            assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+            break;
+        }
+        stored += 1;
+        assert!(stored <= 10, "the quota did not stop the uploads");
+    }
+    assert_eq!(stored, 10);
+    assert_eq!(
+        app.files_on_disk().len(),
+        10,
+        "the refused upload left nothing"
+    );
+    let res = app
+        .upload(&victim.token, "mine.txt", "text/plain", &[b'v'; 100])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn queued_job_payloads_count_against_their_owners_quota() {
+    let app = spawn_app_with(&[("USER_QUOTA_BYTES", "2000")]).await;
+    let user = app.new_user().await;
+    let other = app.new_user().await;
+    // A job that will not run for an hour, holding 1,500 bytes of payload.
+    let payload = json!({"filler": "p".repeat(1500)});
+    app.state
+        .jobs
+        .enqueue(
+            hs_platform::jobs::NewJob::new("jobs.noop", payload)
+                .owner(&user.user_id())
+                .run_at(hs_platform::time::Timestamp::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap();
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", &[b'a'; 600])
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    // A generation request whose own payload would not fit is refused too.
+    let rows: Vec<Value> = (0..40).map(|i| json!({"a": format!("row {i}")})).collect();
+    let res = app
+        .post(
+            "/api/files/generate/csv",
+            Some(&user.token),
+            json!({"columns": [{"key": "a"}], "rows": rows}),
+        )
+        .await;
+    assert_problem(res, StatusCode::INSUFFICIENT_STORAGE, "quota_exceeded").await;
+    let res = app
+        .upload(&user.token, "b.txt", "text/plain", &[b'b'; 400])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED, "what is left still fits");
+    let res = app
+        .upload(&other.token, "c.txt", "text/plain", &[b'c'; 600])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_disk_at_its_free_space_floor_refuses_files_and_backups_with_507_and_writes_nothing() {
+    // A floor larger than any disk: the disk is always "at its floor".
+    let app = spawn_app_with(&[("STORAGE_MIN_FREE_BYTES", "1152921504606846976")]).await;
+    let user = app.new_user().await;
+    let res = app
+        .upload(&user.token, "a.txt", "text/plain", b"hello")
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    let res = app
+        .post(
+            "/api/files/generate/csv",
+            Some(&user.token),
+            json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]}),
+        )
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+
+    // A job queued before the disk filled fails when it would store its file.
+    let job = app
+        .state
+        .jobs
+        .enqueue(
+            hs_platform::jobs::NewJob::new(
+                "files.csv",
+                json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]}),
+            )
+            .owner(&user.user_id()),
+        )
+        .await
+        .unwrap();
+    let job = app.wait_job(&job.id.to_string(), &user.token).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "insufficient_storage");
+    assert!(app.files_on_disk().is_empty(), "{:?}", app.files_on_disk());
+
+    let admin = app.new_admin().await;
+    let res = app
+        .post("/api/maintenance/backups", Some(&admin.token), json!({}))
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    let backups = app.data_dir().join("backups");
+    let left = std::fs::read_dir(&backups).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "no backup file was written");
+
+    // The database keeps working: accounts, sessions, profiles.
+    let again = app.new_user().await;
+    let res = app.get_user(&again.id, &again.token).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// Mounts a tiny tmpfs on `dir` (root only); false when not permitted.
+fn mount_tiny_tmpfs(dir: &Path, size: &str) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn an_upload_that_meets_a_full_disk_answers_507_and_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    if !mount_tiny_tmpfs(&files, "512k") {
+        eprintln!(
+            "SKIPPED an_upload_that_meets_a_full_disk_answers_507_and_leaves_no_partial_file: \
+             mounting a tmpfs is not permitted here (needs root)"
+        );
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(files.clone());
+    let app = crate::helpers::spawn_app_in_with(
+        dir,
+        &[
+            // No floor: the write itself meets "no space left on device".
+            ("STORAGE_MIN_FREE_BYTES", "0"),
+            ("STORAGE_QUOTA_BYTES", "104857600"),
+        ],
+    )
+    .await;
+    let user = app.new_user().await;
+    let res = app
+        .upload(&user.token, "big.txt", "text/plain", &vec![b'x'; 1 << 20])
+        .await;
+    assert_problem(
+        res,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+    )
+    .await;
+    assert!(app.files_on_disk().is_empty(), "{:?}", app.files_on_disk());
+    // A file that fits is still accepted, and the database kept working.
+    let res = app
+        .upload(&user.token, "small.txt", "text/plain", &[b'y'; 1000])
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let mut app = app;
+    app.stop().await;
+    drop(_unmount);
 }
 
 #[tokio::test]
@@ -768,6 +979,7 @@ struct Site {
     port: u16,
     forbidden_hits: Arc<AtomicUsize>,
     slow_hits: Arc<AtomicUsize>,
+    popup_hits: Arc<AtomicUsize>,
 }
 
 async fn serve_site() -> Site {
@@ -777,6 +989,8 @@ async fn serve_site() -> Site {
     let port = listener.local_addr().unwrap().port();
     let forbidden_hits = Arc::new(AtomicUsize::new(0));
     let slow_hits = Arc::new(AtomicUsize::new(0));
+    let popup_hits = Arc::new(AtomicUsize::new(0));
+    let p1 = popup_hits.clone();
     let (f1, f2, s1) = (
         forbidden_hits.clone(),
         forbidden_hits.clone(),
@@ -811,6 +1025,73 @@ async fn serve_site() -> Site {
             get(move || async move { Redirect::temporary(&format!("http://localhost:{port}/secret")) }),
         )
         .route(
+            "/escape",
+            get(move || async move {
+                Html(format!(
+                    "<!doctype html><body style='background:rgb(0,128,255)'><script>\
+                     const canary = 'http://localhost:{port}/secret';\
+                     try {{ window.open(canary + '?popup'); }} catch (e) {{}}\
+                     try {{ new Worker('/worker.js'); }} catch (e) {{}}\
+                     try {{ navigator.serviceWorker.register('/sw.js'); }} catch (e) {{}}\
+                     try {{ new WebSocket('ws://localhost:{port}/secret'); }} catch (e) {{}}\
+                     for (const ms of [300, 1500, 3000]) setTimeout(() => {{ location.href = canary + '?timer' + ms; }}, ms);\
+                     </script></body>"
+                ))
+            }),
+        )
+        .route(
+            "/opener",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'><script>\
+                     const w = window.open('/popup');\
+                     document.body.style.background = w ? 'rgb(255,0,0)' : 'rgb(0,128,255)';\
+                     </script></body>",
+                )
+            }),
+        )
+        .route(
+            "/popup",
+            get(move || async move {
+                p1.fetch_add(1, Ordering::SeqCst);
+                Html("popup")
+            }),
+        )
+        .route(
+            "/tall",
+            get(move || async move {
+                Html(
+                    "<!doctype html><body style='margin:0'>\
+                     <div id='tall' style='width:150px;height:40000px;background:rgb(0,128,255)'></div></body>",
+                )
+            }),
+        )
+        .route(
+            "/worker.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?worker').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/sw.js",
+            get(move || async move {
+                (
+                    [("content-type", "text/javascript")],
+                    format!("setInterval(() => fetch('http://localhost:{port}/secret?sw').catch(() => {{}}), 200);"),
+                )
+            }),
+        )
+        .route(
+            "/wait",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Html("<body style='background:white'>done</body>")
+            }),
+        )
+        .route(
             "/slow",
             get(move || async move {
                 s1.fetch_add(1, Ordering::SeqCst);
@@ -825,6 +1106,7 @@ async fn serve_site() -> Site {
         port,
         forbidden_hits,
         slow_hits,
+        popup_hits,
     }
 }
 
@@ -838,11 +1120,16 @@ fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>, png::ColorType) {
 }
 
 async fn screenshot_app() -> (TestApp, TestUser, Site) {
-    let app = spawn_app_with(&[
+    screenshot_app_with(&[]).await
+}
+
+async fn screenshot_app_with(settings: &[(&str, &str)]) -> (TestApp, TestUser, Site) {
+    let mut all = vec![
         ("SCREENSHOT_ALLOWED_HOSTS", "127.0.0.1"),
         ("SCREENSHOT_CONCURRENCY", "2"),
-    ])
-    .await;
+    ];
+    all.extend_from_slice(settings);
+    let app = spawn_app_with(&all).await;
     let user = app.new_user().await;
     let site = serve_site().await;
     (app, user, site)
@@ -940,6 +1227,11 @@ async fn screenshot_urls_that_reach_private_addresses_are_refused_with_422() {
             .await;
         let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert_eq!(body["errors"][0]["field"], "url", "{url}: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("127.0.0.1") && !message.contains("::1"),
+            "{url}: the message names the address: {message}"
+        );
     }
 }
 
@@ -956,6 +1248,179 @@ async fn a_redirect_to_a_refused_address_fails_the_job_without_reaching_it() {
     assert_eq!(job["status"], "failed", "{job}");
     assert_eq!(job["error"]["code"], "url_refused", "{job}");
     assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn popups_workers_and_timers_of_a_page_never_reach_a_loopback_canary_even_after_the_job() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/escape", site.port), "waitUntil": "load",
+                   "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    // A second job that takes a few seconds: whatever the first page left
+    // behind (timers at 1.5 s and 3 s, a worker and a service worker
+    // fetching every 200 ms, a popup) would have hit the canary by now.
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/wait", site.port), "timeoutMs": 20000}),
+        )
+        .await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(site.forbidden_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_page_cannot_open_a_popup_even_to_an_allowed_address() {
+    let (app, user, site) = screenshot_app().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/opener", site.port), "viewport": {"width": 100, "height": 80},
+                   "waitUntil": "load", "timeoutMs": 20000}),
+        )
+        .await;
+    let file = succeeded_file(&job);
+    let (w, h, pixels, color) = decode_png(&app.download(&user.token, &file).await);
+    let step = if color == png::ColorType::Rgba { 4 } else { 3 };
+    let center = ((h / 2 * w + w / 2) as usize) * step;
+    assert_eq!(
+        &pixels[center..center + 3],
+        &[0, 128, 255],
+        "window.open returned null (red: the popup opened)"
+    );
+    assert_eq!(site.popup_hits.load(Ordering::SeqCst), 0);
+    // The switches reached Chromium as switches (not as ignored `----x`).
+    let cmdlines: Vec<String> = browser_pids(&app.data_dir())
+        .iter()
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .collect();
+    let all = cmdlines.join("\n");
+    assert!(all.contains(" --proxy-server=http://127.0.0.1:"), "{all}");
+    assert!(
+        !all.contains("----") && !all.contains("disable-popup-blocking"),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_40000_px_tall_page_is_captured_at_most_16384_px_tall() {
+    let (app, user, site) = screenshot_app().await;
+    for extra in [json!({"fullPage": true}), json!({"selector": "#tall"})] {
+        let mut body = json!({"url": format!("http://127.0.0.1:{}/tall", site.port),
+                              "viewport": {"width": 200, "height": 100}, "timeoutMs": 30000});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let job = app.generate(&user.token, "screenshot", body).await;
+        let file = succeeded_file(&job);
+        let bytes = app.download(&user.token, &file).await;
+        // The header alone: the image is never decoded whole.
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes))
+            .read_info()
+            .unwrap();
+        let (w, h) = (reader.info().width, reader.info().height);
+        assert!(w <= 200 && h == 16_384, "{extra}: {w}x{h}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_browser_is_shut_down_and_relaunched_by_the_next_screenshot() {
+    let (app, user, site) = screenshot_app_with(&[("SCREENSHOT_IDLE_SECONDS", "1")]).await;
+    let admin = app.new_admin().await;
+    let url = format!("http://127.0.0.1:{}/", site.port);
+    for round in 0..2 {
+        let job = app
+            .generate(
+                &user.token,
+                "screenshot",
+                json!({"url": url, "viewport": {"width": 100, "height": 80}}),
+            )
+            .await;
+        succeeded_file(&job);
+        wait_until(
+            &format!("round {round}: no Chromium process left"),
+            async || {
+                let pids = browser_pids(&app.data_dir());
+                if pids.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{pids:?}"))
+                }
+            },
+        )
+        .await;
+    }
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let browser = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .unwrap()
+        .clone();
+    let detail = browser["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("started on first use") && detail.contains("2 launches"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn the_browsers_resident_memory_is_reported_and_counts_towards_the_rss_alert() {
+    let (app, user, site) = screenshot_app_with(&[
+        ("ALERT_INTERVAL_SECONDS", "1"),
+        ("ALERT_MAX_RSS_BYTES", "1"),
+        ("ALERT_MIN_FREE_DISK_BYTES", "0"),
+    ])
+    .await;
+    let admin = app.new_admin().await;
+    let job = app
+        .generate(
+            &user.token,
+            "screenshot",
+            json!({"url": format!("http://127.0.0.1:{}/", site.port), "viewport": {"width": 100, "height": 80}}),
+        )
+        .await;
+    succeeded_file(&job);
+    let system: Value = app.get_json("/api/monitoring/system", &admin.token).await;
+    assert!(system["browserProcesses"].as_u64().unwrap() > 0, "{system}");
+    assert!(system["browserRssBytes"].as_u64().unwrap() > 0, "{system}");
+    let health: Value = app
+        .get_json("/api/monitoring/health-detailed", &admin.token)
+        .await;
+    let detail = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "browser")
+        .map(|c| c["detail"].to_string())
+        .unwrap();
+    assert!(detail.contains("MiB resident"), "{detail}");
+    wait_until("the max_rss alert to fire", async || {
+        let alerts: Value = app.get_json("/api/monitoring/alerts", &admin.token).await;
+        let fired = alerts["firing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "max_rss" && a["value"].as_f64().unwrap_or(0.0) > 1.0);
+        if fired {
+            Ok(())
+        } else {
+            Err(alerts.to_string())
+        }
+    })
+    .await;
 }
 
 fn browser_pids(data_dir: &Path) -> Vec<u32> {
@@ -987,16 +1452,13 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
         .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let slow_job: Value = res.json().await.unwrap();
-    for _ in 0..200 {
-        if site.slow_hits.load(Ordering::SeqCst) > 0 {
-            break;
+    wait_until("the browser to reach the slow page", async || {
+        match site.slow_hits.load(Ordering::SeqCst) {
+            0 => Err("no hit yet"),
+            _ => Ok(()),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        site.slow_hits.load(Ordering::SeqCst) > 0,
-        "the browser reached the page"
-    );
+    })
+    .await;
     let pids = browser_pids(&app.data_dir());
     assert!(!pids.is_empty(), "a browser is running");
     for pid in &pids {
@@ -1016,20 +1478,16 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
     let (w, h, _, _) = decode_png(&app.download(&user.token, &file).await);
     assert_eq!((w, h), (100, 80));
     let slow = app
-        .wait_file_job(&user.token, slow_job["id"].as_str().unwrap())
+        .wait_job(slow_job["id"].as_str().unwrap(), &user.token)
         .await;
     assert_ne!(slow["status"], "running");
 
     // Stopping the service leaves no browser process behind.
     let dir = app.data_dir();
     app.stop().await;
-    let mut left = browser_pids(&dir);
-    for _ in 0..50 {
-        if left.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = browser_pids(&dir)
+    // Zombies (exited, not yet reaped by their parent) are not running.
+    wait_until("every browser process to exit", async || {
+        let left: Vec<u32> = browser_pids(&dir)
             .into_iter()
             .filter(|p| {
                 std::fs::read_to_string(format!("/proc/{p}/stat"))
@@ -1037,6 +1495,11 @@ async fn a_browser_killed_mid_job_is_relaunched_and_the_next_job_succeeds() {
                     .unwrap_or(false)
             })
             .collect();
-    }
-    assert!(left.is_empty(), "leaked browser processes: {left:?}");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("leaked: {left:?}"))
+        }
+    })
+    .await;
 }

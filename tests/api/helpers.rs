@@ -54,6 +54,9 @@ fn base_env(dir: &TempDir) -> HashMap<String, String> {
     env.insert("AI_RATE_LIMIT_PER_MINUTE".into(), "0".into());
     env.insert("SHUTDOWN_GRACE_SECONDS".into(), "5".into());
     env.insert("SQLITE_SYNCHRONOUS".into(), "NORMAL".into());
+    // Tests do not depend on how full the build machine's disk is; the
+    // floor's own tests set it.
+    env.insert("STORAGE_MIN_FREE_BYTES".into(), "1048576".into());
     env
 }
 
@@ -81,7 +84,15 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
 /// Starts the real service on a data directory the test prepared (a
 /// database file left by an earlier version, say).
 pub async fn spawn_app_in(dir: TempDir) -> TestApp {
-    let env = base_env(&dir);
+    spawn_app_in_with(dir, &[]).await
+}
+
+/// [`spawn_app_in`] with extra settings.
+pub async fn spawn_app_in_with(dir: TempDir, settings: &[(&str, &str)]) -> TestApp {
+    let mut env = base_env(&dir);
+    for (k, v) in settings {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
     start(dir, env).await
 }
 
@@ -246,43 +257,40 @@ impl TestApp {
             .await
     }
 
-    pub async fn get_job(&self, id: &str, token: &str) -> Response {
+    /// `id`: the text of a job id, or a `JobId`.
+    pub async fn get_job(&self, id: &(impl AsRef<str> + ?Sized), token: &str) -> Response {
+        let id = id.as_ref();
         self.get(&format!("/api/jobs/{id}"), Some(token)).await
     }
 
-    /// Polls a job until it is finished (or 30 s pass); returns its body.
-    pub async fn wait_job(&self, id: &str, token: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+    /// Waits until a job is finished; returns its body.
+    pub async fn wait_job(&self, id: &(impl AsRef<str> + ?Sized), token: &str) -> Value {
+        let id = id.as_ref();
+        wait_until(&format!("job {id} to finish"), async || {
             let res = self.get_job(id, token).await;
             assert_eq!(res.status(), StatusCode::OK);
             let job: Value = res.json().await.unwrap();
-            let status = job["status"].as_str().unwrap().to_string();
-            if ["succeeded", "failed", "cancelled"].contains(&status.as_str()) {
-                return job;
+            match job["status"].as_str() {
+                Some("succeeded" | "failed" | "cancelled") => Ok(job),
+                _ => Err(job),
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "job {id} did not finish: {job}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits (up to 30 s) until the queue reports job `id` in `status`.
-    pub async fn wait_job_status(&self, id: &str, status: &str) {
-        let mut last = String::new();
-        let (timeout, every) = (
-            std::time::Duration::from_secs(30),
-            std::time::Duration::from_millis(10),
-        );
-        wait_until(timeout, every, async || {
-            let job = self.state.jobs.get(&id.into()).await.unwrap().unwrap();
-            last = job.status.as_str().to_string();
-            last == status
         })
         .await
-        .unwrap_or_else(|()| panic!("job {id} never became {status} (last: {last})"));
+    }
+
+    /// Waits until the queue reports job `id` in `status`.
+    pub async fn wait_job_status(&self, id: &(impl AsRef<str> + ?Sized), status: &str) {
+        let id = hs_platform::ids::JobId::from(id.as_ref());
+        wait_until(&format!("job {id} to be {status}"), async || {
+            let job = self.state.jobs.get(&id).await.unwrap().unwrap();
+            let now = job.status.as_str();
+            if now == status {
+                Ok(())
+            } else {
+                Err(now.to_string())
+            }
+        })
+        .await
     }
 
     /// `GET path` with a token, its JSON body (whatever the status).
@@ -358,7 +366,7 @@ impl TestApp {
                 .unwrap();
         let id = state
             .users
-            .ensure_admin(&email, password.clone().into())
+            .ensure_admin(&email, password.clone().into(), false)
             .await
             .unwrap();
         db.close().await;
@@ -387,21 +395,26 @@ pub async fn assert_problem(res: Response, status: StatusCode, code: &str) -> Va
     body
 }
 
-/// Polls `done` every `every` until it is true (`Ok`) or `timeout` passes
-/// (`Err`): the caller says what it was waiting for.
-pub async fn wait_until(
-    timeout: std::time::Duration,
-    every: std::time::Duration,
-    mut done: impl AsyncFnMut() -> bool,
-) -> Result<(), ()> {
-    let deadline = std::time::Instant::now() + timeout;
-    while !done().await {
-        if std::time::Instant::now() >= deadline {
-            return Err(());
+/// How long [`wait_until`] waits before it gives up.
+pub const WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The one polling loop of the tests: calls `check` every 20 ms until it
+/// gives `Ok`, whose value it returns. After [`WAIT_LIMIT`] it panics with
+/// what it waited for and the last `Err` (the state it saw instead).
+pub async fn wait_until<T, E: std::fmt::Display>(
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = std::time::Instant::now() + WAIT_LIMIT;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if std::time::Instant::now() >= deadline => {
+                panic!("gave up after {WAIT_LIMIT:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
-        tokio::time::sleep(every).await;
     }
-    Ok(())
 }
 
 /// The `field` of each entry of a validation problem's `errors`, in order.

@@ -1,8 +1,8 @@
 //! The job queue: ordering, retries, cancellation, idempotency, recovery,
 //! ownership.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hs_platform::jobs::{Job, JobError, NewJob, Registry};
 use reqwest::StatusCode;
@@ -27,12 +27,56 @@ fn register_gated(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>, result: V
     });
 }
 
+/// Registers `kind` as a job that finishes only when it gets a permit of
+/// `gate`, which it keeps: each permit added lets exactly one job finish.
+fn register_held(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>) {
+    let gate = gate.clone();
+    r.register(kind, move |_ctx| {
+        let gate = gate.clone();
+        async move {
+            gate.acquire()
+                .await
+                .map_err(|e| JobError::fail("closed", e.to_string()))?
+                .forget();
+            Ok(Value::Null)
+        }
+    });
+}
+
+/// Registers `kind` as a job that appends its payload's `name` to `order`.
+fn register_recorder(r: &mut Registry, kind: &str, order: &Arc<Mutex<Vec<String>>>) {
+    let order = order.clone();
+    r.register(kind, move |ctx| {
+        let order = order.clone();
+        async move {
+            order
+                .lock()
+                .unwrap()
+                .push(ctx.payload["name"].as_str().unwrap().to_string());
+            Ok(Value::Null)
+        }
+    });
+}
+
 impl TestApp {
     /// Enqueues a job of `kind` with an empty payload, owned by `owner`.
     async fn enqueue_empty(&self, kind: &str, owner: &TestUser) -> Job {
         self.state
             .jobs
             .enqueue(NewJob::new(kind, json!({})).owner(&owner.user_id()))
+            .await
+            .unwrap()
+    }
+
+    /// A `test.record` job (see `register_recorder`) named `name`.
+    async fn enqueue_recorded(&self, owner: &TestUser, name: &str, priority: i64) -> Job {
+        self.state
+            .jobs
+            .enqueue(
+                NewJob::new("test.record", json!({"name": name}))
+                    .owner(&owner.user_id())
+                    .priority(priority),
+            )
             .await
             .unwrap()
     }
@@ -45,15 +89,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
         register_gated(r, "test.block", &g, Value::Null);
-        r.register("test.record", move |ctx| {
-            let o = o.clone();
-            async move {
-                o.lock()
-                    .unwrap()
-                    .push(ctx.payload["name"].as_str().unwrap().to_string());
-                Ok(Value::Null)
-            }
-        });
+        register_recorder(r, "test.record", &o);
     })
     .await;
     let user = app.new_user().await;
@@ -62,16 +98,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     app.wait_job_status(blocker.id.as_str(), "running").await;
     let mut ids = Vec::new();
     for (name, priority) in [("low-1", 0), ("high", 10), ("low-2", 0), ("mid", 5)] {
-        let job = app
-            .state
-            .jobs
-            .enqueue(
-                NewJob::new("test.record", json!({"name": name}))
-                    .owner(&user.user_id())
-                    .priority(priority),
-            )
-            .await
-            .unwrap();
+        let job = app.enqueue_recorded(&user, name, priority).await;
         ids.push(job.id);
     }
     gate.add_permits(1);
@@ -199,9 +226,12 @@ async fn cancelling_a_queued_job_stops_it_from_running_and_a_running_one_is_sign
     assert_eq!(res.status(), StatusCode::OK);
     let done = app.wait_job(running.id.as_str(), &user.token).await;
     assert_eq!(done["status"], "cancelled");
-    // The queue is free again; the cancelled job never ran.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(*ran.lock().unwrap(), 0);
+    // The queue is free again and the cancelled job never ran: a job
+    // enqueued after it runs (one at a time, oldest first), and only it.
+    let later = app.enqueue_empty("test.count", &user).await;
+    let done = app.wait_job(&later.id, &user.token).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(*ran.lock().unwrap(), 1);
     let q: Value = app
         .get_job(queued.id.as_str(), &user.token)
         .await
@@ -350,9 +380,17 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     // database (as after a crash of A) and re-runs it. A's late completion
     // is refused because its lease is no longer current.
     let gate = Arc::new(Semaphore::new(0));
-    let g = gate.clone();
-    let a = spawn_app_with_jobs(&[], move |r| {
-        register_gated(r, "test.work", &g, json!({"by": "A"}));
+    let returned = Arc::new(AtomicBool::new(false));
+    let (g, done) = (gate.clone(), returned.clone());
+    let mut a = spawn_app_with_jobs(&[], move |r| {
+        r.register("test.work", move |_ctx| {
+            let (g, done) = (g.clone(), done.clone());
+            async move {
+                let _p = g.acquire().await.unwrap();
+                done.store(true, Ordering::SeqCst);
+                Ok(json!({"by": "A"}))
+            }
+        });
     })
     .await;
     let user = a.new_user().await;
@@ -373,13 +411,18 @@ async fn a_job_left_running_by_another_process_is_recovered_and_the_stale_attemp
     assert_eq!(done["result"]["by"], "B");
     assert_eq!(done["attempts"], 2);
     gate.add_permits(1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after: Value = b
-        .get_job(job.id.as_str(), &user.token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    wait_until("A's stale attempt to return", async || {
+        if returned.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("A still waits at the gate")
+        }
+    })
+    .await;
+    // Stopping A waits until its runner has offered that outcome to the
+    // database (refused: the lease is B's now).
+    a.stop().await;
+    let after: Value = b.get_job(&job.id, &user.token).await.json().await.unwrap();
     assert_eq!(
         after["result"]["by"], "B",
         "the stale attempt must not overwrite the result"
@@ -423,15 +466,14 @@ async fn fetch_job(client: &reqwest::Client, base: &str, id: &str, token: &str) 
 }
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        if let Ok(res) = client.get(format!("{base}/health")).send().await
-            && res.status() == StatusCode::OK
-        {
-            return;
+    wait_until("the service to answer /health", async || {
+        match client.get(format!("{base}/health")).send().await {
+            Ok(res) if res.status() == StatusCode::OK => Ok(()),
+            Ok(res) => Err(res.status().to_string()),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the service did not become healthy");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -483,22 +525,28 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
         .unwrap()
         .to_string();
     // Wait until the job is running and its upstream call is in flight.
-    let every = Duration::from_millis(25);
-    let _ = wait_until(Duration::from_secs(5), every, async || {
-        let job = fetch_job(&client, &base, &job_id, &token).await;
-        job["status"] == "running" && fake.message_calls() == 1
-    })
+    wait_until(
+        "the job to run with its upstream call in flight",
+        async || {
+            let job = fetch_job(&client, &base, &job_id, &token).await;
+            match (job["status"].as_str(), fake.message_calls()) {
+                (Some("running"), 1) => Ok(()),
+                (status, calls) => Err(format!("{status:?}, {calls} upstream calls")),
+            }
+        },
+    )
     .await;
-    assert_eq!(fake.message_calls(), 1);
     first.kill().expect("kill -9 the service");
     first.wait().unwrap();
 
     let mut second = start_binary(dir.path(), port, &settings);
     wait_healthy(&client, &base).await;
-    let mut job = Value::Null;
-    let _ = wait_until(Duration::from_secs(10), every, async || {
-        job = fetch_job(&client, &base, &job_id, &token).await;
-        job["status"] == "succeeded" || job["status"] == "failed"
+    let job = wait_until("the job to finish after the restart", async || {
+        let job = fetch_job(&client, &base, &job_id, &token).await;
+        match job["status"].as_str() {
+            Some("succeeded" | "failed") => Ok(job),
+            _ => Err(job),
+        }
     })
     .await;
     second.kill().unwrap();
@@ -508,4 +556,168 @@ async fn a_job_whose_server_process_was_killed_mid_run_completes_after_restart()
     assert_eq!(job["attempts"], 2);
     assert_eq!(job["result"]["text"], "answered after the restart");
     assert_eq!(fake.message_calls(), 2);
+}
+
+const CSV: &str = "/api/files/generate/csv";
+
+fn small_csv() -> Value {
+    json!({"columns": [{"key": "a"}], "rows": [{"a": 1}]})
+}
+
+#[tokio::test]
+async fn one_user_cannot_queue_more_unfinished_jobs_than_the_cap_even_in_parallel() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    // CSV jobs that do not finish until the test lets them, one per permit.
+    let app = spawn_app_with_jobs(&[("JOB_MAX_PENDING_PER_USER", "3")], move |r| {
+        register_held(r, "files.csv", &g);
+    })
+    .await;
+    let (attacker, other) = (app.new_user().await, app.new_user().await);
+    let answers = futures::future::join_all(
+        (0..6).map(|_| app.post(CSV, Some(&attacker.token), small_csv())),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for res in answers {
+        match res.status() {
+            StatusCode::ACCEPTED => accepted.push(res.json::<Value>().await.unwrap()),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let after: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(after >= 1, "{after}");
+                assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (3, 3));
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    // Another account is not affected.
+    let res = app.post(CSV, Some(&other.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // Once one of the attacker's jobs has finished, one more is accepted.
+    gate.add_permits(1);
+    wait_until("one of the attacker's jobs to finish", async || {
+        for job in &accepted {
+            let id = job["id"].as_str().unwrap();
+            let job: Value = app.get_job(id, &attacker.token).await.json().await.unwrap();
+            if job["status"] == "succeeded" {
+                return Ok(());
+            }
+        }
+        Err("none succeeded yet")
+    })
+    .await;
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let res = app.post(CSV, Some(&attacker.token), small_csv()).await;
+    assert_problem(res, StatusCode::TOO_MANY_REQUESTS, "too_many_jobs").await;
+    gate.close();
+}
+
+/// How long a job waited in the queue: its startedAt minus its createdAt.
+fn queued_for(job: &Value) -> chrono::Duration {
+    let at = |f: &str| {
+        chrono::DateTime::parse_from_rfc3339(
+            job[f].as_str().unwrap_or_else(|| panic!("{f}: {job}")),
+        )
+        .unwrap()
+    };
+    at("startedAt") - at("createdAt")
+}
+
+#[tokio::test]
+async fn one_accounts_slow_jobs_do_not_delay_another_accounts_csv() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    // A slow kind with a lane of 2 (as screenshots have SCREENSHOT_CONCURRENCY).
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "8")], move |r| {
+        register_gated(r, "test.slow", &g, Value::Null);
+        r.lane("test.slow", 2);
+    })
+    .await;
+    let (attacker, other) = (app.new_user().await, app.new_user().await);
+    let mut slow = Vec::new();
+    for _ in 0..16 {
+        slow.push(app.enqueue_empty("test.slow", &attacker).await);
+    }
+    app.wait_job_status(&slow[1].id, "running").await;
+    let running = app
+        .state
+        .jobs
+        .list(Some(&attacker.user_id()), Some("running"), None, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 2, "the lane holds at most 2");
+
+    let res = app.post(CSV, Some(&other.token), small_csv()).await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let csv = app.wait_job(&id, &other.token).await;
+    assert_eq!(csv["status"], "succeeded", "{csv}");
+    let waited = queued_for(&csv);
+    assert!(
+        waited < chrono::Duration::seconds(2),
+        "the CSV waited {waited}"
+    );
+    // The slow jobs still all run, two at a time.
+    gate.add_permits(16);
+    for job in &slow {
+        assert_eq!(
+            app.wait_job(&job.id, &attacker.token).await["status"],
+            "succeeded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_user_with_fewer_running_jobs_is_served_first_priority_orders_a_users_own() {
+    let order = Arc::new(Mutex::new(Vec::<String>::new()));
+    let gate = Arc::new(Semaphore::new(0));
+    let (o, g) = (order.clone(), gate.clone());
+    let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "2")], move |r| {
+        register_held(r, "test.block", &g);
+        register_recorder(r, "test.record", &o);
+    })
+    .await;
+    let (greedy, polite) = (app.new_user().await, app.new_user().await);
+    let blockers = [
+        app.enqueue_empty("test.block", &greedy).await,
+        app.enqueue_empty("test.block", &greedy).await,
+    ];
+    for b in &blockers {
+        app.wait_job_status(&b.id, "running").await;
+    }
+    let mut ids = Vec::new();
+    for (user, name, priority) in [
+        (&greedy, "g-1", 0),
+        (&greedy, "g-2", 0),
+        (&greedy, "g-high", 10),
+        (&polite, "p-1", 0),
+        (&polite, "p-2", 0),
+    ] {
+        let job = app.enqueue_recorded(user, name, priority).await;
+        ids.push((job.id, user.token.clone()));
+    }
+    // One slot frees while greedy still runs a blocker: polite, with
+    // nothing running, goes first; greedy's own jobs by priority.
+    gate.add_permits(1);
+    for (id, token) in &ids {
+        app.wait_job(id, token).await;
+    }
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["p-1", "p-2", "g-high", "g-1", "g-2"]
+    );
+    gate.close();
 }

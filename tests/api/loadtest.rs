@@ -1,12 +1,12 @@
 //! Tests of the built-in load tester (small and bounded: a few seconds at low
 //! concurrency).
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, error_fields, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_problem, error_fields, spawn_app, spawn_app_with, wait_until,
+};
 
 impl TestApp {
     pub async fn start_load_test(&self, token: &str, body: Value) -> reqwest::Response {
@@ -15,18 +15,18 @@ impl TestApp {
 
     /// Polls the result until the test has finished.
     pub async fn load_test_result(&self, token: &str, id: &str) -> Value {
-        for _ in 0..300 {
+        wait_until(&format!("load test {id} to finish"), async || {
             let res = self
                 .get(&format!("/api/load-test/results/{id}"), Some(token))
                 .await;
             assert_eq!(res.status(), StatusCode::OK);
             let body: Value = res.json().await.unwrap();
-            if !matches!(body["status"].as_str(), Some("queued" | "running")) {
-                return body;
+            match body["status"].as_str() {
+                Some("queued" | "running") => Err(body),
+                _ => Ok(body),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("load test {id} did not finish");
+        })
+        .await
     }
 }
 
@@ -268,17 +268,17 @@ async fn a_second_concurrent_test_is_refused_and_cancelling_frees_the_slot() {
     assert_problem(res, StatusCode::CONFLICT, "conflict").await;
 
     // Live progress while it runs.
-    let mut seen_running = false;
-    for _ in 0..50 {
+    let status = wait_until("live progress of the running test", async || {
         let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
-        if status["running"]["status"] == "running" && u(&status["running"]["requests"]) > 0 {
-            assert_eq!(status["running"]["id"], id.as_str());
-            seen_running = true;
-            break;
+        let running = &status["running"];
+        if running["status"] == "running" && running["requests"].as_u64() > Some(0) {
+            Ok(status)
+        } else {
+            Err(status)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(seen_running, "no live progress");
+    })
+    .await;
+    assert_eq!(status["running"]["id"], id.as_str());
 
     let res = app
         .post(
@@ -287,7 +287,7 @@ async fn a_second_concurrent_test_is_refused_and_cancelling_frees_the_slot() {
             json!({}),
         )
         .await;
-    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(res.status(), StatusCode::OK);
     let r = app.load_test_result(&admin.token, &id).await;
     assert_eq!(r["status"], "cancelled", "{r}");
     assert!(u(&r["totals"]["requests"]) > 0);

@@ -5,6 +5,9 @@ mod helpers;
 
 mod ai;
 mod analytics;
+mod connections;
+mod console;
+mod contract;
 mod fake_claude;
 mod files;
 mod foundation;
@@ -13,4 +16,5 @@ mod loadtest;
 mod maintenance;
 mod monitoring;
 mod sessions;
+mod takeover;
 mod users;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with, unique_email};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with, unique_email, wait_until};
 
 impl TestApp {
     pub async fn optimize(&self, token: &str, apply: bool) -> Value {
@@ -155,7 +155,8 @@ async fn optimize_dry_run_changes_nothing_and_the_real_run_removes_what_it_repor
     );
 }
 
-/// Signs up users until told to stop; returns the emails acknowledged (201).
+/// Signs up users until told to stop, recording the emails acknowledged
+/// (every sign-up must be: 201).
 fn spawn_writer(
     app: &TestApp,
     acked: Arc<Mutex<Vec<String>>>,
@@ -172,11 +173,22 @@ fn spawn_writer(
                 .send()
                 .await
                 .unwrap();
-            if res.status() == StatusCode::CREATED {
-                acked.lock().unwrap().push(email);
-            }
+            assert_eq!(res.status(), StatusCode::CREATED, "sign-up under backups");
+            acked.lock().unwrap().push(email);
         }
     })
+}
+
+/// Waits until the writers have `n` acknowledged sign-ups.
+async fn wait_for_acks(acked: &Mutex<Vec<String>>, n: usize) {
+    wait_until(
+        &format!("{n} acknowledged sign-ups"),
+        async || match acked.lock().unwrap().len() {
+            len if len >= n => Ok(()),
+            len => Err(len),
+        },
+    )
+    .await
 }
 
 async fn emails_in(path: &std::path::Path) -> HashSet<String> {
@@ -208,9 +220,7 @@ async fn a_backup_made_under_concurrent_writes_restores_with_every_acknowledged_
     let writers: Vec<_> = (0..2)
         .map(|_| spawn_writer(&app, acked.clone(), stop.clone()))
         .collect();
-    while acked.lock().unwrap().len() < 5 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_acks(&acked, 5).await;
 
     // Through the admin endpoint (a job).
     let before_api: Vec<String> = acked.lock().unwrap().clone();
@@ -225,9 +235,7 @@ async fn a_backup_made_under_concurrent_writes_restores_with_every_acknowledged_
     assert!(api_file.is_file());
 
     // Through the `backup` subcommand's code path, still under writes.
-    while acked.lock().unwrap().len() < before_api.len() + 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_acks(&acked, before_api.len() + 3).await;
     let before_cli: Vec<String> = acked.lock().unwrap().clone();
     let cli_file = app.data_dir().join("cli-backup.db");
     let written = backup::write_backup(&app.config(), &cli_file)
@@ -406,8 +414,8 @@ async fn start_up_fails_clearly_when_the_data_dir_is_missing_or_read_only() {
 #[test]
 fn render_yaml_names_the_health_path_the_disk_and_only_variables_the_service_reads() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let blueprint: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(root.join("render.yaml")).unwrap())
+    let blueprint: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("render.yaml")).unwrap())
             .expect("render.yaml parses");
     let services = blueprint["services"].as_sequence().unwrap();
     assert_eq!(services.len(), 1);
@@ -436,7 +444,7 @@ fn render_yaml_names_the_health_path_the_disk_and_only_variables_the_service_rea
         "the disk is not mounted where DATA_DIR points"
     );
     assert_eq!(vars["HOST"]["value"].as_str(), Some("0.0.0.0"));
-    assert_eq!(vars["TRUST_PROXY_HOPS"]["value"].as_str(), Some("1"));
+    assert_eq!(vars["TRUST_PROXY_HOPS"]["value"].as_str(), Some("2"));
     for secret in [
         "ANTHROPIC_API_KEY",
         "ADMIN_EMAIL",

@@ -157,9 +157,15 @@ async fn an_admin_sees_and_changes_any_user() {
         .update_user(&ann.id, &admin.token, json!({"role": "admin"}))
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    // The role change takes effect for Ann's existing token at once.
+    // Becoming admin ends Ann's sessions (a token issued before never acts
+    // as admin, issue 12); her next login is an admin's.
+    assert_eq!(
+        app.get_user(&ann.id, &ann.token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again = app.login_as(&ann.id, &ann.email, &ann.password).await;
     let profile: Value = app
-        .get_user(&ann.id, &ann.token)
+        .get_user(&ann.id, &again.token)
         .await
         .json()
         .await

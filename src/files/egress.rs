@@ -1,0 +1,945 @@
+//! The egress proxy: the only way out to the network for the screenshot
+//! browser. Chromium is pointed at a loopback listener the service owns
+//! (`--proxy-server`, loopback bypass removed), so every request of every
+//! browsing context (pages, popups, workers, service workers, WebSockets)
+//! arrives here as `CONNECT host:port` (https, wss) or as an absolute-form
+//! plain HTTP request (http, ws upgrades).
+//!
+//! For each request the host is resolved exactly once, with a timeout and at
+//! most `max_lookups` lookups at once; every address must be public
+//! ([`ssrf::is_forbidden`]) unless the host is in `SCREENSHOT_ALLOWED_HOSTS`;
+//! and the connection goes to exactly the addresses that were checked, so a
+//! name that answers differently the second time (DNS rebinding) gains
+//! nothing. Refusals answer 403 with a reason that never names an address.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::ssrf;
+
+/// How the proxy resolves and connects.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    /// Hosts exempt from the address check (`SCREENSHOT_ALLOWED_HOSTS`).
+    pub allowed_hosts: Vec<String>,
+    /// Lookups running at once, across every listener.
+    pub max_lookups: usize,
+    /// Waiting for a lookup slot plus the lookup itself.
+    pub lookup_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Client connections open at once, across every listener.
+    pub max_connections: usize,
+}
+
+impl EgressConfig {
+    pub fn new(allowed_hosts: Vec<String>) -> Self {
+        Self {
+            allowed_hosts,
+            max_lookups: 4,
+            lookup_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+/// Why a request was not let through. The text is safe to show: it never
+/// says what a name resolved to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("only http, https, ws and wss are allowed")]
+    Scheme,
+    #[error("the host is not a valid host name")]
+    BadHost,
+    #[error("the host is not a public address")]
+    NotPublic,
+    #[error("the host does not resolve")]
+    Unresolved,
+}
+
+/// A blocking name lookup (`getaddrinfo` by default); swappable so that
+/// tests can play a resolver that answers slowly or differently each time.
+pub trait Lookup: Send + Sync + 'static {
+    fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>>;
+}
+
+/// The system resolver.
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>> {
+        Ok((host, port).to_socket_addrs()?.map(|sa| sa.ip()).collect())
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    lookups: AtomicU64,
+    refused: AtomicU64,
+    tunnels: AtomicU64,
+    forwarded: AtomicU64,
+}
+
+struct Shared {
+    allowed: Vec<String>,
+    lookups: Arc<Semaphore>,
+    lookup_timeout: Duration,
+    connect_timeout: Duration,
+    connections: Arc<Semaphore>,
+    backend: Arc<dyn Lookup>,
+    stats: Stats,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+/// The proxy's shared part (resolver, limits, counters); clone freely.
+/// Each [`Listener`] it opens is one loopback port.
+#[derive(Clone)]
+pub struct Egress {
+    inner: Arc<Shared>,
+}
+
+/// Lower-cased, without IPv6 brackets or a trailing dot.
+fn normalize_host(host: &str) -> String {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+impl Egress {
+    /// Tasks run under `tracker` and stop on `cancel`.
+    pub fn new(config: EgressConfig, tracker: TaskTracker, cancel: CancellationToken) -> Self {
+        Self::with_lookup(config, Arc::new(SystemLookup), tracker, cancel)
+    }
+
+    pub fn with_lookup(
+        config: EgressConfig,
+        backend: Arc<dyn Lookup>,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                allowed: config
+                    .allowed_hosts
+                    .iter()
+                    .map(|h| normalize_host(h))
+                    .collect(),
+                lookups: Arc::new(Semaphore::new(config.max_lookups.max(1))),
+                lookup_timeout: config.lookup_timeout,
+                connect_timeout: config.connect_timeout,
+                connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+                backend,
+                stats: Stats::default(),
+                tracker,
+                cancel,
+            }),
+        }
+    }
+
+    /// For monitoring.
+    pub fn health(&self) -> serde_json::Value {
+        let s = &self.inner.stats;
+        serde_json::json!({
+            "lookups": s.lookups.load(Ordering::Relaxed),
+            "refused": s.refused.load(Ordering::Relaxed),
+            "tunnels": s.tunnels.load(Ordering::Relaxed),
+            "forwarded": s.forwarded.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Resolves `host` once and returns the addresses to connect to, all of
+    /// them checked (or the host is allow-listed).
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        let host = normalize_host(host);
+        if host.is_empty() {
+            return Err(Refusal::BadHost);
+        }
+        let allowed = self.inner.allowed.contains(&host);
+        let ips = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) if !allowed && (host == "localhost" || host.ends_with(".localhost")) => {
+                return Err(Refusal::NotPublic);
+            }
+            Err(_) => self.lookup(&host, port).await?,
+        };
+        if ips.is_empty() {
+            return Err(Refusal::Unresolved);
+        }
+        if !allowed && ips.iter().any(|ip| ssrf::is_forbidden(*ip)) {
+            return Err(Refusal::NotPublic);
+        }
+        Ok(ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect())
+    }
+
+    /// One bounded lookup: the slot is held until the blocking lookup has
+    /// really returned, so a resolver that hangs cannot pile up threads.
+    async fn lookup(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Refusal> {
+        let deadline = Instant::now() + self.inner.lookup_timeout;
+        let permit = tokio::time::timeout_at(deadline, self.inner.lookups.clone().acquire_owned())
+            .await
+            .map_err(|_| Refusal::Unresolved)?
+            .map_err(|_| Refusal::Unresolved)?;
+        self.inner.stats.lookups.fetch_add(1, Ordering::Relaxed);
+        let backend = self.inner.backend.clone();
+        let name = host.to_owned();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            backend.lookup(&name, port)
+        });
+        match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(Ok(ips))) => Ok(ips),
+            _ => Err(Refusal::Unresolved),
+        }
+    }
+
+    /// Opens a listener on `127.0.0.1:0`. It serves until it is dropped or
+    /// the service stops; dropping it also cuts every connection and tunnel
+    /// it carried.
+    pub async fn listen(&self) -> io::Result<Listener> {
+        let socket = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = socket.local_addr()?;
+        let cancel = self.inner.cancel.child_token();
+        let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let conn = Conn {
+            egress: self.clone(),
+            cancel: cancel.clone(),
+            refused: refused.clone(),
+        };
+        self.inner.tracker.spawn(conn.accept_loop(socket));
+        Ok(Listener {
+            addr,
+            cancel,
+            refused,
+        })
+    }
+}
+
+/// One loopback port of the proxy.
+pub struct Listener {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    refused: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// At most this many refused targets are remembered per listener.
+const REFUSED_KEPT: usize = 64;
+
+impl Listener {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The value for Chromium's `--proxy-server`.
+    pub fn proxy_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The targets refused so far (the first 64) as lower-case `host:port`
+    /// (IPv6 without brackets), so that a job can tell whether its own URL
+    /// was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut res = Response::new(
+        Full::new(Bytes::from(format!("{msg}\n")))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
+/// The serving side of one listener.
+#[derive(Clone)]
+struct Conn {
+    egress: Egress,
+    cancel: CancellationToken,
+    refused: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Connects to the first of `addrs` that answers, within `timeout` overall.
+async fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream> {
+    let deadline = Instant::now() + timeout;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for addr in addrs {
+        match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    Err(last)
+}
+
+/// Headers that belong to one hop (RFC 9110 7.6.1), plus the proxy's own.
+fn strip_hop_headers(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in listed {
+        if !(keep_upgrade && name == "upgrade") {
+            headers.remove(name.as_str());
+        }
+    }
+    for name in [
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+impl Conn {
+    async fn accept_loop(self, socket: TcpListener) {
+        loop {
+            let permit = tokio::select! {
+                p = self.egress.inner.connections.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                () = self.cancel.cancelled() => return,
+            };
+            let stream = tokio::select! {
+                r = socket.accept() => match r {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "egress proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = self.cancel.cancelled() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = self.clone();
+            self.egress.inner.tracker.spawn(async move {
+                let _permit = permit;
+                conn.serve(stream).await;
+            });
+        }
+    }
+
+    async fn serve(self, stream: TcpStream) {
+        let cancel = self.cancel.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let conn = self.clone();
+            async move { Ok::<_, Infallible>(conn.handle(req).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            .preserve_header_case(true)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::select! {
+            _ = served => {}
+            () = cancel.cancelled() => {}
+        }
+    }
+
+    /// Answers 403 and remembers `host:port` for [`Listener::refused`].
+    fn refuse(&self, host: &str, port: u16, why: Refusal) -> Response<Body> {
+        let target = format!("{}:{port}", normalize_host(host));
+        self.egress
+            .inner
+            .stats
+            .refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%target, reason = %why, "egress refused");
+        if let Ok(mut r) = self.refused.lock()
+            && r.len() < REFUSED_KEPT
+        {
+            r.push(target);
+        }
+        text(StatusCode::FORBIDDEN, &format!("egress refused: {why}"))
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.method() == Method::CONNECT {
+            self.tunnel(req).await
+        } else {
+            self.forward(req).await
+        }
+    }
+
+    /// Runs `work` under the tracker until it ends or the listener stops.
+    fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.egress.inner.tracker.spawn(async move {
+            tokio::select! {
+                () = work => {}
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
+
+    /// `CONNECT host:port`: check, connect, answer 200, then relay bytes.
+    async fn tunnel(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let Some(authority) = req.uri().authority().cloned() else {
+            return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+        };
+        let Some(port) = authority.port_u16() else {
+            return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+        };
+        let addrs = match self.egress.resolve(authority.host(), port).await {
+            Ok(a) => a,
+            Err(why) => return self.refuse(authority.host(), port, why),
+        };
+        let mut upstream = match connect_any(&addrs, self.egress.inner.connect_timeout).await {
+            Ok(s) => s,
+            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+        };
+        self.egress
+            .inner
+            .stats
+            .tunnels
+            .fetch_add(1, Ordering::Relaxed);
+        let upgrade = hyper::upgrade::on(&mut req);
+        self.spawn(async move {
+            if let Ok(client) = upgrade.await {
+                let mut client = TokioIo::new(client);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+        Response::new(
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+    }
+
+    /// An absolute-form request (`GET http://host/path`), a WebSocket
+    /// upgrade included: check, connect, send it on in origin form.
+    async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
+        let uri = req.uri().clone();
+        match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("ws") => {}
+            Some(_) => {
+                let host = uri.host().unwrap_or("");
+                return self.refuse(host, uri.port_u16().unwrap_or(0), Refusal::Scheme);
+            }
+            None => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "this is a proxy: send absolute-form requests or CONNECT",
+                );
+            }
+        }
+        let Some(authority) = uri.authority().cloned() else {
+            return text(StatusCode::BAD_REQUEST, "the URL has no host");
+        };
+        let port = authority.port_u16().unwrap_or(80);
+        let addrs = match self.egress.resolve(authority.host(), port).await {
+            Ok(a) => a,
+            Err(why) => return self.refuse(authority.host(), port, why),
+        };
+        let upstream = match connect_any(&addrs, self.egress.inner.connect_timeout).await {
+            Ok(s) => s,
+            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+        };
+
+        let upgrading = is_upgrade(req.headers());
+        let origin_form = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        *req.uri_mut() = origin_form;
+        strip_hop_headers(req.headers_mut(), upgrading);
+        if !req.headers().contains_key(header::HOST)
+            && let Ok(host) = HeaderValue::from_str(authority.as_str())
+        {
+            req.headers_mut().insert(header::HOST, host);
+        }
+        let client_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+
+        let (mut sender, connection) = match hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(TokioIo::new(upstream))
+            .await
+        {
+            Ok(pair) => pair,
+            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+        };
+        self.spawn(async move {
+            let _ = connection.with_upgrades().await;
+        });
+        let mut res = match sender.send_request(req).await {
+            Ok(res) => res,
+            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+        };
+        self.egress
+            .inner
+            .stats
+            .forwarded
+            .fetch_add(1, Ordering::Relaxed);
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            let server_upgrade = hyper::upgrade::on(&mut res);
+            self.spawn(async move {
+                if let (Ok(client), Ok(server)) = (client_upgrade.await, server_upgrade.await) {
+                    let _ = tokio::io::copy_bidirectional(
+                        &mut TokioIo::new(client),
+                        &mut TokioIo::new(server),
+                    )
+                    .await;
+                }
+            });
+        } else {
+            strip_hop_headers(res.headers_mut(), false);
+        }
+        res.map(BodyExt::boxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    fn egress(allowed: &[&str]) -> Egress {
+        Egress::new(
+            EgressConfig::new(allowed.iter().map(|s| s.to_string()).collect()),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        )
+    }
+
+    /// Sends `head` to the proxy and reads its answer up to the end of the
+    /// response head; returns the stream for more.
+    async fn ask(proxy: SocketAddr, head: &str) -> (String, TcpStream) {
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        (head, s)
+    }
+
+    async fn read_head(s: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.unwrap();
+            assert_eq!(n, 1, "closed early: {}", String::from_utf8_lossy(&buf));
+            buf.push(byte[0]);
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// An echo server on loopback that counts its connections.
+    async fn echo() -> (SocketAddr, Arc<AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                h.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        (addr, hits)
+    }
+
+    #[tokio::test]
+    async fn connect_to_a_name_resolving_to_loopback_is_refused_without_the_address() {
+        let (target, hits) = echo().await;
+        let egress = egress(&[]);
+        let listener = egress.listen().await.unwrap();
+        for host in [
+            "localhost",
+            "127.0.0.1",
+            "[::1]",
+            "LOCALHOST.",
+            "x.localhost",
+        ] {
+            let port = target.port();
+            let (head, mut s) = ask(
+                listener.addr(),
+                &format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n"),
+            )
+            .await;
+            assert!(head.starts_with("HTTP/1.1 403"), "{host}: {head}");
+            let mut body = String::new();
+            s.read_to_string(&mut body).await.unwrap();
+            assert!(body.contains("not a public address"), "{body}");
+            assert!(
+                !body.contains("127.0.0.1") && !body.contains("::1"),
+                "{body}"
+            );
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        let refused = listener.refused();
+        assert_eq!(refused.len(), 5);
+        assert_eq!(refused[0], format!("localhost:{}", target.port()));
+        assert_eq!(refused[2], format!("::1:{}", target.port()));
+    }
+
+    #[tokio::test]
+    async fn an_allowed_host_tunnels_bytes_both_ways() {
+        let (target, hits) = echo().await;
+        let egress = egress(&["localhost"]);
+        let listener = egress.listen().await.unwrap();
+        let port = target.port();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        s.write_all(b"ping over the tunnel").await.unwrap();
+        let mut back = [0u8; 20];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"ping over the tunnel");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(listener.refused().is_empty());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_listener_cuts_its_tunnels() {
+        let (target, _) = echo().await;
+        let egress = egress(&["127.0.0.1"]);
+        let listener = egress.listen().await.unwrap();
+        let port = target.port();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        drop(listener);
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("the tunnel was not closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+
+    /// A one-shot HTTP server that records the request head it got.
+    async fn origin(
+        response: &'static str,
+    ) -> (SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let head = read_head(&mut s).await;
+            let _ = tx.send(head);
+            s.write_all(response.as_bytes()).await.unwrap();
+            let _ = s.shutdown().await;
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_request_is_relayed_in_origin_form() {
+        let (target, seen) =
+            origin("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").await;
+        let egress = egress(&["127.0.0.1"]);
+        let listener = egress.listen().await.unwrap();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!(
+                "GET http://{target}/a/b?c=d HTTP/1.1\r\nHost: {target}\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = [0u8; 5];
+        s.read_exact(&mut body).await.unwrap();
+        assert_eq!(&body, b"hello");
+        let seen = seen.await.unwrap();
+        assert!(seen.starts_with("GET /a/b?c=d HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.contains("X-Kept: yes"), "{seen}");
+        assert!(
+            !seen.to_ascii_lowercase().contains("proxy-connection"),
+            "{seen}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_plain_http_request_to_loopback_is_refused_without_the_address() {
+        let (target, hits) = echo().await;
+        let egress = egress(&[]);
+        let listener = egress.listen().await.unwrap();
+        let port = target.port();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!("GET http://localhost:{port}/ HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert_eq!(body, "egress refused: the host is not a public address\n");
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+        assert_eq!(listener.refused(), vec![format!("localhost:{port}")]);
+    }
+
+    #[tokio::test]
+    async fn a_websocket_upgrade_over_plain_http_is_relayed_both_ways() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let head = read_head(&mut s).await;
+            assert!(head.starts_with("GET /ws HTTP/1.1"), "{head}");
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await
+                .unwrap();
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+        let egress = egress(&["127.0.0.1"]);
+        let listener = egress.listen().await.unwrap();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!(
+                "GET ws://{target}/ws HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        s.write_all(b"frame").await.unwrap();
+        let mut back = [0u8; 5];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"frame");
+    }
+
+    #[tokio::test]
+    async fn other_schemes_and_origin_form_requests_are_refused() {
+        let egress = egress(&["127.0.0.1"]);
+        let listener = egress.listen().await.unwrap();
+        let (head, _) = ask(
+            listener.addr(),
+            "GET ftp://127.0.0.1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+        let (head, _) = ask(
+            listener.addr(),
+            "GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    }
+
+    /// A resolver that answers from a table after `delay`, counting calls
+    /// and the most calls seen running at once.
+    struct Fake {
+        table: HashMap<&'static str, Vec<IpAddr>>,
+        delay: Duration,
+        calls: AtomicUsize,
+        running: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(table: &[(&'static str, &str)], delay: Duration) -> Arc<Self> {
+            let mut t: HashMap<&'static str, Vec<IpAddr>> = HashMap::new();
+            for (host, ip) in table {
+                t.entry(*host).or_default().push(ip.parse().unwrap());
+            }
+            Arc::new(Self {
+                table: t,
+                delay,
+                calls: AtomicUsize::new(0),
+                running: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Lookup for Fake {
+        fn lookup(&self, host: &str, _port: u16) -> io::Result<Vec<IpAddr>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.table
+                .get(host)
+                .cloned()
+                .ok_or_else(|| io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn egress_with(
+        fake: Arc<Fake>,
+        allowed: &[&str],
+        max_lookups: usize,
+        timeout: Duration,
+    ) -> Egress {
+        let mut config = EgressConfig::new(allowed.iter().map(|s| s.to_string()).collect());
+        config.max_lookups = max_lookups;
+        config.lookup_timeout = timeout;
+        Egress::with_lookup(config, fake, TaskTracker::new(), CancellationToken::new())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_are_bounded_and_time_out() {
+        let fake = Fake::new(
+            &[("slow.test", "93.184.216.34")],
+            Duration::from_millis(150),
+        );
+        let egress = egress_with(fake.clone(), &[], 2, Duration::from_secs(5));
+        let started = Instant::now();
+        let all = futures::future::join_all((0..8).map(|_| egress.resolve("slow.test", 443))).await;
+        assert!(all.iter().all(Result::is_ok));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 8);
+        assert_eq!(fake.peak.load(Ordering::SeqCst), 2);
+        assert!(started.elapsed() >= Duration::from_millis(4 * 150));
+
+        // A resolver slower than the timeout: refused in time, and the slot
+        // stays taken until the stuck lookup really returns.
+        let stuck = Fake::new(
+            &[("stuck.test", "93.184.216.34")],
+            Duration::from_millis(800),
+        );
+        let egress = egress_with(stuck.clone(), &[], 1, Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(
+            egress.resolve("stuck.test", 80).await,
+            Err(Refusal::Unresolved)
+        );
+        assert!(started.elapsed() < Duration::from_millis(600));
+        assert_eq!(
+            egress.resolve("stuck.test", 80).await,
+            Err(Refusal::Unresolved)
+        );
+        assert_eq!(stuck.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_name_with_any_private_answer_is_refused_and_resolved_once() {
+        let fake = Fake::new(
+            &[
+                ("mixed.test", "93.184.216.34"),
+                ("mixed.test", "10.0.0.5"),
+                ("metadata.test", "169.254.169.254"),
+                ("v6meta.test", "fd00:ec2::254"),
+                ("cgnat.test", "100.64.1.1"),
+                ("public.test", "93.184.216.34"),
+            ],
+            Duration::ZERO,
+        );
+        let egress = egress_with(fake.clone(), &[], 4, Duration::from_secs(5));
+        for host in ["mixed.test", "metadata.test", "v6meta.test", "cgnat.test"] {
+            assert_eq!(
+                egress.resolve(host, 80).await,
+                Err(Refusal::NotPublic),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            egress.resolve("nowhere.test", 80).await,
+            Err(Refusal::Unresolved)
+        );
+        assert_eq!(
+            egress.resolve("public.test", 8080).await,
+            Ok(vec!["93.184.216.34:8080".parse().unwrap()])
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn the_proxy_connects_to_the_address_it_checked() {
+        // The allow-listed name answers the echo server's address; the
+        // proxy asks once and connects there.
+        let (target, hits) = echo().await;
+        let fake = Fake::new(&[("svc.test", "127.0.0.1")], Duration::ZERO);
+        let egress = egress_with(fake.clone(), &["svc.test"], 4, Duration::from_secs(5));
+        let listener = egress.listen().await.unwrap();
+        let port = target.port();
+        let (head, mut s) = ask(
+            listener.addr(),
+            &format!("CONNECT svc.test:{port} HTTP/1.1\r\n\r\n"),
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        s.write_all(b"x").await.unwrap();
+        let mut back = [0u8; 1];
+        s.read_exact(&mut back).await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+}

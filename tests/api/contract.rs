@@ -1,0 +1,148 @@
+//! The contract as a client meets it: `/openapi.json` is valid OpenAPI 3.1,
+//! schemathesis finds no failure against the real server (the AI routes on
+//! the stand-in Claude, so that a configured service is what is tested), and
+//! a client generated from the document signs up, logs in, makes a PDF and
+//! downloads it.
+//!
+//! The Python tools are pinned in `tests/contract/requirements.txt` and
+//! installed by `scripts/test.sh` into `target/contract-tools` (another
+//! virtualenv: `CONTRACT_TOOLS`).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use reqwest::StatusCode;
+
+use crate::fake_claude::FakeClaude;
+use crate::helpers::{TestApp, spawn_app_with};
+
+/// Examples per operation and phase; bounded so that the run stays within
+/// minutes on a CI machine.
+const MAX_EXAMPLES: &str = "25";
+/// A fixed seed, so that a failure in CI reproduces locally
+/// (`CONTRACT_SEED` picks another).
+const DEFAULT_SEED: &str = "20261130";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An executable of the contract tools' virtualenv.
+fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CONTRACT_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/contract-tools"));
+    let path = dir.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: scripts/test.sh installs tests/contract/requirements.txt there",
+        path.display()
+    );
+    path
+}
+
+/// Runs a tool to completion (without blocking the server under test) and
+/// returns its output; `what` names it in a failure.
+async fn run(what: &str, cmd: &mut tokio::process::Command) -> Output {
+    cmd.env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{what} could not start: {e}"))
+}
+
+fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The service with the stand-in Claude, and the fake (kept alive with it).
+async fn spawn_configured_app() -> (TestApp, FakeClaude) {
+    let fake = FakeClaude::start().await;
+    let mut settings: Vec<(&str, String)> = fake.env();
+    settings.push(("SCREENSHOT_CONCURRENCY", "1".into()));
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    (spawn_app_with(&settings).await, fake)
+}
+
+/// The served document, written to a file in the app's data directory.
+async fn openapi_file(app: &TestApp) -> PathBuf {
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let path = app.data_dir().join("openapi.json");
+    std::fs::write(&path, res.bytes().await.unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_openapi_3_1() {
+    let app = crate::helpers::spawn_app().await;
+    let doc = openapi_file(&app).await;
+    let out = run(
+        "openapi-spec-validator",
+        tokio::process::Command::new(tool("openapi-spec-validator"))
+            .args(["--schema", "3.1", "--validation-errors", "all"])
+            .arg(&doc),
+    )
+    .await;
+    assert_success("openapi-spec-validator", &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 15: schemathesis finds undocumented statuses, content types and rules"]
+async fn schemathesis_finds_no_failure_with_every_check() {
+    let (app, _fake) = spawn_configured_app().await;
+    let admin = app.new_admin().await;
+    let seed = std::env::var("CONTRACT_SEED").unwrap_or_else(|_| DEFAULT_SEED.into());
+    let out = run(
+        "schemathesis",
+        tokio::process::Command::new(tool("schemathesis"))
+            .arg("run")
+            .arg(app.url("/openapi.json"))
+            .args(["--checks", "all", "--max-examples", MAX_EXAMPLES])
+            .args(["--seed", seed.as_str(), "--workers", "2"])
+            .args(["--request-timeout", "30"])
+            // Load tests and backups are heavy by design; they have their
+            // own tests.
+            .args(["--exclude-path", "/api/load-test/start"])
+            .args(["--exclude-path-regex", "^/api/maintenance/backups"])
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", admin.token)),
+    )
+    .await;
+    assert_success(&format!("schemathesis (seed {seed})"), &out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "issue 15: the generated client and its flow script are not verified yet (docs/contract-baseline.md)"]
+async fn a_generated_python_client_signs_up_makes_a_pdf_and_downloads_it() {
+    let (app, _fake) = spawn_configured_app().await;
+    let doc = openapi_file(&app).await;
+    let out_dir = app.data_dir().join("client");
+    let package = out_dir.join("hs_platform_client");
+    let out = run(
+        "openapi-python-client",
+        tokio::process::Command::new(tool("openapi-python-client"))
+            .args(["generate", "--meta", "none", "--fail-on-warning"])
+            .arg("--path")
+            .arg(&doc)
+            .arg("--output-path")
+            .arg(&package),
+    )
+    .await;
+    assert_success("openapi-python-client generate", &out);
+
+    let out = run(
+        "the client flow",
+        tokio::process::Command::new(tool("python"))
+            .arg(repo().join("tests/contract/client_flow.py"))
+            .arg(&app.addr)
+            .env("PYTHONPATH", &out_dir),
+    )
+    .await;
+    assert_success("tests/contract/client_flow.py", &out);
+}
