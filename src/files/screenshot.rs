@@ -21,21 +21,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
-use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern,
 };
-use chromiumoxide::cdp::browser_protocol::network::{
-    ErrorReason, EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent,
-};
-use chromiumoxide::cdp::browser_protocol::page::{
-    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams,
-    NavigateParams, Viewport as ClipViewport,
-};
-use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, CreateTargetParams,
-};
+use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
+use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotParams, NavigateParams};
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
@@ -44,9 +34,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::egress::{Egress, EgressConfig, Listener};
-use super::model::{ImageFormat, ScreenshotRequest, WaitUntil};
+use super::model::{ScreenshotRequest, WaitUntil};
 use super::ssrf;
 use crate::config::Config;
+
+mod page;
+use page::{
+    capped, capture_format, cdp, element_clip, element_rect_js, full_page_clip, harden, open_page,
+    proxy_refused_url, track_inflight,
+};
 
 /// Why a screenshot failed, so that the job can say whether to retry.
 #[derive(Debug, thiserror::Error)]
@@ -628,174 +624,6 @@ impl BrowserPool {
     }
 }
 
-fn cdp(e: CdpError) -> ShotError {
-    ShotError::Page(e.to_string())
-}
-
-/// In-flight request tracking for `networkidle`.
-async fn track_inflight(page: &Page) -> Result<Arc<Inflight>, ShotError> {
-    let tracker = Arc::new(Inflight::default());
-    let mut sent = page
-        .event_listener::<EventRequestWillBeSent>()
-        .await
-        .map_err(cdp)?;
-    let mut done = page
-        .event_listener::<EventLoadingFinished>()
-        .await
-        .map_err(cdp)?;
-    let mut failed = page
-        .event_listener::<EventLoadingFailed>()
-        .await
-        .map_err(cdp)?;
-    let t = tracker.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                Some(_) = sent.next() => t.change(1),
-                Some(_) = done.next() => t.change(-1),
-                Some(_) = failed.next() => t.change(-1),
-                else => break,
-            }
-        }
-    });
-    Ok(tracker)
-}
-
-/// The page script that hides automation, and the requested viewport.
-async fn harden(page: &Page, req: &ScreenshotRequest) -> Result<(), ShotError> {
-    page.execute(AddScriptToEvaluateOnNewDocumentParams::new(HARDEN_JS))
-        .await
-        .map_err(cdp)?;
-    page.execute(SetDeviceMetricsOverrideParams::new(
-        i64::from(req.viewport.width),
-        i64::from(req.viewport.height),
-        1.0,
-        false,
-    ))
-    .await
-    .map_err(cdp)?;
-    Ok(())
-}
-
-/// The image format and, for JPEG, its quality (80 unless given).
-fn capture_format(req: &ScreenshotRequest) -> (CaptureScreenshotFormat, Option<i64>) {
-    match req.format {
-        ImageFormat::Png => (CaptureScreenshotFormat::Png, None),
-        ImageFormat::Jpeg => (
-            CaptureScreenshotFormat::Jpeg,
-            Some(i64::from(req.quality.unwrap_or(80))),
-        ),
-    }
-}
-
-/// A script answering the page position and size of the first element that
-/// `selector` matches (scrolled into view), `null` when none does, or
-/// `{error}` when the selector is invalid.
-fn element_rect_js(selector: &str) -> String {
-    let selector_json = serde_json::to_string(selector).unwrap_or_default();
-    format!(
-        "(() => {{ let e; try {{ e = document.querySelector({selector_json}); }} catch (err) {{ return {{error: 'invalid'}}; }} if (!e) return null; e.scrollIntoView(); const r = e.getBoundingClientRect(); return {{x: r.left + window.scrollX, y: r.top + window.scrollY, w: r.width, h: r.height}}; }})()"
-    )
-}
-
-/// The clip of an element from what [`element_rect_js`] answered.
-fn element_clip(value: Option<serde_json::Value>) -> Result<ClipViewport, ShotError> {
-    let rect = match value {
-        Some(v) if v.get("error").is_some() => {
-            return Err(ShotError::Page("selector: not a valid CSS selector".into()));
-        }
-        Some(v) if v.is_object() => v,
-        _ => return Err(ShotError::Page("selector: no element matches".into())),
-    };
-    let num = |k: &str| {
-        rect.get(k)
-            .and_then(serde_json::Value::as_f64)
-            .unwrap_or(0.0)
-    };
-    let (w, h) = (num("w"), num("h"));
-    if w < 1.0 || h < 1.0 {
-        return Err(ShotError::Page("selector: the element has no size".into()));
-    }
-    Ok(ClipViewport {
-        x: num("x"),
-        y: num("y"),
-        width: w,
-        height: h,
-        scale: 1.0,
-    })
-}
-
-/// `clip` with its width and height cut to [`MAX_CAPTURE_PX`].
-fn capped(clip: ClipViewport) -> ClipViewport {
-    ClipViewport {
-        width: clip.width.min(MAX_CAPTURE_PX),
-        height: clip.height.min(MAX_CAPTURE_PX),
-        ..clip
-    }
-}
-
-/// The whole page from its top left, at most [`MAX_CAPTURE_PX`] each way,
-/// with the viewport resized to it (so that the page lays out as tall).
-async fn full_page_clip(page: &Page) -> Result<ClipViewport, ShotError> {
-    let size = page.layout_metrics().await.map_err(cdp)?.css_content_size;
-    let clip = capped(ClipViewport {
-        x: 0.0,
-        y: 0.0,
-        width: size.width.max(1.0),
-        height: size.height.max(1.0),
-        scale: 1.0,
-    });
-    page.execute(SetDeviceMetricsOverrideParams::new(
-        clip.width.ceil() as i64,
-        clip.height.ceil() as i64,
-        1.0,
-        false,
-    ))
-    .await
-    .map_err(cdp)?;
-    Ok(clip)
-}
-
-/// A page in a new browser context whose requests go through `proxy`.
-async fn open_page(
-    browser: &Browser,
-    proxy: &Listener,
-) -> Result<(Page, BrowserContextId), CdpError> {
-    let context = browser
-        .create_browser_context(
-            CreateBrowserContextParams::builder()
-                .proxy_server(proxy.proxy_url())
-                .proxy_bypass_list("<-loopback>")
-                .build(),
-        )
-        .await?;
-    let target = CreateTargetParams::builder()
-        .url("about:blank")
-        .browser_context_id(context.clone())
-        .build()
-        .map_err(CdpError::msg)?;
-    match browser.new_page(target).await {
-        Ok(page) => Ok((page, context)),
-        Err(e) => {
-            let _ = browser.dispose_browser_context(context).await;
-            Err(e)
-        }
-    }
-}
-
-/// Whether the proxy refused the host and port of the job's own URL.
-fn proxy_refused_url(proxy: &Listener, url: &str) -> bool {
-    let Ok(url) = url::Url::parse(url) else {
-        return false;
-    };
-    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-        return false;
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let target = format!("{}:{port}", host.to_ascii_lowercase());
-    proxy.refused().contains(&target)
-}
-
 /// Resident memory of process `root` and all its descendants (Linux /proc:
 /// the browser's renderers, GPU and utility processes are its children).
 fn tree_rss_bytes(root: u32) -> u64 {
@@ -844,102 +672,5 @@ impl Drop for InUse {
     }
 }
 
-/// Requests in flight and when that number last changed.
-#[derive(Default)]
-struct Inflight {
-    count: std::sync::Mutex<(i64, Option<Instant>)>,
-}
-
-impl Inflight {
-    fn change(&self, delta: i64) {
-        if let Ok(mut c) = self.count.lock() {
-            c.0 = (c.0 + delta).max(0);
-            c.1 = Some(Instant::now());
-        }
-    }
-
-    /// Returns once no request has been in flight for `quiet`.
-    async fn wait_idle(&self, quiet: Duration) {
-        loop {
-            let (n, last) = self.count.lock().map(|c| *c).unwrap_or((0, None));
-            let idle_for = last.map(|t| t.elapsed()).unwrap_or(quiet);
-            if n == 0 && idle_for >= quiet {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(json: serde_json::Value) -> ScreenshotRequest {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn switches_have_no_dashes_and_popups_stay_blocked() {
-        for switch in BROWSER_SWITCHES {
-            assert!(!switch.starts_with('-'), "{switch}");
-            assert!(!switch.starts_with("disable-popup-blocking"), "{switch}");
-        }
-    }
-
-    #[test]
-    fn clips_are_capped_in_each_dimension() {
-        let clip = capped(ClipViewport {
-            x: 5.0,
-            y: 30_000.0,
-            width: 100.0,
-            height: 40_000.0,
-            scale: 1.0,
-        });
-        assert_eq!(
-            (clip.x, clip.y, clip.width, clip.height),
-            (5.0, 30_000.0, 100.0, MAX_CAPTURE_PX)
-        );
-    }
-
-    #[test]
-    fn jpeg_has_a_quality_png_none() {
-        let png = request(serde_json::json!({"url": "https://example.com/"}));
-        assert!(matches!(
-            capture_format(&png),
-            (CaptureScreenshotFormat::Png, None)
-        ));
-        let jpeg = request(serde_json::json!({"url": "https://example.com/", "format": "jpeg"}));
-        assert!(matches!(
-            capture_format(&jpeg),
-            (CaptureScreenshotFormat::Jpeg, Some(80))
-        ));
-    }
-
-    #[test]
-    fn the_selector_is_passed_to_the_page_as_a_json_string() {
-        let js = element_rect_js("a[title=\"x\"]'); alert(1); ('");
-        assert!(js.contains(r#"document.querySelector("a[title=\"x\"]'); alert(1); ('")"#));
-    }
-
-    #[test]
-    fn an_element_clip_needs_a_match_with_a_size() {
-        let clip = element_clip(Some(
-            serde_json::json!({"x": 1.5, "y": 2, "w": 30, "h": 40}),
-        ))
-        .unwrap();
-        assert_eq!(
-            (clip.x, clip.y, clip.width, clip.height),
-            (1.5, 2.0, 30.0, 40.0)
-        );
-        let message = |v| match element_clip(v) {
-            Err(ShotError::Page(m)) => m,
-            other => panic!("{other:?}"),
-        };
-        assert!(message(None).contains("no element"));
-        assert!(message(Some(serde_json::json!({"error": "invalid"}))).contains("not a valid"));
-        assert!(
-            message(Some(serde_json::json!({"x": 0, "y": 0, "w": 0, "h": 9}))).contains("no size")
-        );
-    }
-}
+mod tests;
