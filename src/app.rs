@@ -65,7 +65,7 @@ impl Application {
 
         // Every background task runs under this one tracker and stops on
         // `shutdown`.
-        let tracker = TaskTracker::new();
+        let tracker = state.tasks.clone();
         crate::health::spawn_workers(&state.health, &state.db, &tracker, shutdown.clone());
         crate::sessions::spawn_workers(&state.sessions, &tracker, shutdown.clone());
         let mut registry = Registry::default();

@@ -238,9 +238,9 @@ impl From<anyhow::Error> for AppError {
     /// An internal failure, except a write that met a full disk: that is a
     /// 507 `insufficient_storage` (the caller's temporary file is gone).
     fn from(err: anyhow::Error) -> Self {
-        if crate::files::space::chain_is_disk_full(&err) {
+        if chain_is_disk_full(&err) {
             tracing::warn!(error = %format!("{err:#}"), "a write met a full disk");
-            return crate::files::space::insufficient_storage();
+            return AppError::insufficient_storage();
         }
         AppError::Internal(err)
     }
@@ -249,5 +249,60 @@ impl From<anyhow::Error> for AppError {
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {
         AppError::Internal(anyhow::Error::new(err).context("database error"))
+    }
+}
+
+impl AppError {
+    /// The 507 of a disk that is (nearly) full: the floor was reached, or a
+    /// write met "no space left on device".
+    pub fn insufficient_storage() -> Self {
+        AppError::Problem {
+            status: axum::http::StatusCode::INSUFFICIENT_STORAGE,
+            code: "insufficient_storage",
+            message: "the server's disk is full; try again later".into(),
+        }
+    }
+}
+
+/// Whether an I/O error means the disk (or the user's disk quota) is full.
+pub fn is_disk_full(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        err.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    ) || matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+/// Whether any cause in the chain is a full disk: an I/O error, or SQLite's
+/// `SQLITE_FULL` (a backup's `VACUUM INTO`).
+pub fn chain_is_disk_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return is_disk_full(io);
+        }
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            // SQLITE_FULL is 13 (extended codes keep it in the low byte).
+            return db
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 13);
+        }
+        false
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disk_errors_are_recognised_through_context() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(is_disk_full(&io));
+        let err = anyhow::Error::new(io).context("failed to write the upload");
+        assert!(chain_is_disk_full(&err));
+        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
+            .context("failed to write the upload");
+        assert!(!chain_is_disk_full(&other));
     }
 }

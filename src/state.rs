@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::extract::FromRef;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::ai::{AiService, Chat};
 use crate::analytics::Analytics;
@@ -58,6 +59,10 @@ pub struct Services {
     pub limits: Arc<RateLimits>,
     /// Cancelled when the service begins to shut down.
     pub shutdown: CancellationToken,
+    /// Every background task (workers, and short tasks that outlive their
+    /// request, such as ledger writes and alert webhooks) runs under this
+    /// one tracker; shutdown waits for it.
+    pub tasks: TaskTracker,
     /// Random per process: the built-in load tester sends it in the
     /// `x-hs-loadtest` header (`<secret>:<testId>`) so that its requests are
     /// recognised (exempt from rate limits, tagged in the request log).
@@ -93,7 +98,8 @@ impl AppState {
             config.rate_limit_per_minute,
             config.ai_rate_limit_per_minute,
         ));
-        let ai = AiService::new(&config, db.clone(), monitor.clone())?;
+        let tasks = TaskTracker::new();
+        let ai = AiService::new(&config, db.clone(), monitor.clone(), tasks.clone())?;
         let jobs = Queue::new(db.clone(), config.clone());
         let health = Probe::new();
         let loadtest_secret: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
@@ -134,6 +140,7 @@ impl AppState {
             limits: limits.clone(),
             auth: auth.clone(),
             loadtest_secret: loadtest_secret.clone(),
+            tasks: tasks.clone(),
         };
         let analytics = Analytics {
             db: db.clone(),
@@ -175,6 +182,7 @@ impl AppState {
             monitor,
             limits,
             shutdown,
+            tasks,
             loadtest_secret,
             bound_addr,
             sessions,

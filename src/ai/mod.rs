@@ -69,6 +69,9 @@ struct Inner {
     unknown_models: Mutex<Vec<String>>,
     /// Upstream failures are tracked with the service's other errors.
     monitor: crate::monitoring::Monitor,
+    /// Ledger writes that outlive their stream run under the service's
+    /// tracker, so that shutdown waits for them.
+    tasks: TaskTracker,
 }
 
 /// Why a chat did not produce an answer.
@@ -180,6 +183,7 @@ impl AiService {
         config: &Config,
         db: Db,
         monitor: crate::monitoring::Monitor,
+        tasks: TaskTracker,
     ) -> anyhow::Result<Self> {
         let client = match &config.anthropic_api_key {
             Some(key) => Some(ClaudeClient::new(config, key.clone())?),
@@ -203,6 +207,7 @@ impl AiService {
                 models,
                 unknown_models: Mutex::new(Vec::new()),
                 monitor,
+                tasks,
             }),
         })
     }
@@ -423,7 +428,7 @@ impl AiService {
             // The stream's final event need not wait for the ledger write.
             Ledger::Stream { db, .. } => {
                 let db = db.clone();
-                tokio::spawn(async move {
+                self.inner.tasks.spawn(async move {
                     let recorded = async {
                         let mut conn = db.writer.acquire().await?;
                         db::insert_call(&mut conn, &row).await

@@ -83,22 +83,12 @@ pub fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     ))
 }
 
-/// The 507 of a disk that is (nearly) full: the floor was reached, or a
-/// write met "no space left on device".
-pub fn insufficient_storage() -> AppError {
-    AppError::Problem {
-        status: axum::http::StatusCode::INSUFFICIENT_STORAGE,
-        code: "insufficient_storage",
-        message: "the server's disk is full; try again later".into(),
-    }
-}
-
 /// 507 `insufficient_storage` unless writing `incoming` more bytes under
 /// `dir` leaves at least `min_free` bytes free. A disk whose free space
 /// cannot be read is not refused here (a failed write still is).
 pub fn ensure_room(dir: &Path, min_free: u64, incoming: u64) -> Result<(), AppError> {
     if below_floor(dir, min_free, incoming) {
-        return Err(insufficient_storage());
+        return Err(AppError::insufficient_storage());
     }
     Ok(())
 }
@@ -130,33 +120,6 @@ pub fn below_floor(dir: &Path, min_free: u64, incoming: u64) -> bool {
 pub fn floor_error() -> anyhow::Error {
     anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::StorageFull))
         .context("refused: the disk is at its free-space floor (STORAGE_MIN_FREE_BYTES)")
-}
-
-/// Whether an I/O error means the disk (or the user's disk quota) is full.
-pub fn is_disk_full(err: &std::io::Error) -> bool {
-    use std::io::ErrorKind;
-    matches!(
-        err.kind(),
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
-    ) || matches!(err.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-}
-
-/// Whether any cause in the chain is a full disk: an I/O error, or SQLite's
-/// `SQLITE_FULL` (a backup's `VACUUM INTO`).
-pub fn chain_is_disk_full(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return is_disk_full(io);
-        }
-        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
-            // SQLITE_FULL is 13 (extended codes keep it in the low byte).
-            return db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .is_some_and(|c| c & 0xff == 13);
-        }
-        false
-    })
 }
 
 #[cfg(test)]
@@ -217,16 +180,5 @@ mod tests {
             )
             .is_err()
         );
-    }
-
-    #[test]
-    fn full_disk_errors_are_recognised_through_context() {
-        let io = std::io::Error::from_raw_os_error(libc::ENOSPC);
-        assert!(is_disk_full(&io));
-        let err = anyhow::Error::new(io).context("failed to write the upload");
-        assert!(chain_is_disk_full(&err));
-        let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
-            .context("failed to write the upload");
-        assert!(!chain_is_disk_full(&other));
     }
 }

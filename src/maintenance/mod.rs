@@ -330,7 +330,7 @@ async fn backup_job(
             "integrity_check_failed",
             format!("{e:#}"),
         )),
-        Err(e) if crate::files::space::chain_is_disk_full(&e) => Err(crate::jobs::JobError::fail(
+        Err(e) if crate::error::chain_is_disk_full(&e) => Err(crate::jobs::JobError::fail(
             "insufficient_storage",
             "the disk is full",
         )),

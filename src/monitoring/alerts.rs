@@ -247,7 +247,7 @@ fn notify(state: &Monitoring, client: &reqwest::Client, alert: Alert) {
         return;
     };
     let client = client.clone();
-    tokio::spawn(async move {
+    state.tasks.spawn(async move {
         let body = serde_json::json!({
             "service": "hs-platform",
             "event": alert.status,

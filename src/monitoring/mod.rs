@@ -65,6 +65,8 @@ pub struct Monitoring {
     /// Recognises the load tester's own requests (see
     /// [`observe::LOADTEST_HEADER`]).
     pub loadtest_secret: Arc<str>,
+    /// Alert webhooks are sent under the service's task tracker.
+    pub tasks: TaskTracker,
 }
 
 /// The monitoring handle: the request log's buffer, live statistics, limits;
