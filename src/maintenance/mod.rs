@@ -324,7 +324,7 @@ async fn backup_job(
         "schedule"
     };
     ctx.progress(0, "copying the database").await;
-    match backup::create(&state, trigger, Some(&ctx.id)).await {
+    match backup::create(&state, trigger, Some(&ctx)).await {
         Ok(b) => Ok(serde_json::json!({ "backup": b })),
         Err(e) if format!("{e:#}").contains("integrity_check") => Err(crate::jobs::JobError::fail(
             "integrity_check_failed",
