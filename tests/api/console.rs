@@ -432,6 +432,11 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
         200.0,
         "every request of the load test is on its timeline"
     );
+    assert_eq!(
+        console.chart_sum("loadtest-histogram").await,
+        200.0,
+        "every (successful) request of the load test is in its latency histogram"
+    );
     console.shot("loadtests").await;
 
     console.open_view("#/system", "System", "Resources").await;
