@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod db;
+pub mod download;
 pub mod model;
 pub mod routes;
 

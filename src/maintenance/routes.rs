@@ -129,7 +129,7 @@ async fn download_backup(
     _admin: AdminUser,
     Path(backup_id): Path<String>,
 ) -> Result<Response> {
-    let d = super::backup::open_download(&state, &backup_id).await?;
+    let d = super::download::open_download(&state, &backup_id).await?;
     let digest = hex::decode(&d.sha256).unwrap_or_default();
     let mut res = Response::new(Body::from_stream(ReaderStream::with_capacity(
         d.file,
