@@ -145,6 +145,7 @@ impl AppState {
         let analytics = Analytics {
             db: db.clone(),
             cache: monitor.cache().clone(),
+            storage_limits: files.files.limits(),
         };
         let loadtest = LoadTesting {
             db: db.clone(),

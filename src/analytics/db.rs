@@ -6,7 +6,8 @@
 use chrono::NaiveDate;
 use sqlx::SqliteConnection;
 
-use super::model::{AiDay, DayCount, FileKind, JobCount, JobStats, RequestDay};
+use super::model::{AiDay, DayCount, FileKind, JobCount, JobStats, RequestDay, UserStorage};
+use crate::ids::UserId;
 use crate::time::Timestamp;
 
 pub async fn users_total(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
@@ -252,4 +253,30 @@ pub async fn ai_by_day_and_model(
     )
     .fetch_all(conn)
     .await
+}
+
+/// Stored files and bytes per user, largest first (files without an owner
+/// are left out).
+pub async fn storage_per_user(
+    conn: &mut SqliteConnection,
+    limit: i64,
+) -> sqlx::Result<Vec<UserStorage>> {
+    sqlx::query_as!(
+        UserStorage,
+        r#"SELECT f.user_id AS "user_id!: UserId", u.email AS "email?", count(*) AS "files!: i64",
+                  coalesce(sum(f.size), 0) AS "bytes!: i64"
+           FROM files f LEFT JOIN users u ON u.id = f.user_id
+           WHERE f.user_id IS NOT NULL
+           GROUP BY f.user_id ORDER BY 4 DESC, f.user_id LIMIT ?"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// How many users have at least one stored file.
+pub async fn users_with_files(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(r#"SELECT count(DISTINCT user_id) AS "n!: i64" FROM files"#)
+        .fetch_one(conn)
+        .await
 }

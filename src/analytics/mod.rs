@@ -10,8 +10,8 @@ pub mod routes;
 use chrono::NaiveDate;
 
 use self::model::{
-    AiFigures, FileFigures, JobFigures, RequestFigures, RouteLatency, SessionFigures, Summary,
-    UserFigures,
+    AiFigures, FileFigures, JobFigures, RequestFigures, RouteLatency, SessionFigures, Storage,
+    Summary, UserFigures,
 };
 use crate::db::Db;
 use crate::error::{AppError, Result};
@@ -30,6 +30,25 @@ pub const MIN_ROUTE_REQUESTS: i64 = 5;
 pub struct Analytics {
     pub db: Db,
     pub cache: ResponseCache,
+    /// The storage quotas, reported beside the storage used.
+    pub storage_limits: crate::files::space::Limits,
+}
+
+/// Stored bytes and files per user (the `limit` largest), the totals and the
+/// quotas.
+pub async fn storage(state: &Analytics, limit: i64) -> Result<Storage> {
+    let mut conn = state.db.reader.acquire().await?;
+    let (total_files, total_bytes) = db::files_stored(&mut conn).await?;
+    let users_with_files = db::users_with_files(&mut conn).await?;
+    let items = db::storage_per_user(&mut conn, limit).await?;
+    Ok(Storage {
+        total_files,
+        total_bytes,
+        users_with_files,
+        quota_bytes: state.storage_limits.quota,
+        user_quota_bytes: state.storage_limits.user_quota,
+        items,
+    })
 }
 
 /// Parses a range bound: RFC 3339, or `YYYY-MM-DD` meaning midnight UTC.

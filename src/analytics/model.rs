@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::ids::UserId;
 use crate::time::Timestamp;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -169,4 +170,39 @@ pub struct AiFigures {
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub by_day_and_model: Vec<AiDay>,
+}
+
+/// `GET /api/analytics/storage` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StorageQuery {
+    /// How many users to list, largest first: 1-100 (default 10).
+    pub limit: Option<u32>,
+}
+
+/// One user's stored files.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserStorage {
+    pub user_id: UserId,
+    /// Absent if the account is gone.
+    pub email: Option<String>,
+    pub files: i64,
+    pub bytes: i64,
+}
+
+/// Storage used now: totals, quotas, and the users storing the most.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    pub total_files: i64,
+    pub total_bytes: i64,
+    pub users_with_files: i64,
+    /// `STORAGE_QUOTA_BYTES` in force (all files and queued payloads).
+    pub quota_bytes: u64,
+    /// `USER_QUOTA_BYTES` in force (per account).
+    pub user_quota_bytes: u64,
+    /// Largest first.
+    pub items: Vec<UserStorage>,
 }

@@ -9,9 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Analytics;
-use super::model::{Summary, SummaryQuery};
-use crate::error::{Problem, Result};
-use crate::http::extract::{AdminUser, Query};
+use super::model::{Storage, StorageQuery, Summary, SummaryQuery};
+use crate::error::{AppError, Problem, Result};
+use crate::http::extract::{AdminUser, Json, Query};
 use crate::sessions::auth::AuthCache;
 
 /// How long a computed summary is served from the response cache (per
@@ -24,7 +24,9 @@ where
     AuthCache: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    OpenApiRouter::new().routes(routes!(summary))
+    OpenApiRouter::new()
+        .routes(routes!(summary))
+        .routes(routes!(storage))
 }
 
 /// Platform analytics for `[from, to)` computed by SQL: users, sessions,
@@ -58,4 +60,29 @@ async fn summary(
             || async move { Ok((StatusCode::OK, super::summary(&st, from, to).await?)) },
         )
         .await
+}
+
+/// Storage used now (admin): stored files and bytes in total and per user
+/// (the `limit` largest), with the quotas in force. Computed by SQL on each
+/// request (one grouped scan of `files`).
+#[utoipa::path(get, path = "/api/analytics/storage", tag = "analytics",
+    params(StorageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Storage),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 422, description = "`limit` out of 1-100", body = Problem),
+    ))]
+async fn storage(
+    State(state): State<Analytics>,
+    _admin: AdminUser,
+    Query(q): Query<StorageQuery>,
+) -> Result<Json<Storage>> {
+    let limit = match q.limit {
+        None => 10,
+        Some(n) if (1..=100).contains(&n) => i64::from(n),
+        Some(_) => return Err(AppError::validation("limit", "must be from 1 to 100")),
+    };
+    Ok(Json(super::storage(&state, limit).await?))
 }

@@ -265,7 +265,7 @@ async fn list_files(
 
 /// An RFC 6266 `Content-Disposition` with an ASCII fallback and the exact
 /// UTF-8 name in `filename*`.
-fn content_disposition(name: &str) -> HeaderValue {
+pub(crate) fn content_disposition(name: &str) -> HeaderValue {
     let ascii: String = name
         .chars()
         .map(|c| {

@@ -56,6 +56,7 @@ impl From<JobRow> for Job {
                 }),
                 _ => None,
             },
+            payload: None,
         }
     }
 }

@@ -174,6 +174,15 @@ struct RunningJob {
     cancelled_by_client: Arc<AtomicBool>,
 }
 
+/// The job if `caller` owns it or is an admin, else 404.
+fn visible_to(caller: &Principal, job: Job) -> Result<Job> {
+    match &job.user_id {
+        Some(owner) if caller.can_see(owner) => Ok(job),
+        None if caller.is_admin() => Ok(job),
+        _ => Err(AppError::NotFound),
+    }
+}
+
 /// Handle to the queue; clone freely.
 #[derive(Clone)]
 pub struct Queue {
@@ -297,11 +306,23 @@ impl Queue {
     /// A job the caller may see (owner or admin), else 404.
     pub async fn get_visible(&self, caller: &Principal, id: &JobId) -> Result<Job> {
         let job = self.get(id).await?.ok_or(AppError::NotFound)?;
-        match &job.user_id {
-            Some(owner) if caller.can_see(owner) => Ok(job),
-            None if caller.is_admin() => Ok(job),
-            _ => Err(AppError::NotFound),
-        }
+        visible_to(caller, job)
+    }
+
+    /// [`Queue::get_visible`] with the job's payload.
+    pub async fn get_visible_with_payload(&self, caller: &Principal, id: &JobId) -> Result<Job> {
+        let row = {
+            let mut conn = self.inner.db.reader.acquire().await?;
+            db::find(&mut conn, id).await?.ok_or(AppError::NotFound)?
+        };
+        let payload = serde_json::from_str(&row.payload).ok();
+        visible_to(
+            caller,
+            Job {
+                payload,
+                ..Job::from(row)
+            },
+        )
     }
 
     /// Waits up to `timeout` for the job to finish; returns its latest state.

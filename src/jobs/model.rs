@@ -79,6 +79,12 @@ pub struct Job {
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub error: Option<JobErrorBody>,
+    /// The job's input as it was enqueued (the request that created it).
+    /// Only in `GET /api/jobs/{jobId}`, which only the owner or an admin may
+    /// read; lists leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
 }
 
 /// A job to enqueue.

@@ -25,7 +25,8 @@ where
         .routes(routes!(cancel_job))
 }
 
-/// A job: status, progress, attempts, result or error (owner or admin).
+/// A job: status, progress, attempts, result or error, and its `payload`
+/// (the input it was enqueued with) (owner or admin).
 #[utoipa::path(get, path = "/api/jobs/{jobId}", tag = "jobs",
     params(("jobId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Job), (status = 401, body = Problem), (status = 404, body = Problem)))]
@@ -34,7 +35,7 @@ async fn get_job(
     user: AuthUser,
     Path(id): Path<JobId>,
 ) -> Result<impl IntoResponse> {
-    Ok(Json(queue.get_visible(&user, &id).await?))
+    Ok(Json(queue.get_visible_with_payload(&user, &id).await?))
 }
 
 /// Jobs, newest first: the caller's own, or (admins) everyone's.

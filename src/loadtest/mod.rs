@@ -419,6 +419,7 @@ async fn run_test(
             target_rps,
             latency_ms: report::latency(&collected.ok),
             failure_latency_ms: report::latency(&collected.fail),
+            histogram: report::buckets(&collected.ok),
             status_codes: collected.status_codes(),
             errors: collected.errors.clone(),
             timeline: collected.timeline.clone(),

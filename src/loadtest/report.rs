@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
-use super::model::{Errors, LatencyMs, ThresholdVerdict, Thresholds, TimelinePoint, Totals};
+use super::model::{
+    Errors, LatencyBucket, LatencyMs, ThresholdVerdict, Thresholds, TimelinePoint, Totals,
+};
 
 /// Latencies are recorded in microseconds, clamped to this.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -220,6 +222,27 @@ pub fn latency(h: &Histogram<u64>) -> LatencyMs {
     }
 }
 
+/// Upper bound of the first histogram bucket, in microseconds; each next
+/// bucket doubles it (50 us, 100 us, 200 us ... up to the largest latency).
+pub const HISTOGRAM_FIRST_US: u64 = 50;
+
+/// The latency histogram of `h` in log-2 buckets from
+/// [`HISTOGRAM_FIRST_US`]; every bucket up to the largest latency is listed
+/// (empty ones as 0), so the counts add up to `h.len()`. A bucket's bound is
+/// the histogram's highest value equivalent to 50 us, 100 us ... (0.049 ms,
+/// 0.099 ms at 3 significant digits).
+pub fn buckets(h: &Histogram<u64>) -> Vec<LatencyBucket> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_log(HISTOGRAM_FIRST_US, 2.0)
+        .map(|v| LatencyBucket {
+            le_ms: ms(v.value_iterated_to()),
+            count: v.count_since_last_iteration(),
+        })
+        .collect()
+}
+
 impl Collected {
     pub fn totals(&self) -> Totals {
         let succeeded = self.ok.len();
@@ -290,6 +313,24 @@ impl Collected {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_buckets_double_and_hold_every_request() {
+        assert!(buckets(&histogram(3)).is_empty());
+        let mut h = histogram(3);
+        for us in [10, 60, 70, 150, 900, 5_000] {
+            h.record(us).unwrap();
+        }
+        let b = buckets(&h);
+        assert_eq!(b.iter().map(|x| x.count).sum::<u64>(), 6);
+        // Bounds are the histogram's highest value equivalent to 50 us,
+        // 100 us ... (0.049 ms, 0.099 ms at 3 significant digits).
+        assert!((b[0].le_ms - 0.05).abs() < 0.002, "{}", b[0].le_ms);
+        assert_eq!(b[0].count, 1);
+        assert!((b[1].le_ms - 0.1).abs() < 0.002, "{}", b[1].le_ms);
+        assert_eq!(b[1].count, 2);
+        assert!(b.last().unwrap().le_ms >= 5.0);
+    }
 
     #[test]
     fn counts_percentiles_and_timeline_agree() {

@@ -15,6 +15,8 @@
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,6 +30,7 @@ use super::Maintenance;
 use super::db;
 use crate::config::Config;
 use crate::ids::JobId;
+use crate::jobs::JobContext;
 use crate::time::Timestamp;
 
 /// A lock on `<database>.lock`. The service holds it shared for its whole
@@ -150,11 +153,23 @@ pub async fn verify_file(path: &Path) -> anyhow::Result<Verified> {
 pub struct Written {
     pub size_bytes: u64,
     pub duration: Duration,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
 }
 
 /// Writes a consistent, checked copy of the live database to `dest`, which
 /// must not exist. Safe while the service runs.
 pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Written> {
+    write_backup_observed(config, dest, &Arc::new(AtomicU64::new(0))).await
+}
+
+/// [`write_backup`], counting the bytes copied so far into `copied` (read by
+/// the backup job to report its progress).
+pub async fn write_backup_observed(
+    config: &Config,
+    dest: &Path,
+    copied: &Arc<AtomicU64>,
+) -> anyhow::Result<Written> {
     let started = Instant::now();
     if dest.exists() {
         bail!("{} already exists; choose a new file name", dest.display());
@@ -173,8 +188,8 @@ pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Writte
         .with_context(|| format!("{} is not valid UTF-8", partial.display()))?;
     let flushing = tokio_util::sync::CancellationToken::new();
     let flusher = tokio::task::spawn_blocking({
-        let (partial, flushing) = (partial.clone(), flushing.clone());
-        move || flush_while_copying(&partial, &flushing)
+        let (partial, flushing, copied) = (partial.clone(), flushing.clone(), copied.clone());
+        move || flush_while_copying(&partial, &flushing, &copied)
     });
     let copied = db::vacuum_into(&mut conn, partial_str).await;
     flushing.cancel();
@@ -194,27 +209,30 @@ pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Writte
         return Err(e.context("the backup copy is corrupt"));
     }
     let dest_owned = dest.to_path_buf();
-    let size_bytes = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let put_in_place = || -> anyhow::Result<u64> {
-            let f = File::open(&partial)?;
-            f.sync_all()?;
-            let size = f.metadata()?.len();
-            std::fs::rename(&partial, &dest_owned).with_context(|| {
-                format!("failed to move the backup to {}", dest_owned.display())
+    let (size_bytes, sha256) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, String)> {
+            let put_in_place = || -> anyhow::Result<(u64, String)> {
+                let f = File::open(&partial)?;
+                f.sync_all()?;
+                let size = f.metadata()?.len();
+                let sha256 = super::download::sha256_of(&partial)?;
+                std::fs::rename(&partial, &dest_owned).with_context(|| {
+                    format!("failed to move the backup to {}", dest_owned.display())
+                })?;
+                Ok((size, sha256))
+            };
+            let size = put_in_place().inspect_err(|_| {
+                let _ = std::fs::remove_file(&partial);
             })?;
+            sync_parent(&dest_owned);
             Ok(size)
-        };
-        let size = put_in_place().inspect_err(|_| {
-            let _ = std::fs::remove_file(&partial);
-        })?;
-        sync_parent(&dest_owned);
-        Ok(size)
-    })
-    .await
-    .context("backup task panicked")??;
+        })
+        .await
+        .context("backup task panicked")??;
     Ok(Written {
         size_bytes,
         duration: started.elapsed(),
+        sha256,
     })
 }
 
@@ -223,7 +241,12 @@ pub async fn write_backup(config: &Config, dest: &Path) -> anyhow::Result<Writte
 /// the kernel then throttles every process that writes (the service's own
 /// commits included) and the final sync stalls the disk. Flushing as it goes
 /// keeps the copy's unwritten data, and so the writers' stalls, small.
-fn flush_while_copying(partial: &Path, stop: &tokio_util::sync::CancellationToken) {
+/// Records the copy's size in `copied` as it grows.
+fn flush_while_copying(
+    partial: &Path,
+    stop: &tokio_util::sync::CancellationToken,
+    copied: &AtomicU64,
+) {
     let mut file = None;
     while !stop.is_cancelled() {
         std::thread::sleep(Duration::from_millis(20));
@@ -232,6 +255,9 @@ fn flush_while_copying(partial: &Path, stop: &tokio_util::sync::CancellationToke
         }
         if let Some(f) = &file {
             let _ = f.sync_data();
+            if let Ok(m) = f.metadata() {
+                copied.store(m.len(), Ordering::Relaxed);
+            }
         }
     }
 }
@@ -393,6 +419,10 @@ pub struct Backup {
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// Hex SHA-256 of the file (what `sha256sum` prints); absent for a
+    /// backup not finished, or made before checksums were stored until its
+    /// first download.
+    pub sha256: Option<String>,
 }
 
 impl From<db::BackupRow> for Backup {
@@ -409,6 +439,7 @@ impl From<db::BackupRow> for Backup {
             error: r.error,
             created_at: r.created_at,
             finished_at: r.finished_at,
+            sha256: r.sha256,
         }
     }
 }
@@ -416,12 +447,15 @@ impl From<db::BackupRow> for Backup {
 /// Makes a backup into `DATA_DIR/backups`, records it, and rotates old ones
 /// out (keeping `BACKUP_KEEP`). A corrupt copy is logged at error level and
 /// fails.
-#[tracing::instrument(skip(state))]
+/// With a job context, the job's progress follows the bytes copied (against
+/// the database's size) up to 90 %, then the check and checksum.
+#[tracing::instrument(skip(state, ctx))]
 pub async fn create(
     state: &Maintenance,
     trigger: &str,
-    job_id: Option<&JobId>,
+    ctx: Option<&JobContext>,
 ) -> anyhow::Result<Backup> {
+    let job_id = ctx.map(|c| &c.id);
     let dir = state.config.backups_dir();
     tokio::fs::create_dir_all(&dir)
         .await
@@ -447,21 +481,28 @@ pub async fn create(
     let result = if crate::files::space::below_floor(&dir, floor, estimate) {
         Err(crate::files::space::floor_error())
     } else {
-        write_backup(&state.config, &dir.join(&file_name)).await
+        let copied = Arc::new(AtomicU64::new(0));
+        let dest = dir.join(&file_name);
+        let write = write_backup_observed(&state.config, &dest, &copied);
+        match ctx {
+            Some(ctx) => report_progress(ctx, write, &copied, estimate).await,
+            None => write.await,
+        }
     };
     let finished_at = Timestamp::now();
     let duration_ms = started.elapsed().as_millis() as i64;
-    let (status, size_bytes, integrity, error) = match &result {
+    let (status, size_bytes, integrity, error, sha256) = match &result {
         Ok(w) => (
             "succeeded",
             Some(w.size_bytes as i64),
             Some("ok".to_string()),
             None,
+            Some(w.sha256.as_str()),
         ),
         Err(e) => {
             let msg = format!("{e:#}");
             let integrity = msg.contains("integrity_check").then(|| msg.clone());
-            ("failed", None, integrity, Some(msg))
+            ("failed", None, integrity, Some(msg), None)
         }
     };
     let outcome = db::BackupOutcome {
@@ -471,6 +512,7 @@ pub async fn create(
         duration_ms,
         error: error.as_deref(),
         finished_at,
+        sha256,
     };
     {
         let mut tx = state.db.begin_write().await?;
@@ -483,12 +525,47 @@ pub async fn create(
     result?;
     rotate(state).await?;
     let mut conn = state.db.reader.acquire().await?;
-    let row = db::list_backups(&mut conn, None, 200)
+    let row = db::backup_by_id(&mut conn, &id)
         .await?
-        .into_iter()
-        .find(|b| b.id == id)
         .context("the backup row vanished")?;
     Ok(row.into())
+}
+
+/// Runs the copy while reporting the job's progress every 250 ms: the bytes
+/// copied against `estimate` (the database's size) map to 0-90 %; the
+/// integrity check and checksum that follow the copy are the rest.
+async fn report_progress(
+    ctx: &JobContext,
+    write: impl std::future::Future<Output = anyhow::Result<Written>>,
+    copied: &AtomicU64,
+    estimate: u64,
+) -> anyhow::Result<Written> {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            written = &mut write => return written,
+            _ = tick.tick() => {
+                let bytes = copied.load(Ordering::Relaxed);
+                let percent = copy_percent(bytes, estimate);
+                let message = if percent < 90 {
+                    format!("copying the database: {bytes} of about {estimate} bytes")
+                } else {
+                    "checking the copy and computing its checksum".to_string()
+                };
+                ctx.progress(percent, message).await;
+            }
+        }
+    }
+}
+
+/// 0-90 % for `bytes` copied of about `estimate` (a copy can end smaller
+/// or larger than the live file: it is compacted, and writers carry on).
+fn copy_percent(bytes: u64, estimate: u64) -> u8 {
+    if estimate == 0 {
+        return 0;
+    }
+    (bytes.saturating_mul(90) / estimate).min(90) as u8
 }
 
 /// Deletes succeeded backups beyond the newest `BACKUP_KEEP`.
@@ -577,6 +654,14 @@ pub async fn check_at_startup(db: &crate::db::Db, config: &Config) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_progress_stays_within_0_to_90_percent() {
+        assert_eq!(copy_percent(0, 1000), 0);
+        assert_eq!(copy_percent(500, 1000), 45);
+        assert_eq!(copy_percent(5000, 1000), 90);
+        assert_eq!(copy_percent(10, 0), 0);
+    }
 
     #[test]
     fn siblings_append_to_the_file_name() {

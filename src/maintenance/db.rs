@@ -91,6 +91,7 @@ pub struct BackupRow {
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    pub sha256: Option<String>,
 }
 
 #[tracing::instrument(skip(conn))]
@@ -120,6 +121,7 @@ pub struct BackupOutcome<'a> {
     pub duration_ms: i64,
     pub error: Option<&'a str>,
     pub finished_at: Timestamp,
+    pub sha256: Option<&'a str>,
 }
 
 #[tracing::instrument(skip(conn, o))]
@@ -130,7 +132,7 @@ pub async fn finish_backup(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "UPDATE backups SET status = ?, size_bytes = ?, integrity = ?, duration_ms = ?, error = ?,
-                finished_at = ?
+                finished_at = ?, sha256 = ?
          WHERE id = ?",
         o.status,
         o.size_bytes,
@@ -138,6 +140,7 @@ pub async fn finish_backup(
         o.duration_ms,
         o.error,
         o.finished_at,
+        o.sha256,
         id
     )
     .execute(conn)
@@ -164,13 +167,48 @@ pub async fn list_backups(
         BackupRow,
         r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
                   integrity, duration_ms, error, created_at AS "created_at: Timestamp",
-                  finished_at AS "finished_at?: Timestamp"
+                  finished_at AS "finished_at?: Timestamp", sha256
            FROM backups WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"#,
         cursor,
         limit
     )
     .fetch_all(conn)
     .await
+}
+
+/// One backup by id.
+#[tracing::instrument(skip(conn))]
+pub async fn backup_by_id(
+    conn: &mut SqliteConnection,
+    id: &str,
+) -> sqlx::Result<Option<BackupRow>> {
+    sqlx::query_as!(
+        BackupRow,
+        r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
+                  integrity, duration_ms, error, created_at AS "created_at: Timestamp",
+                  finished_at AS "finished_at?: Timestamp", sha256
+           FROM backups WHERE id = ?1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the checksum of a backup made before checksums were stored.
+#[tracing::instrument(skip(conn))]
+pub async fn set_backup_sha256(
+    conn: &mut SqliteConnection,
+    id: &str,
+    sha256: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE backups SET sha256 = ? WHERE id = ? AND sha256 IS NULL",
+        sha256,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Succeeded backups still on disk, newest first (rotation keeps the first
@@ -181,7 +219,7 @@ pub async fn kept_backups(conn: &mut SqliteConnection) -> sqlx::Result<Vec<Backu
         BackupRow,
         r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
                   integrity, duration_ms, error, created_at AS "created_at: Timestamp",
-                  finished_at AS "finished_at?: Timestamp"
+                  finished_at AS "finished_at?: Timestamp", sha256
            FROM backups WHERE status = 'succeeded' ORDER BY id DESC"#
     )
     .fetch_all(conn)

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod db;
+pub mod download;
 pub mod model;
 pub mod routes;
 
@@ -324,7 +325,7 @@ async fn backup_job(
         "schedule"
     };
     ctx.progress(0, "copying the database").await;
-    match backup::create(&state, trigger, Some(&ctx.id)).await {
+    match backup::create(&state, trigger, Some(&ctx)).await {
         Ok(b) => Ok(serde_json::json!({ "backup": b })),
         Err(e) if format!("{e:#}").contains("integrity_check") => Err(crate::jobs::JobError::fail(
             "integrity_check_failed",

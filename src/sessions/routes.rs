@@ -25,6 +25,7 @@ where
 {
     OpenApiRouter::new()
         .routes(routes!(login))
+        .routes(routes!(current_session))
         .routes(routes!(get_session, update_session, delete_session))
         .routes(routes!(list_user_sessions))
 }
@@ -74,6 +75,18 @@ async fn login(
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     Ok(response)
+}
+
+/// The caller's own session and user, found from the cookie or bearer token
+/// (the console uses it to know who is signed in).
+#[utoipa::path(get, path = "/api/sessions/current", tag = "sessions",
+    security(("bearer" = [])),
+    responses((status = 200, body = SessionWithUser), (status = 401, body = Problem)))]
+async fn current_session(
+    State(state): State<Sessions>,
+    user: AuthUser,
+) -> Result<impl IntoResponse> {
+    Ok(Json(super::get(&state, &user, &user.session_id).await?))
 }
 
 /// A session and its user (owner or admin).

@@ -76,6 +76,35 @@ pub async fn find(conn: &mut SqliteConnection, id: &UserId) -> sqlx::Result<Opti
     .await
 }
 
+/// Accounts newest first (ids are UUIDv7, so time-ordered): `pattern` is a
+/// `LIKE` pattern (already escaped with `\\`) matched against email and
+/// name, `cursor` the last id of the previous page.
+#[tracing::instrument(skip(conn))]
+pub async fn list(
+    conn: &mut SqliteConnection,
+    pattern: Option<&str>,
+    role: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<UserRow>> {
+    sqlx::query_as!(
+        UserRow,
+        r#"SELECT id AS "id!: UserId", email, name, role, preferences, metadata,
+                  created_at AS "created_at: Timestamp", updated_at AS "updated_at: Timestamp"
+           FROM users
+           WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\' OR name LIKE ?1 ESCAPE '\')
+             AND (?2 IS NULL OR role = ?2)
+             AND (?3 IS NULL OR id < ?3)
+           ORDER BY id DESC LIMIT ?4"#,
+        pattern,
+        role,
+        cursor,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
 pub struct Credentials {
     pub id: UserId,
     pub password_hash: String,

@@ -14,7 +14,8 @@ use moka::sync::Cache;
 use secrecy::SecretString;
 
 use self::model::{
-    Checks, Email, Password, Role, SignUp, UpdateUser, User, UserProfile, parse_name, parse_object,
+    Checks, Email, Password, Role, SignUp, UpdateUser, User, UserFilter, UserProfile, parse_name,
+    parse_object,
 };
 use crate::config::Config;
 use crate::db::Db;
@@ -134,6 +135,25 @@ impl Users {
         });
         self.profiles.insert(user_id.clone(), profile.clone());
         Ok(profile)
+    }
+
+    /// Accounts newest first, searched by email or name (admins only; the
+    /// route checks the role). Answers up to `limit` rows.
+    pub async fn list(&self, filter: &UserFilter, limit: i64) -> Result<Vec<User>> {
+        if filter.q.as_ref().is_some_and(|q| q.chars().count() > 254) {
+            return Err(AppError::validation("q", "at most 254 characters"));
+        }
+        let pattern = filter.q.as_deref().and_then(model::contains_pattern);
+        let mut conn = self.db.reader.acquire().await?;
+        let rows = db::list(
+            &mut conn,
+            pattern.as_deref(),
+            filter.role.map(Role::as_str),
+            filter.cursor.as_deref(),
+            limit,
+        )
+        .await?;
+        Ok(rows.into_iter().map(User::from).collect())
     }
 
     #[tracing::instrument(skip_all, fields(user_id))]

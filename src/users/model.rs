@@ -211,6 +211,39 @@ pub struct UserProfile {
     pub stats: UserStats,
 }
 
+/// `GET /api/users` filters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserFilter {
+    /// Part of the email or name (case-insensitive for ASCII letters).
+    pub q: Option<String>,
+    pub role: Option<Role>,
+    /// Items per page, 1-200 (default 50).
+    pub limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A `LIKE` pattern matching `q` anywhere, with `%`, `_` and `\` escaped
+/// (`ESCAPE '\'`); `None` for an empty search.
+pub fn contains_pattern(q: &str) -> Option<String> {
+    let q = q.trim();
+    if q.is_empty() {
+        return None;
+    }
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    Some(p)
+}
+
 /// Parses a stored JSON object column (always written by us as an object).
 pub fn object_from_db(text: &str) -> Map<String, Value> {
     serde_json::from_str(text).unwrap_or_default()

@@ -8,9 +8,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Users;
-use super::model::{SignUp, UpdateUser, User, UserProfile};
+use super::model::{SignUp, UpdateUser, User, UserFilter, UserProfile};
 use crate::error::{Problem, Result};
-use crate::http::extract::{AuthUser, Json, Path};
+use crate::http::extract::{AdminUser, AuthUser, Json, Page, PageParams, Path, Query};
 use crate::ids::UserId;
 use crate::sessions::auth::AuthCache;
 
@@ -21,7 +21,7 @@ where
     S: Clone + Send + Sync + 'static,
 {
     OpenApiRouter::new()
-        .routes(routes!(sign_up))
+        .routes(routes!(sign_up, list_users))
         .routes(routes!(get_user, update_user))
 }
 
@@ -37,6 +37,33 @@ where
 async fn sign_up(State(users): State<Users>, Json(req): Json<SignUp>) -> Result<impl IntoResponse> {
     let user = users.sign_up(req).await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Accounts, newest first (admin): `q` searches email and name (substring,
+/// case-insensitive for ASCII), `role` filters, cursor pages.
+#[utoipa::path(get, path = "/api/users", tag = "users",
+    params(UserFilter), security(("bearer" = [])),
+    responses(
+        (status = 200, body = Page<User>),
+        (status = 400, description = "malformed query", body = Problem),
+        (status = 401, body = Problem),
+        (status = 403, body = Problem),
+        (status = 422, description = "`limit` out of 1-200 or `q` too long", body = Problem),
+    ))]
+async fn list_users(
+    State(users): State<Users>,
+    _admin: AdminUser,
+    Query(filter): Query<UserFilter>,
+) -> Result<impl IntoResponse> {
+    let limit = PageParams {
+        limit: filter.limit,
+        cursor: None,
+    }
+    .limit()?;
+    let rows = users.list(&filter, limit + 1).await?;
+    Ok(Json(Page::from_rows(rows, limit, |u: &User| {
+        u.id.to_string()
+    })))
 }
 
 /// A user's profile with usage statistics (self or admin).

@@ -346,3 +346,45 @@ async fn the_example_queries_of_the_analysts_guide_run() {
         }
     }
 }
+
+#[tokio::test]
+async fn storage_lists_bytes_and_files_per_user_largest_first_with_totals_and_quotas() {
+    let app = spawn_app().await;
+    let admin = app.new_admin().await;
+    let small = app.new_user().await;
+    let big = app.new_user().await;
+    app.assert_admin_only(
+        reqwest::Method::GET,
+        "/api/analytics/storage",
+        &small.token,
+        None,
+    )
+    .await;
+    for (user, size) in [(&small, 100), (&big, 3000), (&big, 2000)] {
+        let res = app
+            .upload(&user.token, "a.txt", "text/plain", &vec![b'x'; size])
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let storage = app
+        .get_json("/api/analytics/storage?limit=1", &admin.token)
+        .await;
+    assert_eq!(storage["totalFiles"], 3);
+    assert_eq!(storage["totalBytes"], 5100);
+    assert_eq!(storage["usersWithFiles"], 2);
+    assert!(storage["quotaBytes"].as_u64().unwrap() > 0);
+    assert!(storage["userQuotaBytes"].as_u64().unwrap() > 0);
+    let items = storage["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["userId"], big.id.as_str());
+    assert_eq!(items[0]["email"], big.email.as_str());
+    assert_eq!(items[0]["files"], 2);
+    assert_eq!(items[0]["bytes"], 5000);
+    let storage = app.get_json("/api/analytics/storage", &admin.token).await;
+    assert_eq!(storage["items"][1]["userId"], small.id.as_str());
+    assert_eq!(storage["items"][1]["bytes"], 100);
+    let res = app
+        .get("/api/analytics/storage?limit=101", Some(&admin.token))
+        .await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+}

@@ -40,7 +40,7 @@ fn png_bytes() -> Vec<u8> {
 }
 
 impl TestApp {
-    async fn upload(
+    pub async fn upload(
         &self,
         token: &str,
         file_name: &str,

@@ -109,6 +109,14 @@ async fn a_load_test_runs_end_to_end_with_a_consistent_report() {
     assert_eq!(u(&codes["404"]), failed);
 
     assert_eq!(u(&r["latencyMs"]["count"]), ok);
+    // The histogram holds the same successful requests, in doubling buckets.
+    let buckets = r["histogram"].as_array().unwrap();
+    assert_eq!(buckets.iter().map(|b| u(&b["count"])).sum::<u64>(), ok);
+    assert!(
+        buckets
+            .windows(2)
+            .all(|w| w[1]["leMs"].as_f64() > w[0]["leMs"].as_f64())
+    );
     assert_eq!(u(&r["failureLatencyMs"]["count"]), failed);
     assert_ordered(&r["latencyMs"]);
     assert_ordered(&r["failureLatencyMs"]);

@@ -5,6 +5,7 @@ mod helpers;
 
 mod ai;
 mod analytics;
+mod backups;
 mod connections;
 mod console;
 mod contract;

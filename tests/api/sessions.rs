@@ -161,3 +161,28 @@ async fn an_admin_can_log_a_user_out() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_current_session_is_found_from_the_cookie_or_the_token() {
+    let app = spawn_app().await;
+    let user = app.new_user().await;
+    let res = app.get("/api/sessions/current", None).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let me = app.get_json("/api/sessions/current", &user.token).await;
+    assert_eq!(me["session"]["id"], user.session_id.as_str());
+    assert_eq!(me["user"]["id"], user.id.as_str());
+    assert_eq!(me["user"]["email"], user.email.as_str());
+    let res = app
+        .client
+        .get(app.url("/api/sessions/current"))
+        .header("cookie", format!("hs_session={}", user.token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let me: Value = res.json().await.unwrap();
+    assert_eq!(me["session"]["id"], user.session_id.as_str());
+    app.logout(&user.session_id, &user.token).await;
+    let res = app.get("/api/sessions/current", Some(&user.token)).await;
+    assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}

@@ -228,3 +228,73 @@ async fn anonymous_requests_are_401() {
         .await;
     assert_problem(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
+
+#[tokio::test]
+async fn admins_list_and_search_accounts_by_email_or_name_in_pages() {
+    let app = spawn_app().await;
+    let admin = app.new_admin().await;
+    let user = app.new_user().await;
+    app.assert_admin_only(reqwest::Method::GET, "/api/users", &user.token, None)
+        .await;
+    let tag = unique_email("zq").replace(['@', '.'], "_");
+    let mut ids = Vec::new();
+    for (i, name) in ["Ada 100% Lovelace", "Grace_Hopper", "Plain"]
+        .iter()
+        .enumerate()
+    {
+        let res = app
+            .sign_up(json!({"email": format!("{tag}{i}@example.com"), "password": "correct horse battery", "name": name}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let u: Value = res.json().await.unwrap();
+        ids.push(u["id"].as_str().unwrap().to_string());
+    }
+    let page = app
+        .get_json(
+            &format!("/api/users?q={}", tag.to_uppercase()),
+            &admin.token,
+        )
+        .await;
+    let found: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    // Newest first.
+    assert_eq!(found, [&ids[2], &ids[1], &ids[0]]);
+    assert!(page["items"][0].get("passwordHash").is_none());
+    // `%` and `_` are literal characters, not wildcards.
+    let page = app.get_json("/api/users?q=100%25", &admin.token).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["id"], ids[0].as_str());
+    let page = app.get_json("/api/users?q=e_h", &admin.token).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["items"][0]["id"], ids[1].as_str());
+    // Pages follow the cursor without overlap.
+    let first = app
+        .get_json(&format!("/api/users?q={tag}&limit=2"), &admin.token)
+        .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second = app
+        .get_json(
+            &format!("/api/users?q={tag}&limit=2&cursor={cursor}"),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(second["items"][0]["id"], ids[0].as_str());
+    assert!(second["nextCursor"].is_null());
+    let admins = app.get_json("/api/users?role=admin", &admin.token).await;
+    assert!(
+        admins["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["role"] == "admin")
+    );
+    let res = app.get("/api/users?limit=0", Some(&admin.token)).await;
+    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let res = app.get("/api/users?role=owner", Some(&admin.token)).await;
+    assert!(res.status().is_client_error(), "{}", res.status());
+}

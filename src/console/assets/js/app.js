@@ -17,8 +17,7 @@ const VIEWS = { overview, performance, errors, alerts, jobs, loadtests, system, 
 const WINDOWS = ["15m", "1h", "24h", "7d", "30d"];
 const $ = (id) => document.getElementById(id);
 
-/** Who is signed in: { sessionId, user } (ids only: the token stays in the HttpOnly cookie). */
-const SESSION_KEY = "hs-console-session";
+/** Who is signed in: { sessionId, user } (the token stays in the HttpOnly cookie). */
 let me = null;
 let current = null;
 let timer = null;
@@ -50,17 +49,13 @@ function show(which) {
   for (const id of ["boot", "signin", "refusal", "shell"]) $(id).hidden = id !== which;
 }
 
+/** The session of the cookie, if any (a new tab or a reload finds it too). */
 async function whoAmI() {
-  const saved = JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
-  if (!saved?.sessionId) return null;
   try {
-    const s = await get(`/api/sessions/${encodeURIComponent(saved.sessionId)}`, { quiet: true });
-    return { sessionId: saved.sessionId, user: s.user };
+    const s = await get("/api/sessions/current", { quiet: true });
+    return { sessionId: s.session.id, user: s.user };
   } catch (e) {
-    if (e instanceof ApiError && (e.status === 401 || e.status === 404)) {
-      localStorage.removeItem(SESSION_KEY);
-      return null;
-    }
+    if (e instanceof ApiError && e.status === 401) return null;
     throw e;
   }
 }
@@ -85,7 +80,6 @@ async function signOut() {
   if (me?.sessionId) {
     try { await del(`/api/sessions/${encodeURIComponent(me.sessionId)}`, { quiet: true }); } catch { /* already gone */ }
   }
-  localStorage.removeItem(SESSION_KEY);
   me = null;
   $("signin-form").reset();
   show("signin");
@@ -139,7 +133,6 @@ function wire() {
     try {
       const res = await post("/api/sessions", { email: form.email.value, password: form.password.value }, { quiet: true });
       const session = { sessionId: res.session.id, user: res.user };
-      localStorage.setItem(SESSION_KEY, JSON.stringify({ sessionId: session.sessionId }));
       form.password.value = "";
       enter(session);
     } catch (e) {
@@ -161,7 +154,6 @@ function wire() {
   window.addEventListener("hashchange", () => me && render(true));
   onAuthFailure((status) => {
     if (status === 401) {
-      localStorage.removeItem(SESSION_KEY);
       me = null;
       clearInterval(timer);
       show("signin");

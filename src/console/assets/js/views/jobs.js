@@ -91,7 +91,7 @@ function jobDetail(j, ctx) {
         ["Priority", fmtNum(j.priority)],
         ["Progress", j.progress ? `${fmtNum(j.progress.percent)} %${j.progress.message ? " · " + j.progress.message : ""}` : "–"],
         ["Attempts", `${j.attempts} of ${j.maxAttempts}`],
-        ["User", j.userId ? h("span.mono", j.userId) : "–"],
+        ["User", j.userId ? h("a.mono", { href: "#/users" + qs({ id: j.userId }) }, j.userId) : "–"],
         ["Created", when(j.createdAt)],
         ["Run at", when(j.runAt)],
         ["Started", j.startedAt ? when(j.startedAt) : "–"],
@@ -100,7 +100,7 @@ function jobDetail(j, ctx) {
       ]),
       canCancel(j) ? h("p", cancelButton(j, ctx)) : null),
     card("Payload, result and error",
-      j.payload !== undefined ? h("div", h("h3", "Payload"), json(j.payload)) : h("p.muted.small", "The payload is not part of the job body yet."),
+      j.payload !== undefined ? h("div", h("h3", "Payload"), json(j.payload)) : h("p.muted.small", "No payload."),
       h("h3", "Result"), j.result != null ? json(j.result) : empty("No result (yet)."),
       j.error ? h("div", h("h3", "Error"), json(j.error)) : null),
   );

@@ -83,10 +83,13 @@ function jobStatus(by) {
 
 function storageBars(storage, summary) {
   if (storage?.items) {
-    const el = bars(storage.items.map((u) => ({ label: u.email || u.userId, value: u.bytes, text: `${fmtBytes(u.bytes)} · ${fmtNum(u.files)} files` })));
+    if (!storage.items.length) return empty("No stored files.");
+    const quota = (u) => (storage.userQuotaBytes ? ` · ${fmtPct(u.bytes / storage.userQuotaBytes)} of quota` : "");
+    const el = bars(storage.items.map((u) => ({ label: u.email || u.userId, value: u.bytes, text: `${fmtBytes(u.bytes)} · ${fmtNum(u.files)} files${quota(u)}` })));
     el.dataset.chart = "storage-per-user";
     el.dataset.sum = String(storage.items.reduce((a, u) => a + u.bytes, 0));
-    return el;
+    return h("div", el,
+      h("p.muted.small", `Largest ${storage.items.length} of ${fmtNum(storage.usersWithFiles)} users (quota ${fmtBytes(storage.userQuotaBytes)} each). In all ${fmtBytes(storage.totalBytes)} of ${fmtBytes(storage.quotaBytes)}.`));
   }
   // Without a per-user endpoint: the files created in the window, per kind.
   const kinds = summary.files.byKind;

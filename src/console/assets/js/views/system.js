@@ -14,7 +14,10 @@ export default {
       get("/api/maintenance/backups" + qs({ limit: 20 })),
       get("/api/performance/optimize"),
     ]);
-    ctx.poll(10000);
+    // A running backup reports its progress through its job.
+    const running = backups.items.filter((b) => b.status === "running" && b.jobId);
+    const jobs = new Map(await Promise.all(running.map(async (b) => [b.id, await get(`/api/jobs/${encodeURIComponent(b.jobId)}`).catch(() => null)])));
+    ctx.poll(running.length ? 1000 : 10000);
     const used = sys.dataDirTotalBytes && sys.dataDirFreeBytes != null ? sys.dataDirTotalBytes - sys.dataDirFreeBytes : null;
     const browserRss = sys.browserRssBytes;
     mount(el,
@@ -53,11 +56,11 @@ export default {
       h("div.grid.two",
         card(["Backups", h("button.primary", { type: "button", id: "backup-now", onclick: (ev) => backupNow(ev, ctx) }, "Back up now")],
           table([
-            { key: "status", title: "Status", render: (b) => h("span", { title: b.error || `integrity: ${b.integrity || "not checked"}` }, badge(b.status, b.status)) },
+            { key: "status", title: "Status", render: (b) => h("span", { title: `${b.trigger === "admin" ? "taken by an admin" : "scheduled"} · ${b.error || `integrity: ${b.integrity || "not checked"}`}` }, badge(b.status, b.status), b.status === "running" ? backupProgress(jobs.get(b.id)) : null) },
             { key: "createdAt", title: "Taken", render: (b) => when(b.createdAt) },
-            { key: "trigger", title: "By" },
             { key: "sizeBytes", title: "Size", num: true, render: (b) => fmtBytes(b.sizeBytes) },
-            { key: "id", title: "", sortable: false, render: (b) => (b.status === "succeeded" ? h("a", { href: `/api/maintenance/backups/${encodeURIComponent(b.id)}`, download: b.fileName }, "Download") : null) },
+            { key: "sha256", title: "SHA-256", sortable: false, render: (b) => (b.sha256 ? h("span.mono", { title: `SHA-256 ${b.sha256}` }, b.sha256.slice(0, 8)) : "–") },
+            { key: "id", title: "", sortable: false, render: (b) => (b.status === "succeeded" ? h("a.button", { href: `/api/maintenance/backups/${encodeURIComponent(b.id)}`, download: b.fileName, "data-backup": b.id }, "Download") : null) },
           ], backups.items, { sortKey: "createdAt", empty: "No backup yet." })),
         card(["Maintenance", h("button", { type: "button", id: "run-maintenance", onclick: (ev) => runMaintenance(ev, ctx) }, "Run maintenance now")],
           h("p.muted.small", `What a run would do now (dry run, ${fmtMs(preview.durationMs)}):`),
@@ -67,6 +70,15 @@ export default {
     );
   },
 };
+
+/** A running backup's progress bar, from its job (bytes copied, then the check). */
+function backupProgress(job) {
+  if (!job?.progress) return null;
+  const pct = job.progress.percent;
+  return h("div.backup-progress", { "data-percent": String(pct) },
+    h("progress", { max: 100, value: pct }),
+    h("span.muted.small", `${fmtNum(pct)} %${job.progress.message ? " · " + job.progress.message : ""}`));
+}
 
 /** The steps with something to do; the others folded away. */
 function maintenanceTable(report) {
