@@ -188,6 +188,49 @@ impl Problem {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Every `code` a problem body can carry: the one list, from which the
+/// OpenAPI document's `Problem.code` enum is generated. A code used in the
+/// source but missing here fails `every_problem_code_is_listed`.
+pub const PROBLEM_CODES: &[&str] = &[
+    "invalid_request",
+    "validation_failed",
+    "unauthorized",
+    "wrong_password",
+    "forbidden",
+    "cross_site_request",
+    "not_found",
+    "method_not_allowed",
+    "request_timeout",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "range_not_satisfiable",
+    "rate_limited",
+    "too_many_jobs",
+    "budget_exhausted",
+    "quota_exceeded",
+    "insufficient_storage",
+    "unavailable",
+    "not_configured",
+    "not_ready",
+    "overloaded",
+    "upstream_auth",
+    "upstream_error",
+    "upstream_failure",
+    "upstream_invalid_request",
+    "upstream_malformed",
+    "upstream_not_found",
+    "upstream_overloaded",
+    "upstream_rate_limited",
+    "upstream_request_too_large",
+    "upstream_spend_limit",
+    "upstream_stream_incomplete",
+    "upstream_timeout",
+    "upstream_unavailable",
+    "upstream_unreachable",
+    "internal",
+];
+
 /// The cause of a 500, handed to the logging middleware.
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub std::sync::Arc<String>);
@@ -304,5 +347,50 @@ mod tests {
         let other = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EACCES))
             .context("failed to write the upload");
         assert!(!chain_is_disk_full(&other));
+    }
+
+    /// Scans the source for problem codes (`code: "..."`, the upstream
+    /// codes, the status fallbacks) and finds each in [`PROBLEM_CODES`].
+    #[test]
+    fn every_problem_code_is_listed() {
+        let mut files = vec![std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut found = std::collections::BTreeSet::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices('"') {
+                let rest = &text[i + 1..];
+                let Some(end) = rest.find('"') else { continue };
+                let word = &rest[..end];
+                let before = text[..i].trim_end();
+                let is_code = (before.ends_with("code:") && rest[end + 1..].starts_with(','))
+                    || word.starts_with("upstream_");
+                if is_code
+                    && !word.ends_with('_')
+                    && word.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                {
+                    found.insert(word.to_string());
+                }
+            }
+        }
+        for status in 400..600 {
+            let status = StatusCode::from_u16(status).unwrap();
+            found.insert(crate::http::middleware::code_for_status(status).to_string());
+        }
+        let missing: Vec<_> = found
+            .iter()
+            .filter(|c| !PROBLEM_CODES.contains(&c.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from PROBLEM_CODES: {missing:?}"
+        );
+        assert!(found.len() > 20, "the scan found too few codes: {found:?}");
     }
 }

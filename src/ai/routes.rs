@@ -43,9 +43,9 @@ where
         ("Idempotency-Key" = Option<String>, Header, description = "the same key returns the same job"),
     ),
     responses(
-        (status = 200, description = "the finished job under Prefer: wait (its `result` is a ChatResult)", body = Job),
+        (status = 200, description = "the finished job under `Prefer: wait` (its `result` is a ChatResult); with `stream: true`, a text/event-stream of `delta` events (`{\"text\"}`), then `done` (ChatResult) or `error` (Problem)",
+            content((Job = "application/json"), (String = "text/event-stream"))),
         (status = 202, description = "the chat job was queued; poll Location", body = Job),
-        (status = "2XX", description = "with `stream: true` (status 200): a text/event-stream of `delta` events (`{\"text\"}`), then `done` (ChatResult) or `error` (Problem)", body = ChatResult, content_type = "text/event-stream"),
         (status = 401, body = Problem),
         (status = 422, description = "invalid fields, a model outside ANTHROPIC_ALLOWED_MODELS, maxTokens above AI_MAX_TOKENS", body = Problem),
         (status = 429, description = "`budget_exhausted`: the daily token budget is spent (Retry-After until 00:00 UTC)", body = Problem),
@@ -58,6 +58,10 @@ async fn chat(
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, Refusal> {
     let (params, stream) = req.validate(&state.config)?;
+    // Checked even when a stream makes no job, as the document says.
+    if let Some(key) = crate::jobs::idempotency_key(&headers) {
+        crate::jobs::check_idempotency_key(&key)?;
+    }
     state.ai.admit(&state.db, &user.user_id).await?;
     if stream {
         let reservation = state.ai.reserve_for_request(&user.user_id, &params).await?;

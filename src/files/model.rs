@@ -66,6 +66,16 @@ pub struct File {
     pub download_url: String,
 }
 
+/// `POST /api/files`: one multipart part named `file` (the document only;
+/// the handler streams the part).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The file's content; its type is sniffed and must be allowed.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
 /// `{"file": File}`: a generation job's result.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FileResult {
@@ -337,6 +347,7 @@ pub const MIN_VIEWPORT: u32 = 16;
 pub const MAX_VIEWPORT_WIDTH: u32 = 3840;
 pub const MAX_VIEWPORT_HEIGHT: u32 = 4320;
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const MIN_TIMEOUT_MS: u64 = 1_000;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 /// A screenshot of a web page.
@@ -434,11 +445,11 @@ impl ScreenshotRequest {
             _ => {}
         }
         if let Some(t) = self.timeout_ms
-            && !(1000..=MAX_TIMEOUT_MS).contains(&t)
+            && !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&t)
         {
             errors.push(FieldError::new(
                 "timeoutMs",
-                format!("must be from 1000 to {MAX_TIMEOUT_MS}"),
+                format!("must be from {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"),
             ));
         }
         if let Some(n) = &self.file_name

@@ -180,7 +180,7 @@ async fn generate_screenshot(
 /// Upload a file (multipart, part `file`). Its type is sniffed from the
 /// content and must be in `UPLOAD_ALLOWED_TYPES`.
 #[utoipa::path(post, path = "/api/files", tag = "files",
-    request_body(content_type = "multipart/form-data", description = "one part named `file`"),
+    request_body(content = crate::files::model::UploadForm, content_type = "multipart/form-data", description = "one part named `file`"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "stored", body = File),
@@ -341,7 +341,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
            ("If-None-Match" = Option<String>, Header, description = "the ETag you have")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "the file", content_type = "application/octet-stream"),
+        (status = 200, description = "the file, with its own media type (`mimeType`)", content_type = "application/octet-stream"),
         (status = 206, description = "the requested range", content_type = "application/octet-stream"),
         (status = 304, description = "not modified"),
         (status = 401, body = Problem),

@@ -149,6 +149,16 @@ pub async fn upload(state: &Files, owner: &UserId, mut multipart: Multipart) -> 
         .map_err(|e| anyhow::Error::new(e).context("failed to write the upload"))?;
     drop(out);
     drop(field);
+    if multipart
+        .next_field()
+        .await
+        .map_err(multipart_error)?
+        .is_some()
+    {
+        return Err(AppError::BadRequest(
+            "send one part only, named \"file\"".into(),
+        ));
+    }
 
     if size == 0 {
         return Err(AppError::validation("file", "the file is empty"));

@@ -1,22 +1,24 @@
 //! Shared extractors: JSON, path and query extractors whose rejections answer
 //! in our problem+json shape, the authenticated caller, and pagination.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRef, FromRequest, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
 use crate::sessions::auth::AuthCache;
 use crate::sessions::auth::Principal;
 
-/// `axum::Json` with our error shape: 400 malformed, 415 wrong content type,
-/// 413 too large, 422 well-formed JSON of the wrong shape (unknown fields
-/// included).
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
+/// `axum::Json` with our error shape: 415 without a JSON `Content-Type`,
+/// 413 too large, 400 when the body is not JSON at all, and 422 with
+/// `errors[]` naming the field (`sections[0].text`) when it is JSON of the
+/// wrong shape (a wrong type, an unknown or missing field, a bad value).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -25,31 +27,125 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
-impl From<JsonRejection> for AppError {
-    fn from(rejection: JsonRejection) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                AppError::PayloadTooLarge("the request body is too large".into())
-            }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType(
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        if !is_json(req.headers()) {
+            return Err(AppError::UnsupportedMediaType(
                 "expected a body with Content-Type: application/json".into(),
-            ),
-            StatusCode::UNPROCESSABLE_ENTITY => AppError::Problem {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                code: "invalid_request",
-                message: clean_serde_message(&rejection.body_text()),
-            },
-            _ => AppError::BadRequest(clean_serde_message(&rejection.body_text())),
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => {
+                    AppError::PayloadTooLarge("the request body is too large".into())
+                }
+                _ => AppError::BadRequest("the request body could not be read".into()),
+            }
+        })?;
+        parse_json(&bytes).map(Json)
     }
 }
 
-/// axum prefixes serde's message with its own sentence; keep serde's part.
+/// Parses a JSON body, naming the path of the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let not_json = |e: &serde_json::Error| {
+        AppError::BadRequest(format!(
+            "the body is not JSON: {}",
+            clean_serde_message(&e.to_string())
+        ))
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| not_json(&e))?;
+    integral_floats_as_integers(&mut value);
+    let value = serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = field_path(err.path());
+        let inner = err.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let message = clean_serde_message(&inner.to_string());
+                AppError::validation(with_named_field(path, &message), message)
+            }
+            _ => not_json(&inner),
+        }
+    })?;
+    Ok(value)
+}
+
+/// `2.0` is the integer 2 in JSON Schema (and to most JSON writers), but
+/// serde refuses it for an integer field: such numbers become integers.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|_| n.is_f64())
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                *n = serde_json::Number::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
+}
+
+/// serde reports a missing field at its parent's path; the field it names
+/// completes the path (`sections[0].text`). An unknown field's path already
+/// ends with it.
+fn with_named_field(path: String, message: &str) -> String {
+    let named = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match named {
+        Some(name) if path == "body" => name.to_string(),
+        Some(name) => format!("{path}.{name}"),
+        None => path,
+    }
+}
+
+/// `sections[0].text` for a path, `body` for the whole body.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." || text.is_empty() {
+        "body".into()
+    } else {
+        text
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// serde's message without its position suffix (` at line 1 column 9`),
+/// which means nothing to a client that names fields.
 fn clean_serde_message(text: &str) -> String {
-    let text = text.split_once(": ").map(|(_, rest)| rest).unwrap_or(text);
+    let text = match text.rfind(" at line ") {
+        Some(i) if text[i..].contains(" column ") => &text[..i],
+        _ => text,
+    };
     let mut s: String = text.chars().take(300).collect();
     if s.is_empty() {
-        s = "malformed request body".into();
+        s = "malformed request".into();
     }
     s
 }
@@ -61,18 +157,36 @@ pub struct Path<T>(pub T);
 
 impl From<PathRejection> for AppError {
     fn from(rejection: PathRejection) -> Self {
-        AppError::BadRequest(clean_serde_message(&rejection.body_text()))
+        let text = rejection.body_text();
+        let text = text
+            .split_once(": ")
+            .map_or(text.as_str(), |(_, rest)| rest);
+        AppError::BadRequest(clean_serde_message(text))
     }
 }
 
-/// `axum::extract::Query` with our error shape.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(AppError))]
+/// `axum::extract::Query` with our error shape: a parameter that does not
+/// parse answers 422 with `errors[]` naming it, like a failed rule.
+#[derive(Debug)]
 pub struct Query<T>(pub T);
 
-impl From<QueryRejection> for AppError {
-    fn from(rejection: QueryRejection) -> Self {
-        AppError::BadRequest(clean_serde_message(&rejection.body_text()))
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|err| {
+                let path = field_path(err.path());
+                let field = if path == "body" { "query".into() } else { path };
+                AppError::validation(field, clean_serde_message(&err.into_inner().to_string()))
+            })
     }
 }
 
@@ -160,6 +274,9 @@ where
     }
 }
 
+/// The range of `limit` on every list (the document states it too).
+pub const PAGE_LIMIT: std::ops::RangeInclusive<u32> = 1..=200;
+
 /// `?limit=&cursor=` with the contract's defaults (50, at most 200).
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
@@ -175,8 +292,15 @@ impl PageParams {
     pub fn limit(&self) -> Result<i64, AppError> {
         match self.limit {
             None => Ok(50),
-            Some(n) if (1..=200).contains(&n) => Ok(i64::from(n)),
-            Some(_) => Err(AppError::validation("limit", "must be from 1 to 200")),
+            Some(n) if PAGE_LIMIT.contains(&n) => Ok(i64::from(n)),
+            Some(_) => Err(AppError::validation(
+                "limit",
+                format!(
+                    "must be from {} to {}",
+                    PAGE_LIMIT.start(),
+                    PAGE_LIMIT.end()
+                ),
+            )),
         }
     }
 }

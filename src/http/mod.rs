@@ -15,6 +15,7 @@ pub mod csrf;
 pub mod extract;
 pub mod middleware;
 pub mod openapi;
+pub mod openapi_rules;
 pub mod ratelimit;
 pub mod request_id;
 pub mod route;
@@ -53,8 +54,8 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The complete application router.
 pub fn router(state: AppState) -> Router {
-    let (api, mut doc) = api().split_for_parts();
-    openapi::complete(&mut doc);
+    let (api, doc) = api().split_for_parts();
+    let doc = openapi::document(doc, &state.config);
     // The document is served as the JSON it serialises to once; the tree
     // itself (about 1 MB of small allocations) is not kept.
     let doc_json =

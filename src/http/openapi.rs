@@ -11,7 +11,8 @@ use utoipa::openapi::schema::{Object, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 
-use crate::error::PROBLEM_JSON;
+use crate::config::Config;
+use crate::error::{PROBLEM_CODES, PROBLEM_JSON};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,6 +54,29 @@ impl Modify for BearerScheme {
         );
     }
 }
+/// The served document: the assembled paths [`complete`]d, the validation
+/// rules of [`super::openapi_rules`] merged in, and `Problem.code` as the
+/// enum of [`PROBLEM_CODES`].
+pub fn document(mut doc: utoipa::openapi::OpenApi, config: &Config) -> serde_json::Value {
+    complete(&mut doc);
+    let mut doc = serde_json::to_value(&doc).expect("the OpenAPI document serialises");
+    let missing = super::openapi_rules::apply(&mut doc, super::openapi_rules::rules(config));
+    if !missing.is_empty() {
+        tracing::error!(
+            ?missing,
+            "validation rules whose target is not in the document"
+        );
+    }
+    debug_assert!(
+        missing.is_empty(),
+        "validation rules whose target is not in the document: {missing:?}"
+    );
+    if let Some(code) = doc.pointer_mut("/components/schemas/Problem/properties/code") {
+        code["enum"] = serde_json::json!(PROBLEM_CODES);
+    }
+    doc
+}
+
 /// Completes the assembled document from facts of each operation, so that
 /// what every route can answer is stated once, here, and not in each
 /// annotation:
@@ -141,6 +165,11 @@ fn complete_operation(op: &mut Operation) {
         .iter()
         .flatten()
         .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)));
+    let idempotent = op
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("Idempotency-Key")));
 
     let mut statuses: Vec<(u16, &str)> = vec![
         (
@@ -177,6 +206,12 @@ fn complete_operation(op: &mut Operation) {
     }
     if query {
         statuses.push((422, "a query parameter is invalid; `errors` names it"));
+    }
+    if idempotent {
+        statuses.push((
+            409,
+            "this `Idempotency-Key` was already used for a different request",
+        ));
     }
     for (status, description) in statuses {
         op.responses

@@ -272,13 +272,8 @@ impl Queue {
     /// owner and kind returns the existing job (409 if its payload differs).
     #[tracing::instrument(skip_all, fields(kind = %job.kind))]
     pub async fn enqueue(&self, job: NewJob) -> Result<Job> {
-        if let Some(key) = &job.idempotency_key
-            && (key.is_empty() || key.len() > 200)
-        {
-            return Err(AppError::validation(
-                "Idempotency-Key",
-                "must be 1 to 200 characters",
-            ));
+        if let Some(key) = &job.idempotency_key {
+            check_idempotency_key(key)?;
         }
         let (ack, rx) = tokio::sync::oneshot::channel();
         self.inner
@@ -439,6 +434,21 @@ pub fn prefer_wait(headers: &HeaderMap, request_timeout: Duration) -> Option<Dur
 }
 
 /// The client's `Idempotency-Key` header, if any.
+/// The `Idempotency-Key` rule (also stated in the OpenAPI document).
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if model::IDEMPOTENCY_KEY_BYTES.contains(&key.len()) {
+        return Ok(());
+    }
+    Err(AppError::validation(
+        "Idempotency-Key",
+        format!(
+            "must be {} to {} characters",
+            model::IDEMPOTENCY_KEY_BYTES.start(),
+            model::IDEMPOTENCY_KEY_BYTES.end()
+        ),
+    ))
+}
+
 pub fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get("idempotency-key")

@@ -229,6 +229,9 @@ impl From<AppError> for JobError {
     }
 }
 
+/// Length of an `Idempotency-Key` header, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES: std::ops::RangeInclusive<usize> = 1..=200;
+
 /// `GET /api/jobs` filters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -41,7 +41,7 @@ async fn get_job(
 /// Jobs, newest first: the caller's own, or (admins) everyone's.
 #[utoipa::path(get, path = "/api/jobs", tag = "jobs",
     params(JobFilter), security(("bearer" = [])),
-    responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = Page<Job>), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, description = "`userId` of another user, by a non-admin", body = Problem), (status = 422, body = Problem)))]
 async fn list_jobs(
     State(queue): State<Queue>,
     user: AuthUser,
@@ -56,10 +56,8 @@ async fn list_jobs(
         filter.user_id.clone()
     } else {
         if filter.user_id.as_ref().is_some_and(|u| *u != user.user_id) {
-            return Err(AppError::validation(
-                "userId",
-                "only admins may list other users' jobs",
-            ));
+            // A rule about the caller, not the request's shape.
+            return Err(AppError::Forbidden);
         }
         Some(user.user_id.clone())
     };

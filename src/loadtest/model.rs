@@ -155,6 +155,7 @@ pub struct LatencyMs {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = LoadTestTotals)]
 pub struct Totals {
     pub requests: u64,
     /// Answered with a status below 400.

@@ -38,6 +38,7 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = MaintenanceTotals)]
 pub struct Totals {
     /// Sum of the actions' counts.
     pub count: u64,

@@ -38,6 +38,39 @@ impl Role {
     }
 }
 
+/// Longest email address, in bytes.
+pub const EMAIL_MAX_BYTES: usize = 254;
+/// Length of a new password, in characters.
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
+/// Longest display name, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// What an email address may be, as the OpenAPI document states it; the
+/// check below ([`is_email`]) is this pattern written out, after trimming.
+pub const EMAIL_PATTERN: &str =
+    r"^\s*[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-][A-Za-z0-9.\-]*\.[A-Za-z0-9.\-]*[A-Za-z0-9\-]\s*$";
+
+/// [`EMAIL_PATTERN`] without the white space around: a local part of
+/// `A-Z a-z 0-9 . _ % + -`, `@`, a domain of `A-Z a-z 0-9 . -` with a dot
+/// that is neither its first nor its last character.
+fn is_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    let local_ok = |c: char| c.is_ascii_alphanumeric() || "._%+-".contains(c);
+    let domain_ok = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+    let inner = domain
+        .get(1..domain.len().saturating_sub(1))
+        .unwrap_or_default();
+    !local.is_empty()
+        && local.chars().all(local_ok)
+        && domain.len() >= 3
+        && domain.chars().all(domain_ok)
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && inner.contains('.')
+}
+
 /// A normalised email: trimmed, lower-case, one `@`, no spaces, <= 254 chars.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
@@ -46,20 +79,10 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let e = raw.trim().to_lowercase();
         let bad = |m: &str| FieldError::new("email", m);
-        if e.is_empty() || e.len() > 254 {
+        if e.is_empty() || e.len() > EMAIL_MAX_BYTES {
             return Err(bad("must be 1 to 254 characters"));
         }
-        let Some((local, domain)) = e.split_once('@') else {
-            return Err(bad("must be an email address"));
-        };
-        if local.is_empty()
-            || domain.len() < 3
-            || !domain.contains('.')
-            || domain.starts_with('.')
-            || domain.ends_with('.')
-            || domain.contains('@')
-            || e.chars().any(|c| c.is_whitespace() || c.is_control())
-        {
+        if !is_email(&e) {
             return Err(bad("must be an email address"));
         }
         Ok(Self(e))
@@ -76,8 +99,15 @@ pub struct Password(pub SecretString);
 impl Password {
     pub fn parse(field: &str, raw: SecretString) -> Result<Self, FieldError> {
         let n = raw.expose_secret().chars().count();
-        if !(8..=128).contains(&n) {
-            return Err(FieldError::new(field, "must be 8 to 128 characters"));
+        if !PASSWORD_CHARS.contains(&n) {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "must be {} to {} characters",
+                    PASSWORD_CHARS.start(),
+                    PASSWORD_CHARS.end()
+                ),
+            ));
         }
         if raw.expose_secret().trim().is_empty() {
             return Err(FieldError::new(field, "must not be only spaces"));
@@ -89,7 +119,10 @@ impl Password {
 /// A display name: trimmed, 1 to 100 characters, no control characters.
 pub fn parse_name(raw: &str) -> Result<String, FieldError> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    if name.is_empty()
+        || name.chars().count() > NAME_MAX_CHARS
+        || name.chars().any(char::is_control)
+    {
         return Err(FieldError::new(
             "name",
             "must be 1 to 100 characters without control characters",
@@ -267,6 +300,9 @@ mod tests {
             "ann@com",
             "a b@example.com",
             "ann@.com",
+            "ann*@example.com",
+            "ann@exa_mple.com",
+            "ann@example.",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }

@@ -672,7 +672,8 @@ async fn invalid_chats_are_422_with_the_fields_at_fault() {
     let res = app
         .chat(&user.token, json!({"message": "Hello", "max_tokens": 5}))
         .await;
-    assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "max_tokens", "{body}");
 
     assert_eq!(fake.message_calls(), 0);
 }

@@ -287,7 +287,8 @@ async fn the_summary_rejects_bad_ranges() {
     let res = app.analytics_summary(&admin.token, "?from=yesterday").await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let res = app.analytics_summary(&admin.token, "?bogus=1").await;
-    assert_problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let body = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(body["errors"][0]["field"], "bogus", "{body}");
 }
 
 #[tokio::test]

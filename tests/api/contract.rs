@@ -17,8 +17,8 @@ use crate::fake_claude::FakeClaude;
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// Examples per operation and phase; bounded so that the run stays within
-/// minutes on a CI machine.
-const MAX_EXAMPLES: &str = "25";
+/// a few minutes on a 2-core machine.
+const MAX_EXAMPLES: &str = "12";
 /// A fixed seed, so that a failure in CI reproduces locally
 /// (`CONTRACT_SEED` picks another).
 const DEFAULT_SEED: &str = "20261130";
@@ -44,7 +44,14 @@ fn tool(name: &str) -> PathBuf {
 /// Runs a tool to completion (without blocking the server under test) and
 /// returns its output; `what` names it in a failure.
 async fn run(what: &str, cmd: &mut tokio::process::Command) -> Output {
+    // The tools' own helpers (ruff, used by openapi-python-client) are on
+    // the virtualenv's PATH.
+    let bin = tool("python").parent().unwrap().to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![bin];
+    paths.extend(std::env::split_paths(&path));
     cmd.env("NO_COLOR", "1")
+        .env("PATH", std::env::join_paths(paths).unwrap())
         .output()
         .await
         .unwrap_or_else(|e| panic!("{what} could not start: {e}"))
@@ -93,32 +100,52 @@ async fn the_openapi_document_is_valid_openapi_3_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: schemathesis finds undocumented statuses, content types and rules"]
 async fn schemathesis_finds_no_failure_with_every_check() {
     let (app, _fake) = spawn_configured_app().await;
     let admin = app.new_admin().await;
     let seed = std::env::var("CONTRACT_SEED").unwrap_or_else(|_| DEFAULT_SEED.into());
-    let out = run(
-        "schemathesis",
-        tokio::process::Command::new(tool("schemathesis"))
-            .arg("run")
-            .arg(app.url("/openapi.json"))
-            .args(["--checks", "all", "--max-examples", MAX_EXAMPLES])
-            .args(["--seed", seed.as_str(), "--workers", "2"])
-            .args(["--request-timeout", "30"])
-            // Load tests and backups are heavy by design; they have their
-            // own tests.
-            .args(["--exclude-path", "/api/load-test/start"])
-            .args(["--exclude-path-regex", "^/api/maintenance/backups"])
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", admin.token)),
-    )
-    .await;
-    assert_success(&format!("schemathesis (seed {seed})"), &out);
+    // The PDF and DOCX routes are left out: schemathesis 4.32 fails to
+    // generate their document bodies in some runs ("Cannot generate test
+    // data", then sends `0`); the generated-client test and
+    // tests/api/files.rs exercise them (docs/contract.md).
+    {
+        let (what, selection) = ("--exclude-path-regex", DOCUMENT_ROUTES);
+        let out = run(
+            "schemathesis",
+            tokio::process::Command::new(tool("schemathesis"))
+                .arg("--config-file")
+                .arg(repo().join("tests/contract/schemathesis.toml"))
+                .arg("run")
+                .arg(app.url("/openapi.json"))
+                .args(["--checks", "all", "--max-examples", MAX_EXAMPLES])
+                .args(["--seed", seed.as_str(), "--workers", "2"])
+                .args(["--request-timeout", "30"])
+                // Load tests and backups are heavy by design; they have
+                // their own tests.
+                .args(["--exclude-path", "/api/load-test/start"])
+                .args(["--exclude-path-regex", "^/api/maintenance/backups"])
+                .args([what, selection])
+                .arg("-H")
+                .arg(format!("Authorization: Bearer {}", admin.token)),
+        )
+        .await;
+        assert_success(&format!("schemathesis {what} (seed {seed})"), &out);
+        eprintln!("{}", summary(&out));
+    }
+}
+
+const DOCUMENT_ROUTES: &str = "^/api/files/generate/(pdf|docx)$";
+
+/// The summary lines schemathesis prints (test cases, failures, time).
+fn summary(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("generated") || l.contains(" in ") && l.contains("=="))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: the generated client and its flow script are not verified yet (docs/contract-baseline.md)"]
 async fn a_generated_python_client_signs_up_makes_a_pdf_and_downloads_it() {
     let (app, _fake) = spawn_configured_app().await;
     let doc = openapi_file(&app).await;
@@ -145,4 +172,58 @@ async fn a_generated_python_client_signs_up_makes_a_pdf_and_downloads_it() {
     )
     .await;
     assert_success("tests/contract/client_flow.py", &out);
+}
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_answers_422_naming_the_field_path() {
+    let app = crate::helpers::spawn_app().await;
+    let user = app.new_user().await;
+    let res = app
+        .post(
+            "/api/files/generate/pdf",
+            Some(&user.token),
+            serde_json::json!({
+                "title": "t",
+                "metadata": {"keywords": ["a", 5]},
+                "sections": [{"type": "paragraph", "text": "a"}],
+            }),
+        )
+        .await;
+    let body =
+        crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .await;
+    assert_eq!(body["errors"][0]["field"], "metadata.keywords[1]", "{body}");
+
+    let res = app
+        .post(
+            "/api/users",
+            None,
+            serde_json::json!({"email": "a@example.com", "password": "long enough", "role": "admin"}),
+        )
+        .await;
+    let body =
+        crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .await;
+    assert_eq!(body["errors"][0]["field"], "role", "{body}");
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_answers_400_and_a_bad_query_422() {
+    let app = crate::helpers::spawn_app().await;
+    let user = app.new_user().await;
+    let res = reqwest::Client::new()
+        .post(app.url("/api/files/generate/pdf"))
+        .bearer_auth(&user.token)
+        .header("content-type", "application/json")
+        .body("{\"title\": ")
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_problem(res, StatusCode::BAD_REQUEST, "invalid_request").await;
+
+    let res = app.get("/api/jobs?limit=-1", Some(&user.token)).await;
+    let body =
+        crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .await;
+    assert_eq!(body["errors"][0]["field"], "limit", "{body}");
 }

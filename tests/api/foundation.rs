@@ -189,10 +189,10 @@ async fn openapi_lists_every_route_the_router_serves() {
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let paths = doc["paths"].as_object().unwrap();
-    // Every documented operation is served: calling it never answers the
-    // router's "no route" 404 or 405.
+    // Every documented operation is served and answers a documented
+    // status: called anonymously, exactly 401 where a bearer is required.
     for (path, ops) in paths {
-        for method in ops.as_object().unwrap().keys() {
+        for (method, op) in ops.as_object().unwrap() {
             let concrete = path
                 .replace("{userId}", "x")
                 .replace("{sessionId}", "x")
@@ -201,12 +201,25 @@ async fn openapi_lists_every_route_the_router_serves() {
                 .replace("{testId}", "x");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let res = app.request(m, &concrete, None, None).await;
-            assert_ne!(
-                res.status(),
-                StatusCode::METHOD_NOT_ALLOWED,
-                "{method} {path}"
+            let status = res.status();
+            let documented = op["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{method} {path} answered {status}, documented: {:?}",
+                documented.keys().collect::<Vec<_>>()
             );
-            if res.status() == StatusCode::NOT_FOUND {
+            let secured = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|r| !r.is_empty()))
+            }) && !op["security"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_object().is_some_and(|r| r.is_empty()));
+            if secured {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+            }
+            if status == StatusCode::NOT_FOUND {
                 let body: Value = res.json().await.unwrap();
                 assert_ne!(
                     body["detail"], "no route matches this path",

@@ -366,7 +366,7 @@ async fn another_users_job_is_a_404_and_lists_show_only_your_own() {
         .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     let res = app.get("/api/jobs?status=bogus", Some(&ann.token)).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         app.get("/api/jobs", None).await.status(),
         StatusCode::UNAUTHORIZED
