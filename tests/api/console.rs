@@ -367,6 +367,10 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
     );
     let text = console.text().await;
     assert!(text.contains("Active users"), "{text}");
+    // Requests and latency over the window come from the time series of the
+    // requests this test made.
+    assert!(console.chart_sum("rps").await > 0.0, "requests charted");
+    assert!(console.chart_sum("latency").await > 0.0, "latency charted");
     console.shot("overview").await;
 
     // 15 minutes: the requests this test made are in the window.
@@ -378,6 +382,10 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
         .await;
     let text = console.text().await;
     assert!(text.contains("/api/users/{userId}"), "{text}");
+    assert!(
+        console.chart_sum("route-latency").await > 0.0,
+        "the selected route's latency is charted"
+    );
     console.shot("performance").await;
 
     console
