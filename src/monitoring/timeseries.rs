@@ -46,21 +46,34 @@ pub async fn compute(
     let (secs, step) = parse(window)?;
     let now = Timestamp::now();
     let steps = (secs / step) as usize;
-    let (source, first, hists) = if step == MINUTE {
+    let (source, span, hists) = if step == MINUTE {
         let (first, hists) = state.monitor.live().series(steps, method, route);
-        ("live", first, hists)
+        let span = Steps {
+            first,
+            step,
+            count: steps,
+        };
+        ("live", span, hists)
     } else {
         let first =
             now.unix_ms().div_euclid(1000).div_euclid(step) * step - (steps as i64 - 1) * step;
-        let hists = from_rollups(state, first, step, steps, method, route).await?;
-        ("database", first, hists)
+        let span = Steps {
+            first,
+            step,
+            count: steps,
+        };
+        (
+            "database",
+            span,
+            from_rollups(state, span, method, route).await?,
+        )
     };
-    let users = active_users(state, first, step, steps, method, route).await?;
+    let users = active_users(state, span, method, route).await?;
     let points = hists
         .iter()
         .zip(users)
         .enumerate()
-        .map(|(i, (h, active_users))| point(first + i as i64 * step, step, h, active_users))
+        .map(|(i, (h, active_users))| point(span.start(i), step, h, active_users))
         .collect();
     Ok(Timeseries {
         window: window.to_string(),
@@ -91,28 +104,41 @@ fn point(at_secs: i64, step: i64, h: &LatencyHist, active_users: i64) -> Timeser
     }
 }
 
-/// Index of the step holding `secs`, if inside the window.
-fn step_of(secs: i64, first: i64, step: i64, steps: usize) -> Option<usize> {
-    let i = (secs - first).div_euclid(step);
-    usize::try_from(i).ok().filter(|i| *i < steps)
+/// The steps of a window: `count` steps of `step` seconds from `first`
+/// (Unix seconds).
+#[derive(Clone, Copy)]
+struct Steps {
+    first: i64,
+    step: i64,
+    count: usize,
+}
+
+impl Steps {
+    /// Index of the step holding `secs`, if inside the window.
+    fn index(self, secs: i64) -> Option<usize> {
+        let i = (secs - self.first).div_euclid(self.step);
+        usize::try_from(i).ok().filter(|i| *i < self.count)
+    }
+
+    fn start(self, i: usize) -> i64 {
+        self.first + i as i64 * self.step
+    }
 }
 
 async fn from_rollups(
     state: &Monitoring,
-    first: i64,
-    step: i64,
-    steps: usize,
+    span: Steps,
     method: Option<&str>,
     route: Option<&str>,
 ) -> Result<Vec<LatencyHist>> {
-    let from_hour = Timestamp::from_unix_ms(first * 1000).unwrap_or(Timestamp::UNIX_EPOCH);
+    let from_hour = Timestamp::from_unix_ms(span.first * 1000).unwrap_or(Timestamp::UNIX_EPOCH);
     let mut conn = state.db.reader.acquire().await?;
-    let mut out = vec![LatencyHist::default(); steps];
+    let mut out = vec![LatencyHist::default(); span.count];
     let secs = |t: Timestamp| t.unix_ms().div_euclid(1000);
     for (hour, requests, errors, total_ms, max_ms) in
         db::rollup_hours(&mut conn, from_hour, method, route).await?
     {
-        if let Some(i) = step_of(secs(hour), first, step, steps) {
+        if let Some(i) = span.index(secs(hour)) {
             out[i]
                 .latency
                 .add_totals(requests.max(0) as u64, total_ms, max_ms);
@@ -120,7 +146,7 @@ async fn from_rollups(
         }
     }
     for (hour, bucket, n) in db::rollup_hour_buckets(&mut conn, from_hour, method, route).await? {
-        if let Some(i) = step_of(secs(hour), first, step, steps) {
+        if let Some(i) = span.index(secs(hour)) {
             out[i].latency.add_bucket(bucket, n);
         }
     }
@@ -129,19 +155,23 @@ async fn from_rollups(
 
 async fn active_users(
     state: &Monitoring,
-    first: i64,
-    step: i64,
-    steps: usize,
+    span: Steps,
     method: Option<&str>,
     route: Option<&str>,
 ) -> Result<Vec<i64>> {
-    let mut out = vec![0; steps];
+    let mut out = vec![0; span.count];
     let mut conn = state.db.reader.acquire().await?;
-    if step <= HOUR && steps as i64 * step <= DAY {
-        for (at_ms, n) in
-            db::active_users_per_step(&mut conn, first * 1000, step * 1000, method, route).await?
-        {
-            if let Some(i) = step_of(at_ms.div_euclid(1000), first, step, steps) {
+    if span.step <= HOUR && span.count as i64 * span.step <= DAY {
+        let rows = db::active_users_per_step(
+            &mut conn,
+            span.first * 1000,
+            span.step * 1000,
+            method,
+            route,
+        )
+        .await?;
+        for (at_ms, n) in rows {
+            if let Some(i) = span.index(at_ms.div_euclid(1000)) {
                 out[i] = n;
             }
         }
@@ -152,15 +182,12 @@ async fn active_users(
             .unwrap_or(Timestamp::UNIX_EPOCH)
             .date()
     };
-    let per_day: HashMap<NaiveDate, i64> = db::active_users_per_day(&mut conn, day_of(first))
+    let per_day: HashMap<NaiveDate, i64> = db::active_users_per_day(&mut conn, day_of(span.first))
         .await?
         .into_iter()
         .collect();
     for (i, n) in out.iter_mut().enumerate() {
-        *n = per_day
-            .get(&day_of(first + i as i64 * step))
-            .copied()
-            .unwrap_or(0);
+        *n = per_day.get(&day_of(span.start(i))).copied().unwrap_or(0);
     }
     Ok(out)
 }
@@ -175,8 +202,14 @@ mod tests {
         assert_eq!(parse("24h").unwrap(), (86_400, 3600));
         assert_eq!(parse("30d").unwrap(), (2_592_000, 86_400));
         assert!(parse("2h").is_err());
-        assert_eq!(step_of(120, 60, 60, 3), Some(1));
-        assert_eq!(step_of(59, 60, 60, 3), None);
-        assert_eq!(step_of(240, 60, 60, 3), None);
+        let span = Steps {
+            first: 60,
+            step: 60,
+            count: 3,
+        };
+        assert_eq!(span.index(120), Some(1));
+        assert_eq!(span.index(59), None);
+        assert_eq!(span.index(240), None);
+        assert_eq!(span.start(2), 180);
     }
 }
