@@ -42,7 +42,7 @@ wrk_line() {
     sed -n 's/^WRK_JSON //p' | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(f"p50 {r[\"p50\"]:7.1f} ms  p99 {r[\"p99\"]:7.1f} ms  {r[\"requests\"]:5d} requests  non-2xx {r[\"non2xx\"]}")'
+print("p50 %7.1f ms  p99 %7.1f ms  %5d requests  non-2xx %d" % (r["p50"], r["p99"], r["requests"], r["non2xx"]))'
 }
 
 for w in "1h 3600" "24h 86400" "7d 604800" "30d 2592000"; do
