@@ -8,6 +8,9 @@ ARG DEBIAN_RELEASE=bookworm
 
 # --- build -------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
+# The commit shown by the hs_build_info metric:
+#   docker build --build-arg HS_GIT_COMMIT=$(git rev-parse HEAD) ...
+ARG HS_GIT_COMMIT=unknown
 WORKDIR /src
 # Queries are checked against the committed .sqlx/ data, without a database.
 ENV SQLX_OFFLINE=true \
@@ -20,6 +23,7 @@ COPY src ./src
 COPY benches ./benches
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
+    HS_GIT_COMMIT="$HS_GIT_COMMIT" HS_RUSTC_VERSION="$(rustc --version)" \
     cargo build --release --locked --bin hs-platform \
     && install -m 0755 target/release/hs-platform /usr/local/bin/hs-platform
 

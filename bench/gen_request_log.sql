@@ -1,7 +1,7 @@
 -- Benchmark data: __ROWS__ request-log rows spread over the last 7 days
 -- (mixed routes, methods, statuses, latencies, 1,000 users), then their
 -- hourly roll-ups and daily activity computed with the same statements the
--- retention job uses (src/monitoring/db.rs: rebuild_rollups_before), as the
+-- retention job uses (src/monitoring/db/retention.rs: rebuild_rollups_before), as the
 -- writer would have maintained them.
 PRAGMA synchronous = OFF;
 BEGIN;
@@ -31,37 +31,27 @@ COMMIT;
 
 BEGIN;
 INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
-       max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
-       le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
+       max_ms, bytes_in, bytes_out)
 SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, status, source, count(*),
        sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
-       coalesce(sum(bytes_out), 0),
-       sum(duration_ms <= 1),
-       sum(duration_ms > 1 AND duration_ms <= 2.5),
-       sum(duration_ms > 2.5 AND duration_ms <= 5),
-       sum(duration_ms > 5 AND duration_ms <= 10),
-       sum(duration_ms > 10 AND duration_ms <= 25),
-       sum(duration_ms > 25 AND duration_ms <= 50),
-       sum(duration_ms > 50 AND duration_ms <= 100),
-       sum(duration_ms > 100 AND duration_ms <= 250),
-       sum(duration_ms > 250 AND duration_ms <= 500),
-       sum(duration_ms > 500 AND duration_ms <= 1000),
-       sum(duration_ms > 1000 AND duration_ms <= 2500),
-       sum(duration_ms > 2500 AND duration_ms <= 5000),
-       sum(duration_ms > 5000 AND duration_ms <= 10000),
-       sum(duration_ms > 10000)
+       coalesce(sum(bytes_out), 0)
 FROM request_log
 WHERE at_ms < 253402300800000
 GROUP BY 1, route, method, status, source
 ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
     requests = excluded.requests, total_ms = excluded.total_ms,
     max_ms = excluded.max_ms, bytes_in = excluded.bytes_in,
-    bytes_out = excluded.bytes_out, le_1 = excluded.le_1, le_2_5 = excluded.le_2_5,
-    le_5 = excluded.le_5, le_10 = excluded.le_10, le_25 = excluded.le_25,
-    le_50 = excluded.le_50, le_100 = excluded.le_100, le_250 = excluded.le_250,
-    le_500 = excluded.le_500, le_1000 = excluded.le_1000,
-    le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
-    le_10000 = excluded.le_10000, le_inf = excluded.le_inf;
+    bytes_out = excluded.bytes_out;
+INSERT INTO request_rollup_buckets (hour, route, method, source, bucket, count)
+SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, source,
+       (SELECT bucket FROM latency_buckets
+        WHERE lower_us <= max(0, CAST(duration_ms * 1000.0 AS INTEGER))
+        ORDER BY lower_us DESC LIMIT 1),
+       count(*)
+FROM request_log
+WHERE at_ms < 253402300800000
+GROUP BY 1, route, method, source, 5
+ON CONFLICT (hour, route, method, source, bucket) DO UPDATE SET count = excluded.count;
 INSERT INTO user_activity (day, user_id, requests)
 SELECT date(at_ms / 1000, 'unixepoch'), user_id, count(*)
 FROM request_log

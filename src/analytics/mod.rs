@@ -16,7 +16,6 @@ use self::model::{
 use crate::db::Db;
 use crate::error::{AppError, Result};
 use crate::http::cache::ResponseCache;
-use crate::monitoring::model::rollup_quantile;
 use crate::time::Timestamp;
 
 /// Longest range a summary may cover.
@@ -84,6 +83,26 @@ pub fn range(from: Option<&str>, to: Option<&str>) -> Result<(Timestamp, Timesta
     Ok((from, to))
 }
 
+/// Every day from `first` to `last`, inclusive.
+pub fn days_between(first: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+    first.iter_days().take_while(|d| *d <= last).collect()
+}
+
+/// One row per day of `days`, in order: the row of `rows` for that day, or
+/// `zero(day)` (empty days are shown as zeros, not skipped).
+pub fn fill_days<T>(
+    days: &[NaiveDate],
+    rows: Vec<T>,
+    day_of: impl Fn(&T) -> NaiveDate,
+    zero: impl Fn(NaiveDate) -> T,
+) -> Vec<T> {
+    let mut by_day: std::collections::HashMap<NaiveDate, T> =
+        rows.into_iter().map(|r| (day_of(&r), r)).collect();
+    days.iter()
+        .map(|d| by_day.remove(d).unwrap_or_else(|| zero(*d)))
+        .collect()
+}
+
 /// Computes the summary for `[from, to)`.
 pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Result<Summary> {
     let from_hour = from.start_of_hour();
@@ -92,11 +111,23 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
     let now = Timestamp::now();
     let mut conn = state.db.reader.acquire().await?;
 
+    let days = days_between(from_day, last_day);
+    let day_count = |day| model::DayCount { day, count: 0 };
     let users = UserFigures {
         total: db::users_total(&mut conn).await?,
-        new_per_day: db::users_new_per_day(&mut conn, from, to).await?,
+        new_per_day: fill_days(
+            &days,
+            db::users_new_per_day(&mut conn, from, to).await?,
+            |d| d.day,
+            day_count,
+        ),
         new_in_range: 0,
-        active_per_day: db::active_per_day(&mut conn, from_day, last_day).await?,
+        active_per_day: fill_days(
+            &days,
+            db::active_per_day(&mut conn, from_day, last_day).await?,
+            |d| d.day,
+            day_count,
+        ),
         active_in_range: db::active_in_range(&mut conn, from_day, last_day).await?,
     };
     let users = UserFigures {
@@ -111,22 +142,33 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
         created_in_range: created,
     };
 
-    let per_day = db::requests_per_day(&mut conn, from_hour, to).await?;
+    let per_day = fill_days(
+        &days,
+        db::requests_per_day(&mut conn, from_hour, to).await?,
+        |d| d.day,
+        |day| model::RequestDay {
+            day,
+            requests: 0,
+            client_errors: 0,
+            server_errors: 0,
+            error_rate: 0.0,
+        },
+    );
     let total: i64 = per_day.iter().map(|d| d.requests).sum();
     let server_errors: i64 = per_day.iter().map(|d| d.server_errors).sum();
     let mut slowest: Vec<RouteLatency> =
         crate::monitoring::db::rollups_by_route(&mut conn, from_hour, Some(to))
             .await?
             .into_iter()
-            .filter(|r| r.requests >= MIN_ROUTE_REQUESTS)
+            .filter(|r| r.hist.count >= MIN_ROUTE_REQUESTS as u64)
             .map(|r| RouteLatency {
-                p95_ms: rollup_quantile(&r.buckets, r.max_ms, 0.95),
-                mean_ms: r.total_ms / r.requests as f64,
+                p95_ms: r.hist.quantile_ms(0.95),
+                mean_ms: r.hist.mean_ms(),
                 method: r.method,
                 route: r.route,
-                requests: r.requests,
+                requests: r.hist.count as i64,
                 server_errors: r.server_errors,
-                max_ms: r.max_ms,
+                max_ms: r.hist.max_ms,
             })
             .collect();
     slowest.sort_by(|a, b| {
@@ -193,6 +235,15 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_days_are_filled_with_zeros_in_order() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let days = days_between(day(28), day(30));
+        assert_eq!(days, vec![day(28), day(29), day(30)]);
+        let filled = fill_days(&days, vec![(day(29), 5)], |r| r.0, |d| (d, 0));
+        assert_eq!(filled, vec![(day(28), 0), (day(29), 5), (day(30), 0)]);
+    }
 
     #[test]
     fn ranges_accept_dates_and_timestamps() {

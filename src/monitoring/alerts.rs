@@ -89,11 +89,11 @@ pub async fn readings(state: &Monitoring) -> Vec<Reading> {
     let c = &state.config;
     let mut out = Vec::new();
     let pending = state.monitor.live().take_pending();
-    let enough = pending.count >= MIN_SAMPLES;
-    let error_rate = if pending.count == 0 {
+    let enough = pending.count() >= MIN_SAMPLES;
+    let error_rate = if pending.count() == 0 {
         0.0
     } else {
-        pending.errors as f64 / pending.count as f64
+        pending.errors as f64 / pending.count() as f64
     };
     out.push(Reading {
         rule: "error_rate",
@@ -103,7 +103,7 @@ pub async fn readings(state: &Monitoring) -> Vec<Reading> {
         message: format!(
             "{} of {} requests answered 5xx ({:.1}%)",
             pending.errors,
-            pending.count,
+            pending.count(),
             error_rate * 100.0
         ),
     });
@@ -113,7 +113,7 @@ pub async fn readings(state: &Monitoring) -> Vec<Reading> {
         value: p95,
         threshold: c.alert_p95_ms,
         firing: enough && p95 > c.alert_p95_ms,
-        message: format!("p95 latency {p95:.1} ms over {} requests", pending.count),
+        message: format!("p95 latency {p95:.1} ms over {} requests", pending.count()),
     });
 
     let now = Timestamp::now();

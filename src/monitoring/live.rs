@@ -1,11 +1,14 @@
 //! Live, in-process latency statistics per route: a ring of one-minute
 //! histograms per (method, route) for the last hour, and a "since the last
-//! alert evaluation" histogram. Histograms are small fixed arrays of
-//! logarithmic buckets (10% wide), so memory is bounded by the number of
-//! route templates, and merging is adding arrays.
+//! alert evaluation" histogram. Histograms are the one estimator's fixed
+//! arrays ([`super::latency`]), so memory is bounded by the number of route
+//! templates (about 1.7 KB per route and minute with traffic), and merging
+//! is adding arrays.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use super::latency::Histogram;
 
 /// The status class labels, in order.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -20,89 +23,34 @@ pub fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// Buckets of 10% width from 1 microsecond: bucket `i` holds durations in
-/// `[1.1^i, 1.1^(i+1))` microseconds; the last one everything above ~3 min.
-const BUCKETS: usize = 200;
-const GROWTH: f64 = 1.1;
 /// Minutes kept for live windows.
 pub const LIVE_MINUTES: usize = 60;
 
-#[derive(Clone)]
+/// The latencies of a set of requests and how many answered 5xx.
+#[derive(Clone, Default)]
 pub struct LatencyHist {
-    counts: Vec<u32>,
-    pub count: u64,
+    pub latency: Histogram,
     pub errors: u64,
-    pub sum_us: u64,
-    pub max_us: u64,
-}
-
-impl Default for LatencyHist {
-    fn default() -> Self {
-        Self {
-            counts: vec![0; BUCKETS],
-            count: 0,
-            errors: 0,
-            sum_us: 0,
-            max_us: 0,
-        }
-    }
-}
-
-fn index_of(us: u64) -> usize {
-    if us <= 1 {
-        return 0;
-    }
-    let i = ((us as f64).ln() / GROWTH.ln()).floor() as usize;
-    i.min(BUCKETS - 1)
 }
 
 impl LatencyHist {
-    pub fn record(&mut self, us: u64, server_error: bool) {
-        let i = index_of(us);
-        self.counts[i] = self.counts[i].saturating_add(1);
-        self.count += 1;
+    #[inline]
+    pub fn record(&mut self, ms: f64, server_error: bool) {
+        self.latency.record_ms(ms);
         self.errors += u64::from(server_error);
-        self.sum_us += us;
-        self.max_us = self.max_us.max(us);
     }
 
     pub fn merge(&mut self, other: &LatencyHist) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a = a.saturating_add(*b);
-        }
-        self.count += other.count;
+        self.latency.merge(&other.latency);
         self.errors += other.errors;
-        self.sum_us += other.sum_us;
-        self.max_us = self.max_us.max(other.max_us);
     }
 
-    /// The `q` quantile (0..=1) in milliseconds: the geometric middle of the
-    /// bucket holding it, capped by the exact maximum.
+    pub fn count(&self) -> u64 {
+        self.latency.count
+    }
+
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        if self.count == 0 {
-            return 0.0;
-        }
-        let rank = ((q * self.count as f64).ceil() as u64).max(1);
-        if rank >= self.count {
-            return self.max_us as f64 / 1000.0;
-        }
-        let mut seen = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += u64::from(*c);
-            if seen >= rank {
-                let mid = GROWTH.powf(i as f64 + 0.5);
-                return mid.min(self.max_us as f64) / 1000.0;
-            }
-        }
-        self.max_us as f64 / 1000.0
-    }
-
-    pub fn mean_ms(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.sum_us as f64 / self.count as f64 / 1000.0
-        }
+        self.latency.quantile_ms(q)
     }
 }
 
@@ -140,20 +88,20 @@ impl RouteStats {
     }
 
     /// Adds one request to the current minute and the pending histogram.
-    pub fn record(&self, us: u64, server_error: bool) {
+    pub fn record(&self, ms: f64, server_error: bool) {
         let minute = minute_now();
         let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
         let idx = minute.rem_euclid(LIVE_MINUTES as i64) as usize;
         let slot = &mut live.slots[idx];
         match slot {
-            Some(s) if s.minute == minute => s.hist.record(us, server_error),
+            Some(s) if s.minute == minute => s.hist.record(ms, server_error),
             _ => {
                 let mut hist = LatencyHist::default();
-                hist.record(us, server_error);
+                hist.record(ms, server_error);
                 *slot = Some(Slot { minute, hist });
             }
         }
-        live.pending.record(us, server_error);
+        live.pending.record(ms, server_error);
     }
 
     /// The request counter and duration histogram of this route for a
@@ -240,7 +188,7 @@ impl LiveStats {
                     hist.merge(&s.hist);
                 }
             }
-            if hist.count > 0 {
+            if hist.count() > 0 {
                 out.push(RouteWindow {
                     method: entry.method.to_string(),
                     route: entry.route.to_string(),
@@ -251,12 +199,41 @@ impl LiveStats {
         out
     }
 
+    /// One histogram per minute of the last `minutes` minutes (oldest first,
+    /// the current minute last, empty minutes included), over the routes
+    /// matching the filters.
+    pub fn series(
+        &self,
+        minutes: usize,
+        method: Option<&str>,
+        route: Option<&str>,
+    ) -> (i64, Vec<LatencyHist>) {
+        let minutes = minutes.clamp(1, LIVE_MINUTES);
+        let now = minute_now();
+        let first = now - minutes as i64 + 1;
+        let mut out = vec![LatencyHist::default(); minutes];
+        self.each(|entry| {
+            if method.is_some_and(|m| m != entry.method)
+                || route.is_some_and(|r| r != &*entry.route)
+            {
+                return;
+            }
+            let live = entry.live.lock().unwrap_or_else(|e| e.into_inner());
+            for s in live.slots.iter().flatten() {
+                if (first..=now).contains(&s.minute) {
+                    out[(s.minute - first) as usize].merge(&s.hist);
+                }
+            }
+        });
+        (first * 60, out)
+    }
+
     /// Everything recorded since the previous call, over all routes.
     pub fn take_pending(&self) -> LatencyHist {
         let mut total = LatencyHist::default();
         self.each(|entry| {
             let mut live = entry.live.lock().unwrap_or_else(|e| e.into_inner());
-            if live.pending.count > 0 {
+            if live.pending.count() > 0 {
                 total.merge(&live.pending);
                 live.pending = LatencyHist::default();
             }
@@ -277,26 +254,13 @@ mod tests {
     }
 
     #[test]
-    fn quantiles_are_within_a_bucket_of_the_truth() {
-        let mut h = LatencyHist::default();
-        for ms in 1..=100u64 {
-            h.record(ms * 1000, false);
-        }
-        let p50 = h.quantile_ms(0.5);
-        let p95 = h.quantile_ms(0.95);
-        assert!((45.0..=55.0).contains(&p50), "p50 {p50}");
-        assert!((90.0..=100.0).contains(&p95), "p95 {p95}");
-        assert_eq!(h.quantile_ms(1.0), 100.0);
-    }
-
-    #[test]
     fn pending_statistics_are_taken_once() {
         let live = LiveStats::default();
-        live.route("GET", "/a").record(1000, true);
-        live.route("GET", "/b").record(3000, false);
+        live.route("GET", "/a").record(1.0, true);
+        live.route("GET", "/b").record(3.0, false);
         let p = live.take_pending();
-        assert_eq!((p.count, p.errors), (2, 1));
-        assert_eq!(live.take_pending().count, 0);
+        assert_eq!((p.count(), p.errors), (2, 1));
+        assert_eq!(live.take_pending().count(), 0);
         assert_eq!(live.window(5).len(), 2);
     }
 }

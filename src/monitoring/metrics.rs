@@ -14,9 +14,27 @@ use tokio_util::sync::CancellationToken;
 use super::Monitoring;
 use crate::time::Timestamp;
 
-const SECONDS_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Bucket bounds of every `_seconds` histogram: from 100 µs (most API
+/// requests answer in under a millisecond) to 300 s (AI calls and jobs).
+/// Prometheus' own `histogram_quantile` interpolates within these; the
+/// service's figures come from the finer estimator in [`super::latency`].
+pub const SECONDS_BUCKETS: [f64; 20] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
+
+/// The git commit the binary was built from, when the build set
+/// `HS_GIT_COMMIT` (the Dockerfile and CI do); `unknown` otherwise.
+pub const GIT_COMMIT: &str = match option_env!("HS_GIT_COMMIT") {
+    Some(c) if !c.is_empty() => c,
+    _ => "unknown",
+};
+
+/// The compiler version, when the build set `HS_RUSTC_VERSION`.
+pub const RUSTC_VERSION: &str = match option_env!("HS_RUSTC_VERSION") {
+    Some(v) if !v.is_empty() => v,
+    _ => "unknown",
+};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -31,6 +49,13 @@ pub fn install() -> PrometheusHandle {
             match builder.install_recorder() {
                 Ok(handle) => {
                     describe();
+                    metrics::gauge!(
+                        "hs_build_info",
+                        "version" => env!("CARGO_PKG_VERSION"),
+                        "git_commit" => GIT_COMMIT,
+                        "rustc" => RUSTC_VERSION
+                    )
+                    .set(1.0);
                     handle
                 }
                 Err(err) => {
@@ -87,6 +112,34 @@ fn describe() {
     describe_gauge!(
         "hs_rate_limiter_keys",
         "Clients tracked by the rate limiters"
+    );
+    describe_gauge!(
+        "hs_build_info",
+        "Always 1, labelled with the version, git commit and compiler of the binary"
+    );
+    describe_counter!("hs_ai_calls_total", "Claude API calls by model and outcome");
+    describe_counter!(
+        "hs_ai_tokens_total",
+        "Claude API tokens by model and direction (input or output)"
+    );
+    describe_histogram!(
+        "hs_ai_call_duration_seconds",
+        Unit::Seconds,
+        "Claude API call duration by model and outcome"
+    );
+    describe_counter!("hs_jobs_enqueued_total", "Jobs enqueued by kind");
+    describe_counter!(
+        "hs_jobs_finished_total",
+        "Job attempts finished by kind and status"
+    );
+    describe_histogram!(
+        "hs_job_duration_seconds",
+        Unit::Seconds,
+        "Job run duration by kind"
+    );
+    describe_counter!(
+        "hs_connections_refused_total",
+        "Connections refused because the connection limit was reached"
     );
 }
 

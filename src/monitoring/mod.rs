@@ -13,6 +13,7 @@
 
 pub mod alerts;
 pub mod db;
+pub mod latency;
 pub mod live;
 pub mod metrics;
 pub mod model;
@@ -20,6 +21,7 @@ pub mod observe;
 pub mod retention;
 pub mod routes;
 pub mod system;
+pub mod timeseries;
 pub mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -8,43 +8,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::ids::UserId;
 use crate::time::Timestamp;
 
-/// Upper bounds (ms) of the request_rollups latency buckets (`le_1` ..
-/// `le_10000`); a last bucket (`le_inf`) counts everything slower.
-pub const ROLLUP_BOUNDS_MS: [f64; 13] = [
-    1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
-];
-pub const ROLLUP_BUCKETS: usize = ROLLUP_BOUNDS_MS.len() + 1;
-
-pub fn rollup_bucket(ms: f64) -> usize {
-    ROLLUP_BOUNDS_MS
-        .iter()
-        .position(|b| ms <= *b)
-        .unwrap_or(ROLLUP_BOUNDS_MS.len())
-}
-
-/// The `q` quantile from rollup bucket counts: the upper bound of the bucket
-/// where the cumulative count reaches `q` of the total (the maximum for the
-/// last bucket), never above the maximum, as the `v_route_latency_daily`
-/// view computes it.
-pub fn rollup_quantile(buckets: &[i64; ROLLUP_BUCKETS], max_ms: f64, q: f64) -> f64 {
-    let total: i64 = buckets.iter().sum();
-    if total == 0 {
-        return 0.0;
-    }
-    let mut seen = 0i64;
-    for (i, c) in buckets.iter().enumerate() {
-        seen += c;
-        if seen as f64 >= q * total as f64 {
-            return ROLLUP_BOUNDS_MS
-                .get(i)
-                .copied()
-                .unwrap_or(max_ms)
-                .min(max_ms);
-        }
-    }
-    max_ms
-}
-
 /// A string kept inside the value when it is short (up to 39 bytes: the
 /// generated request ids have 32, user ids 36), on the heap otherwise.
 ///
@@ -265,6 +228,55 @@ pub struct WindowQuery {
     pub window: Option<String>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TimeseriesQuery {
+    /// `15m`, `1h`, `24h`, `7d` or `30d` (default `1h`).
+    pub window: Option<String>,
+    /// Only this method (`GET`, `POST`, ...).
+    pub method: Option<String>,
+    /// Only this route template, e.g. `/api/users/{userId}`.
+    pub route: Option<String>,
+}
+
+/// Requests, errors, latency and active users over a window, one point per
+/// step, empty steps as zeros.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeseries {
+    pub window: String,
+    pub window_seconds: u64,
+    /// 60 for `15m` and `1h`, 3600 for `24h` and `7d`, 86400 for `30d`.
+    pub step_seconds: u64,
+    /// `live` (in-process one-minute histograms) or `database` (hourly
+    /// roll-ups).
+    pub source: &'static str,
+    pub points: Vec<TimeseriesPoint>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeseriesPoint {
+    /// Start of the step.
+    pub at: Timestamp,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub server_errors: u64,
+    /// Server errors (5xx) / requests; 0 without requests.
+    pub error_rate: f64,
+    /// Percentiles of the one latency estimator (docs/metrics.md); 0
+    /// without requests.
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Distinct signed-in users with a request in the step (windows up to
+    /// 24 h, from the request log), or on the step's UTC day (7 d, 30 d,
+    /// from `user_activity`, not filtered by method or route).
+    pub active_users: i64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Performance {
@@ -381,24 +393,5 @@ mod tests {
         }
         let long = "z".repeat(300);
         assert_eq!(&*ShortStr::new(&long), long);
-    }
-
-    #[test]
-    fn rollup_buckets_put_bounds_in_their_own_bucket() {
-        assert_eq!(rollup_bucket(0.2), 0);
-        assert_eq!(rollup_bucket(1.0), 0);
-        assert_eq!(rollup_bucket(1.5), 1);
-        assert_eq!(rollup_bucket(10_000.0), 12);
-        assert_eq!(rollup_bucket(20_000.0), 13);
-    }
-
-    #[test]
-    fn rollup_quantile_is_the_bound_reaching_the_share() {
-        let mut b = [0i64; ROLLUP_BUCKETS];
-        b[2] = 90; // <= 5 ms
-        b[6] = 10; // <= 100 ms
-        assert_eq!(rollup_quantile(&b, 80.0, 0.5), 5.0);
-        assert_eq!(rollup_quantile(&b, 80.0, 0.95), 80.0);
-        assert_eq!(rollup_quantile(&b, 120.0, 0.95), 100.0);
     }
 }

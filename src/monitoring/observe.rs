@@ -147,7 +147,8 @@ pub fn finish(state: &Monitoring, started: Started, elapsed: Duration, res: &Res
     let monitor = &state.monitor;
     let server_error = status >= 500;
     let route = &started.route;
-    route.record(elapsed.as_micros() as u64, server_error);
+    let duration_ms = elapsed.as_secs_f64() * 1000.0;
+    route.record(duration_ms, server_error);
     super::metrics::record_request(route, status, elapsed);
     if server_error && let Some(cause) = res.extensions().get::<InternalCause>() {
         let panicked = res.extensions().get::<Panicked>().is_some();
@@ -179,7 +180,7 @@ pub fn finish(state: &Monitoring, started: Started, elapsed: Duration, res: &Res
         method: route.method,
         route: route.route.clone(),
         status,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        duration_ms,
         bytes_in: started.bytes_in,
         bytes_out,
         user_id: started.caller.user_id.as_deref().map(ShortStr::new),

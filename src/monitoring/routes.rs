@@ -13,10 +13,11 @@ use utoipa_axum::routes;
 
 use super::Monitoring;
 use super::db::{self, LogFilter};
+use super::latency::Histogram;
 use super::live::LatencyHist;
 use super::model::{
     Alerts, ErrorGroup, ErrorQuery, LogEntry, LogQuery, Performance, RouteStats, SystemInfo,
-    Thresholds, WindowQuery, rollup_quantile,
+    Thresholds, Timeseries, TimeseriesQuery, WindowQuery,
 };
 use crate::error::{AppError, Problem, Result};
 use crate::http::extract::{AdminUser, Json, Query};
@@ -36,6 +37,7 @@ where
         .routes(routes!(logs))
         .routes(routes!(errors))
         .routes(routes!(performance))
+        .routes(routes!(timeseries))
         .routes(routes!(system))
         .routes(routes!(alerts))
         .routes(routes!(metrics));
@@ -241,120 +243,71 @@ pub fn parse_window(raw: &str) -> Option<u64> {
     (1..=400 * 86_400).contains(&secs).then_some(secs)
 }
 
-fn stats_from_hist(method: &str, route: &str, h: &LatencyHist, secs: u64) -> RouteStats {
+/// A route's figures over a window of `secs` seconds, from the one
+/// estimator's histogram (live or rolled up).
+pub fn route_stats(method: &str, route: &str, h: &Histogram, errors: u64, secs: u64) -> RouteStats {
     RouteStats {
         method: method.to_string(),
         route: route.to_string(),
         requests: h.count,
         requests_per_second: h.count as f64 / secs.max(1) as f64,
-        server_errors: h.errors,
+        server_errors: errors,
         error_rate: if h.count == 0 {
             0.0
         } else {
-            h.errors as f64 / h.count as f64
+            errors as f64 / h.count as f64
         },
         mean_ms: h.mean_ms(),
         p50_ms: h.quantile_ms(0.5),
         p95_ms: h.quantile_ms(0.95),
         p99_ms: h.quantile_ms(0.99),
-        max_ms: h.max_us as f64 / 1000.0,
+        max_ms: h.max_ms,
     }
 }
 
 async fn compute_performance(state: &Monitoring, window: &str, secs: u64) -> Result<Performance> {
-    if secs <= 3600 {
+    let mut total = LatencyHist::default();
+    let (source, mut routes): (_, Vec<RouteStats>) = if secs <= 3600 {
         let minutes = secs.div_ceil(60) as usize;
-        let mut total = LatencyHist::default();
-        let mut routes: Vec<RouteStats> = state
+        let routes = state
             .monitor
             .live()
             .window(minutes)
             .into_iter()
             .map(|w| {
                 total.merge(&w.hist);
-                stats_from_hist(&w.method, &w.route, &w.hist, secs)
+                route_stats(&w.method, &w.route, &w.hist.latency, w.hist.errors, secs)
             })
             .collect();
-        routes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.route.cmp(&b.route)));
-        return Ok(Performance {
-            window: window.to_string(),
-            window_seconds: secs,
-            source: "live",
-            totals: stats_from_hist("*", "*", &total, secs),
-            routes,
-        });
-    }
-    let from_hour = (Timestamp::now() - chrono::Duration::seconds(secs as i64)).start_of_hour();
-    let mut conn = state.db.reader.acquire().await?;
-    let rows = db::rollups_by_route(&mut conn, from_hour, None).await?;
-    let mut all = [0i64; super::model::ROLLUP_BUCKETS];
-    let (mut n, mut errs, mut total_ms, mut max_ms) = (0i64, 0i64, 0.0f64, 0.0f64);
-    let mut routes: Vec<RouteStats> = rows
-        .into_iter()
-        .map(|r| {
-            for (a, b) in all.iter_mut().zip(r.buckets) {
-                *a += b;
-            }
-            n += r.requests;
-            errs += r.server_errors;
-            total_ms += r.total_ms;
-            max_ms = max_ms.max(r.max_ms);
-            rollup_stats(
-                &r.method,
-                &r.route,
-                r.requests,
-                r.server_errors,
-                r.total_ms,
-                r.max_ms,
-                &r.buckets,
-                secs,
-            )
-        })
-        .collect();
+        ("live", routes)
+    } else {
+        let from_hour = (Timestamp::now() - chrono::Duration::seconds(secs as i64)).start_of_hour();
+        let mut conn = state.db.reader.acquire().await?;
+        let routes = db::rollups_by_route(&mut conn, from_hour, None)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let errors = r.server_errors.max(0) as u64;
+                total.latency.merge(&r.hist);
+                total.errors += errors;
+                route_stats(&r.method, &r.route, &r.hist, errors, secs)
+            })
+            .collect();
+        ("database", routes)
+    };
     routes.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.route.cmp(&b.route)));
     Ok(Performance {
         window: window.to_string(),
         window_seconds: secs,
-        source: "database",
-        totals: rollup_stats("*", "*", n, errs, total_ms, max_ms, &all, secs),
+        source,
+        totals: route_stats("*", "*", &total.latency, total.errors, secs),
         routes,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn rollup_stats(
-    method: &str,
-    route: &str,
-    requests: i64,
-    errors: i64,
-    total_ms: f64,
-    max_ms: f64,
-    buckets: &[i64; super::model::ROLLUP_BUCKETS],
-    secs: u64,
-) -> RouteStats {
-    let n = requests.max(0) as u64;
-    RouteStats {
-        method: method.to_string(),
-        route: route.to_string(),
-        requests: n,
-        requests_per_second: n as f64 / secs.max(1) as f64,
-        server_errors: errors.max(0) as u64,
-        error_rate: if n == 0 {
-            0.0
-        } else {
-            errors as f64 / n as f64
-        },
-        mean_ms: if n == 0 { 0.0 } else { total_ms / n as f64 },
-        p50_ms: rollup_quantile(buckets, max_ms, 0.5),
-        p95_ms: rollup_quantile(buckets, max_ms, 0.95),
-        p99_ms: rollup_quantile(buckets, max_ms, 0.99),
-        max_ms,
-    }
-}
-
 /// Per route over `?window=`: requests, requests/s, error rate, latency
-/// percentiles. Up to 1 hour from live in-process histograms (10% buckets),
-/// longer from the hourly roll-ups (percentiles are bucket bounds).
+/// percentiles. Up to 1 hour from live in-process histograms, longer from
+/// the hourly roll-ups; both with the one estimator (docs/metrics.md).
 #[utoipa::path(get, path = "/api/monitoring/performance", tag = "monitoring",
     params(WindowQuery),
     security(("bearer" = [])),
@@ -392,6 +345,51 @@ async fn performance(
                     StatusCode::OK,
                     compute_performance(&st, &window, secs).await?,
                 ))
+            },
+        )
+        .await
+}
+
+/// Requests/s, error rate, p50/p95/p99 and active users per step over
+/// `?window=` (`15m`, `1h`: per minute from live histograms; `24h`, `7d`:
+/// per hour, `30d`: per day, from the hourly roll-ups), optionally of one
+/// method and route; every step present, zeros where nothing happened.
+#[utoipa::path(get, path = "/api/monitoring/timeseries", tag = "monitoring",
+    params(TimeseriesQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = Timeseries),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 422, body = Problem),
+    ))]
+async fn timeseries(
+    State(state): State<Monitoring>,
+    AdminUser(admin): AdminUser,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    Query(q): Query<TimeseriesQuery>,
+) -> Result<Response> {
+    let window = q.window.unwrap_or_else(|| "1h".to_string());
+    super::timeseries::parse(&window)?;
+    let st = state.clone();
+    state
+        .monitor
+        .cache()
+        .json(
+            "timeseries",
+            admin.user_id.as_str(),
+            raw.as_deref().unwrap_or(""),
+            &headers,
+            PERFORMANCE_TTL,
+            || async move {
+                let series = super::timeseries::compute(
+                    &st,
+                    &window,
+                    q.method.as_deref(),
+                    q.route.as_deref(),
+                )
+                .await?;
+                Ok((StatusCode::OK, series))
             },
         )
         .await

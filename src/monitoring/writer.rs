@@ -11,8 +11,9 @@ use foldhash::HashMap;
 
 use tokio_util::sync::CancellationToken;
 
-use super::db::{self, RollupDelta, RollupKey};
-use super::model::{Record, RequestRecord, rollup_bucket};
+use super::db::{self, BucketKey, RollupDelta, RollupKey};
+use super::latency::bucket_of_ms;
+use super::model::{Record, RequestRecord};
 use crate::db::Db;
 use crate::time::Timestamp;
 
@@ -82,11 +83,16 @@ async fn write(db: &Db, monitor: &super::Monitor, batch: &mut Vec<Record>) {
 /// [`db::insert_requests`]), their roll-ups and activity, and the errors.
 async fn write_batch(db: &Db, batch: &[Record]) -> anyhow::Result<()> {
     let requests: Vec<&RequestRecord> = request_records(batch).collect();
-    let (rollups, activity) = aggregate(&requests);
+    let Aggregates {
+        rollups,
+        buckets,
+        activity,
+    } = aggregate(&requests);
     let mut tx = db.begin_write().await?;
     if !requests.is_empty() {
         db::insert_requests(&mut tx, &requests).await?;
         db::add_rollups(&mut tx, &rollups).await?;
+        db::add_rollup_buckets(&mut tx, &buckets).await?;
         db::add_activity(&mut tx, &activity).await?;
     }
     for r in batch {
@@ -105,44 +111,45 @@ fn request_records(batch: &[Record]) -> impl Iterator<Item = &RequestRecord> {
     })
 }
 
-/// The roll-up and activity increments of a batch of requests.
-#[allow(clippy::type_complexity)]
-pub fn aggregate(
-    requests: &[&RequestRecord],
-) -> (
-    Vec<(RollupKey, RollupDelta)>,
-    Vec<((NaiveDate, String), i64)>,
-) {
+/// The roll-up, latency bucket and activity increments of a batch.
+pub struct Aggregates {
+    pub rollups: Vec<(RollupKey, RollupDelta)>,
+    pub buckets: Vec<(BucketKey, i64)>,
+    pub activity: Vec<((NaiveDate, String), i64)>,
+}
+
+/// The increments of a batch of requests.
+pub fn aggregate(requests: &[&RequestRecord]) -> Aggregates {
     const HOUR: i64 = 3600;
     const DAY: i64 = 86_400;
     // Keyed by the hour and day numbers; their stored forms are made once
     // per distinct key, not per request.
     let mut rollups: HashMap<(i64, &str, &'static str, u16, &'static str), RollupDelta> =
         HashMap::default();
+    let mut buckets: HashMap<(i64, &str, &'static str, &'static str, usize), i64> =
+        HashMap::default();
     let mut activity: HashMap<(i64, &str), i64> = HashMap::default();
     for r in requests {
         let secs = r.at.unix_ms().div_euclid(1000);
-        let key = (
-            secs.div_euclid(HOUR),
-            &*r.route,
-            r.method,
-            r.status,
-            r.source(),
-        );
+        let hour = secs.div_euclid(HOUR);
+        let key = (hour, &*r.route, r.method, r.status, r.source());
         let d = rollups.entry(key).or_default();
         d.requests += 1;
         d.total_ms += r.duration_ms;
         d.max_ms = d.max_ms.max(r.duration_ms);
         d.bytes_in += r.bytes_in.unwrap_or(0);
         d.bytes_out += r.bytes_out.unwrap_or(0);
-        d.buckets[rollup_bucket(r.duration_ms)] += 1;
+        let bucket = bucket_of_ms(r.duration_ms);
+        *buckets
+            .entry((hour, &*r.route, r.method, r.source(), bucket))
+            .or_default() += 1;
         if let Some(user) = &r.user_id {
             *activity.entry((secs.div_euclid(DAY), user)).or_default() += 1;
         }
     }
     let at = |secs: i64| Timestamp::from_unix_ms(secs * 1000).unwrap_or(Timestamp::UNIX_EPOCH);
-    (
-        rollups
+    Aggregates {
+        rollups: rollups
             .into_iter()
             .map(|((hour, route, method, status, source), d)| {
                 (
@@ -151,11 +158,20 @@ pub fn aggregate(
                 )
             })
             .collect(),
-        activity
+        buckets: buckets
+            .into_iter()
+            .map(|((hour, route, method, source, bucket), n)| {
+                (
+                    (at(hour * HOUR), route.to_string(), method, source, bucket),
+                    n,
+                )
+            })
+            .collect(),
+        activity: activity
             .into_iter()
             .map(|((day, user), n)| ((at(day * DAY).date(), user.to_string()), n))
             .collect(),
-    )
+    }
 }
 
 #[cfg(test)]
@@ -234,7 +250,11 @@ mod tests {
         let a = rec("2026-11-27T18:01:00.000Z", 200, 3.0, Some("u1"));
         let b = rec("2026-11-27T18:59:00.000Z", 200, 30.0, Some("u1"));
         let c = rec("2026-11-27T19:00:00.000Z", 200, 3.0, None);
-        let (rollups, activity) = aggregate(&[&a, &b, &c]);
+        let Aggregates {
+            rollups,
+            buckets,
+            activity,
+        } = aggregate(&[&a, &b, &c]);
         assert_eq!(rollups.len(), 2);
         let h18 = rollups
             .iter()
@@ -243,7 +263,16 @@ mod tests {
         assert_eq!(h18.1.requests, 2);
         assert_eq!(h18.1.max_ms, 30.0);
         assert_eq!(h18.1.bytes_out, 20);
-        assert_eq!(h18.1.buckets[2] + h18.1.buckets[5], 2);
+        let mut h18_buckets: Vec<(usize, i64)> = buckets
+            .iter()
+            .filter(|(k, _)| k.0 == h18.0.0)
+            .map(|(k, n)| (k.4, *n))
+            .collect();
+        h18_buckets.sort();
+        assert_eq!(
+            h18_buckets,
+            vec![(bucket_of_ms(3.0), 1), (bucket_of_ms(30.0), 1)]
+        );
         assert_eq!(
             activity,
             vec![(

@@ -389,3 +389,37 @@ async fn storage_lists_bytes_and_files_per_user_largest_first_with_totals_and_qu
         .await;
     assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 }
+
+#[tokio::test]
+async fn the_summary_shows_every_day_of_the_range_with_zeros_for_empty_ones() {
+    let app = spawn_app().await;
+    let admin = app.new_admin().await;
+    let day = |offset: i64| {
+        (chrono::Utc::now() + chrono::Duration::days(offset))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    let query = format!("?from={}&to={}", day(-2), day(1));
+    wait_until("today's requests in the summary", async || {
+        let s: Value = app
+            .analytics_summary(&admin.token, &query)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let per_day = s["requests"]["perDay"].as_array().unwrap().clone();
+        let days: Vec<&str> = per_day.iter().map(|d| d["day"].as_str().unwrap()).collect();
+        assert_eq!(days, [day(-2), day(-1), day(0)]);
+        assert_eq!(per_day[0]["requests"], 0);
+        assert_eq!(per_day[1]["requests"], 0);
+        assert_eq!(s["users"]["newPerDay"].as_array().unwrap().len(), 3);
+        assert_eq!(s["users"]["newPerDay"][0]["count"], 0);
+        assert_eq!(s["users"]["activePerDay"].as_array().unwrap().len(), 3);
+        if per_day[2]["requests"].as_i64().unwrap() > 0 {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+}

@@ -44,8 +44,6 @@ struct Console {
 /// Endpoints the console calls that the service does not have yet
 /// (docs/console.md, "Endpoints the console needs"); remove each once it
 /// lands.
-const NOT_YET_ENDPOINTS: [&str; 1] = ["/api/monitoring/timeseries?"];
-
 /// Collects the page's CSP violations in `window.__csp` (DevTools scripts
 /// are not subject to the page's CSP).
 const WATCH_CSP: &str = "window.__csp = []; document.addEventListener('securitypolicyviolation', \
@@ -287,10 +285,7 @@ impl Console {
             .iter()
             .filter(|p| {
                 let failed = p.starts_with("log: Failed to load resource");
-                !(failed && NOT_YET_ENDPOINTS.iter().any(|e| p.contains(e))
-                    || failed
-                        && p.contains("status of 401")
-                        && p.ends_with("/api/sessions/current"))
+                !(failed && p.contains("status of 401") && p.ends_with("/api/sessions/current"))
             })
             .cloned()
             .collect()
@@ -390,6 +385,10 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
         text.contains(&user.email),
         "storage per user names the owner: {text}"
     );
+    // Requests and latency over the window come from the time series of the
+    // requests this test made.
+    assert!(console.chart_sum("rps").await > 0.0, "requests charted");
+    assert!(console.chart_sum("latency").await > 0.0, "latency charted");
     console.shot("overview").await;
 
     // 15 minutes: the requests this test made are in the window.
@@ -401,6 +400,10 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
         .await;
     let text = console.text().await;
     assert!(text.contains("/api/users/{userId}"), "{text}");
+    assert!(
+        console.chart_sum("route-latency").await > 0.0,
+        "the selected route's latency is charted"
+    );
     console.shot("performance").await;
 
     console

@@ -13,6 +13,7 @@ mod fake_claude;
 mod files;
 mod foundation;
 mod jobs;
+mod latency;
 mod loadtest;
 mod maintenance;
 mod monitoring;

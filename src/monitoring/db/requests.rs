@@ -8,7 +8,8 @@ use chrono::NaiveDate;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::ids::UserId;
-use crate::monitoring::model::{LogEntry, ROLLUP_BUCKETS, RequestRecord};
+use crate::monitoring::latency::Histogram;
+use crate::monitoring::model::{LogEntry, RequestRecord};
 use crate::time::Timestamp;
 
 /// Rows per multi-row INSERT: fewer rows cost more per row, more gain little
@@ -90,22 +91,23 @@ pub struct RollupDelta {
     pub max_ms: f64,
     pub bytes_in: i64,
     pub bytes_out: i64,
-    pub buckets: [i64; ROLLUP_BUCKETS],
 }
 
 /// (hour, route, method, status, source)
 pub type RollupKey = (Timestamp, String, &'static str, u16, &'static str);
+
+/// (hour, route, method, source, bucket of [`crate::monitoring::latency`])
+pub type BucketKey = (Timestamp, String, &'static str, &'static str, usize);
 
 /// Adds aggregates to the hourly roll-ups.
 pub async fn add_rollups(
     conn: &mut SqliteConnection,
     rows: &[(RollupKey, RollupDelta)],
 ) -> sqlx::Result<()> {
-    for chunk in rows.chunks(100) {
+    for chunk in rows.chunks(CHUNK) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO request_rollups (hour, route, method, status, source, requests, \
-             total_ms, max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, \
-             le_100, le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf) ",
+             total_ms, max_ms, bytes_in, bytes_out) ",
         );
         qb.push_values(
             chunk,
@@ -120,25 +122,44 @@ pub async fn add_rollups(
                     .push_bind(d.max_ms)
                     .push_bind(d.bytes_in)
                     .push_bind(d.bytes_out);
-                for c in d.buckets {
-                    b.push_bind(c);
-                }
             },
         );
         qb.push(
             " ON CONFLICT (hour, route, method, status, source) DO UPDATE SET \
              requests = requests + excluded.requests, total_ms = total_ms + excluded.total_ms, \
              max_ms = max(max_ms, excluded.max_ms), bytes_in = bytes_in + excluded.bytes_in, \
-             bytes_out = bytes_out + excluded.bytes_out, \
-             le_1 = le_1 + excluded.le_1, le_2_5 = le_2_5 + excluded.le_2_5, \
-             le_5 = le_5 + excluded.le_5, le_10 = le_10 + excluded.le_10, \
-             le_25 = le_25 + excluded.le_25, le_50 = le_50 + excluded.le_50, \
-             le_100 = le_100 + excluded.le_100, le_250 = le_250 + excluded.le_250, \
-             le_500 = le_500 + excluded.le_500, le_1000 = le_1000 + excluded.le_1000, \
-             le_2500 = le_2500 + excluded.le_2500, le_5000 = le_5000 + excluded.le_5000, \
-             le_10000 = le_10000 + excluded.le_10000, le_inf = le_inf + excluded.le_inf",
+             bytes_out = bytes_out + excluded.bytes_out",
         );
         // Sizes vary from batch to batch: not worth caching.
+        qb.build().persistent(false).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Adds latency bucket counts to the hourly roll-ups' histograms.
+pub async fn add_rollup_buckets(
+    conn: &mut SqliteConnection,
+    rows: &[(BucketKey, i64)],
+) -> sqlx::Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO request_rollup_buckets (hour, route, method, source, bucket, count) ",
+        );
+        qb.push_values(
+            chunk,
+            |mut b, ((hour, route, method, source, bucket), n)| {
+                b.push_bind(hour)
+                    .push_bind(route)
+                    .push_bind(*method)
+                    .push_bind(*source)
+                    .push_bind(*bucket as i64)
+                    .push_bind(*n);
+            },
+        );
+        qb.push(
+            " ON CONFLICT (hour, route, method, source, bucket) DO UPDATE SET \
+             count = count + excluded.count",
+        );
         qb.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
@@ -275,11 +296,9 @@ impl From<LogRow> for LogEntry {
 pub struct RouteRollup {
     pub route: String,
     pub method: String,
-    pub requests: i64,
     pub server_errors: i64,
-    pub total_ms: f64,
-    pub max_ms: f64,
-    pub buckets: [i64; ROLLUP_BUCKETS],
+    /// Requests, total and maximum latency, and the latency buckets.
+    pub hist: Histogram,
 }
 
 /// API request roll-ups per route from `from_hour` (inclusive) to `to`
@@ -293,35 +312,148 @@ pub async fn rollups_by_route(
         r#"SELECT route AS "route!: String", method AS "method!: String",
                   sum(requests) AS "requests!: i64",
                   sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
-                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64",
-                  sum(le_1) AS "le_1!: i64", sum(le_2_5) AS "le_2_5!: i64",
-                  sum(le_5) AS "le_5!: i64", sum(le_10) AS "le_10!: i64",
-                  sum(le_25) AS "le_25!: i64", sum(le_50) AS "le_50!: i64",
-                  sum(le_100) AS "le_100!: i64", sum(le_250) AS "le_250!: i64",
-                  sum(le_500) AS "le_500!: i64", sum(le_1000) AS "le_1000!: i64",
-                  sum(le_2500) AS "le_2500!: i64", sum(le_5000) AS "le_5000!: i64",
-                  sum(le_10000) AS "le_10000!: i64", sum(le_inf) AS "le_inf!: i64"
+                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
            FROM request_rollups
            WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
-           GROUP BY route, method"#,
+           GROUP BY route, method
+           ORDER BY route, method"#,
         from_hour,
         to
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let buckets = sqlx::query!(
+        r#"SELECT route AS "route!: String", method AS "method!: String",
+                  bucket AS "bucket!: i64", sum(count) AS "count!: i64"
+           FROM request_rollup_buckets
+           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
+           GROUP BY route, method, bucket"#,
+        from_hour,
+        to
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out: Vec<RouteRollup> = rows
+        .into_iter()
+        .map(|r| {
+            let mut hist = Histogram::default();
+            hist.add_totals(r.requests.max(0) as u64, r.total_ms, r.max_ms);
+            RouteRollup {
+                route: r.route,
+                method: r.method,
+                server_errors: r.server_errors,
+                hist,
+            }
+        })
+        .collect();
+    for b in buckets {
+        if let Ok(i) = out.binary_search_by(|r| {
+            (r.route.as_str(), r.method.as_str()).cmp(&(b.route.as_str(), b.method.as_str()))
+        }) {
+            out[i]
+                .hist
+                .add_bucket(b.bucket as usize, b.count.max(0) as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// API request totals per hour from `from_hour` (inclusive), optionally of
+/// one method and route template: (hour, requests, server errors, total ms, max ms).
+pub async fn rollup_hours(
+    conn: &mut SqliteConnection,
+    from_hour: Timestamp,
+    method: Option<&str>,
+    route: Option<&str>,
+) -> sqlx::Result<Vec<(Timestamp, i64, i64, f64, f64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT hour AS "hour!: Timestamp", sum(requests) AS "requests!: i64",
+                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
+                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
+           FROM request_rollups
+           WHERE hour >= ?1 AND source = 'api' AND (?2 IS NULL OR method = ?2)
+             AND (?3 IS NULL OR route = ?3)
+           GROUP BY hour"#,
+        from_hour,
+        method,
+        route
     )
     .fetch_all(conn)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| RouteRollup {
-            route: r.route,
-            method: r.method,
-            requests: r.requests,
-            server_errors: r.server_errors,
-            total_ms: r.total_ms,
-            max_ms: r.max_ms,
-            buckets: [
-                r.le_1, r.le_2_5, r.le_5, r.le_10, r.le_25, r.le_50, r.le_100, r.le_250, r.le_500,
-                r.le_1000, r.le_2500, r.le_5000, r.le_10000, r.le_inf,
-            ],
-        })
+        .map(|r| (r.hour, r.requests, r.server_errors, r.total_ms, r.max_ms))
         .collect())
+}
+
+/// API latency bucket counts per hour from `from_hour` (inclusive),
+/// optionally of one route template: (hour, bucket, count).
+pub async fn rollup_hour_buckets(
+    conn: &mut SqliteConnection,
+    from_hour: Timestamp,
+    method: Option<&str>,
+    route: Option<&str>,
+) -> sqlx::Result<Vec<(Timestamp, usize, u64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT hour AS "hour!: Timestamp", bucket AS "bucket!: i64",
+                  sum(count) AS "count!: i64"
+           FROM request_rollup_buckets
+           WHERE hour >= ?1 AND source = 'api' AND (?2 IS NULL OR method = ?2)
+             AND (?3 IS NULL OR route = ?3)
+           GROUP BY hour, bucket"#,
+        from_hour,
+        method,
+        route
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.hour, r.bucket.max(0) as usize, r.count.max(0) as u64))
+        .collect())
+}
+
+/// Distinct authenticated users per step of `step_ms` from `from_ms` (Unix
+/// ms), from the raw request log: (step start in Unix ms, users).
+pub async fn active_users_per_step(
+    conn: &mut SqliteConnection,
+    from_ms: i64,
+    step_ms: i64,
+    method: Option<&str>,
+    route: Option<&str>,
+) -> sqlx::Result<Vec<(i64, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT (at_ms - ?1) / ?2 AS "step!: i64", count(DISTINCT user_id) AS "users!: i64"
+           FROM request_log
+           WHERE at_ms >= ?1 AND user_id IS NOT NULL AND source = 'api'
+             AND (?3 IS NULL OR method = ?3) AND (?4 IS NULL OR route = ?4)
+           GROUP BY 1"#,
+        from_ms,
+        step_ms,
+        method,
+        route
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (from_ms + r.step * step_ms, r.users))
+        .collect())
+}
+
+/// Distinct authenticated users per UTC day from `from_day` (inclusive),
+/// from `user_activity`.
+pub async fn active_users_per_day(
+    conn: &mut SqliteConnection,
+    from_day: NaiveDate,
+) -> sqlx::Result<Vec<(NaiveDate, i64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT day AS "day!: NaiveDate", count(*) AS "users!: i64"
+           FROM user_activity WHERE day >= ?1
+           GROUP BY day"#,
+        from_day
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.day, r.users)).collect())
 }

@@ -15,42 +15,48 @@ pub async fn rebuild_rollups_before(
 ) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         r#"INSERT INTO request_rollups (hour, route, method, status, source, requests, total_ms,
-               max_ms, bytes_in, bytes_out, le_1, le_2_5, le_5, le_10, le_25, le_50, le_100,
-               le_250, le_500, le_1000, le_2500, le_5000, le_10000, le_inf)
+               max_ms, bytes_in, bytes_out)
            SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, status, source, count(*),
                   sum(duration_ms), max(duration_ms), coalesce(sum(bytes_in), 0),
-                  coalesce(sum(bytes_out), 0),
-                  sum(duration_ms <= 1),
-                  sum(duration_ms > 1 AND duration_ms <= 2.5),
-                  sum(duration_ms > 2.5 AND duration_ms <= 5),
-                  sum(duration_ms > 5 AND duration_ms <= 10),
-                  sum(duration_ms > 10 AND duration_ms <= 25),
-                  sum(duration_ms > 25 AND duration_ms <= 50),
-                  sum(duration_ms > 50 AND duration_ms <= 100),
-                  sum(duration_ms > 100 AND duration_ms <= 250),
-                  sum(duration_ms > 250 AND duration_ms <= 500),
-                  sum(duration_ms > 500 AND duration_ms <= 1000),
-                  sum(duration_ms > 1000 AND duration_ms <= 2500),
-                  sum(duration_ms > 2500 AND duration_ms <= 5000),
-                  sum(duration_ms > 5000 AND duration_ms <= 10000),
-                  sum(duration_ms > 10000)
+                  coalesce(sum(bytes_out), 0)
            FROM request_log
            WHERE at_ms < ?1
            GROUP BY 1, route, method, status, source
            ON CONFLICT (hour, route, method, status, source) DO UPDATE SET
                requests = excluded.requests, total_ms = excluded.total_ms,
                max_ms = excluded.max_ms, bytes_in = excluded.bytes_in,
-               bytes_out = excluded.bytes_out, le_1 = excluded.le_1, le_2_5 = excluded.le_2_5,
-               le_5 = excluded.le_5, le_10 = excluded.le_10, le_25 = excluded.le_25,
-               le_50 = excluded.le_50, le_100 = excluded.le_100, le_250 = excluded.le_250,
-               le_500 = excluded.le_500, le_1000 = excluded.le_1000,
-               le_2500 = excluded.le_2500, le_5000 = excluded.le_5000,
-               le_10000 = excluded.le_10000, le_inf = excluded.le_inf"#,
+               bytes_out = excluded.bytes_out"#,
         before_ms
     )
     .execute(&mut *conn)
     .await?
     .rows_affected();
+    // The histograms of the same hours, replaced whole; each duration's
+    // bucket as crate::monitoring::latency::bucket_of_ms computes it.
+    sqlx::query!(
+        r#"DELETE FROM request_rollup_buckets
+           WHERE hour IN (SELECT DISTINCT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch')
+                          FROM request_log WHERE at_ms < ?1)"#,
+        before_ms
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO request_rollup_buckets (hour, route, method, source, bucket, count)
+           SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), route, method, source,
+                  (SELECT bucket FROM latency_buckets
+                   WHERE lower_us <= max(0, CAST(duration_ms * 1000.0 AS INTEGER))
+                   ORDER BY lower_us DESC LIMIT 1),
+                  count(*)
+           FROM request_log
+           WHERE at_ms < ?1
+           GROUP BY 1, route, method, source, 5
+           ON CONFLICT (hour, route, method, source, bucket) DO UPDATE SET
+               count = excluded.count"#,
+        before_ms
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query!(
         r#"INSERT INTO user_activity (day, user_id, requests)
            SELECT date(at_ms / 1000, 'unixepoch'), user_id, count(*)
@@ -148,6 +154,12 @@ pub async fn delete_rollups_before(
         .execute(&mut *conn)
         .await?
         .rows_affected();
+    sqlx::query!(
+        "DELETE FROM request_rollup_buckets WHERE hour < ?",
+        before_hour
+    )
+    .execute(&mut *conn)
+    .await?;
     n += sqlx::query!("DELETE FROM user_activity WHERE day < ?", before_day)
         .execute(&mut *conn)
         .await?
