@@ -272,11 +272,9 @@ impl Console {
         self.eval("document.body.innerText").await
     }
 
-    /// What went wrong in the page, leaving out the "no route" answers of
-    /// the endpoints the console asks for before the service has them (see
-    /// docs/console.md), which the page falls back on by design, and the 401
-    /// of `GET /api/sessions/current` when the page opens before sign-in
-    /// (how it learns that nobody is signed in).
+    /// What went wrong in the page, leaving out only the 401 of `GET
+    /// /api/sessions/current` when the page opens before sign-in (how it
+    /// learns that nobody is signed in).
     fn problems(&self) -> Vec<String> {
         self.seen
             .lock()
