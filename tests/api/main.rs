@@ -15,6 +15,7 @@ mod jobs;
 mod loadtest;
 mod maintenance;
 mod monitoring;
+mod priority;
 mod sessions;
 mod takeover;
 mod users;
