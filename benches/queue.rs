@@ -4,6 +4,12 @@
 //!
 //!     cargo bench --bench queue            # default SQLITE_SYNCHRONOUS=FULL
 //!     JOBS=50000 cargo bench --bench queue
+//!     USERS=100 cargo bench --bench queue  # jobs owned by 100 users in turn
+//!
+//! `USERS=N` (default 0: jobs without an owner, as system jobs) spreads the
+//! jobs over N accounts, so that the fair claim computes its per-user turns
+//! over N users' due jobs. Logs at `RUST_LOG` (default `info`) as JSON lines,
+//! as a deployment does.
 //!
 //! It runs the real service (real SQLite file in a temp dir, the real
 //! runner), enqueueing through `Queue::enqueue` from many concurrent tasks as
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use hs_platform::app::Application;
 use hs_platform::config::Config;
+use hs_platform::ids::UserId;
 use hs_platform::jobs::NewJob;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -91,7 +98,7 @@ async fn succeeded_since(b: &Bench, first_id: &str) -> i64 {
 
 /// Enqueues `n` jobs from 64 concurrent producers; returns jobs/s from the
 /// first enqueue until the last completion is committed.
-async fn throughput(b: &Bench, n: u64) -> f64 {
+async fn throughput(b: &Bench, n: u64, owners: &Arc<Vec<UserId>>) -> f64 {
     let first_id = hs_platform::db::new_id();
     let target = b.done.load(Ordering::Relaxed) + n;
     let started = Instant::now();
@@ -99,11 +106,14 @@ async fn throughput(b: &Bench, n: u64) -> f64 {
     let mut tasks = Vec::new();
     for p in 0..producers {
         let q = b.app_state.jobs.clone();
+        let owners = owners.clone();
         tasks.push(tokio::spawn(async move {
-            for _ in (p..n).step_by(producers as usize) {
-                q.enqueue(NewJob::new("bench.noop", json!({})))
-                    .await
-                    .unwrap();
+            for i in (p..n).step_by(producers as usize) {
+                let mut job = NewJob::new("bench.noop", json!({}));
+                if !owners.is_empty() {
+                    job = job.owner(&owners[i as usize % owners.len()]);
+                }
+                q.enqueue(job).await.unwrap();
             }
         }));
     }
@@ -165,6 +175,22 @@ async fn seed_finished(b: &Bench, n: u64) {
     .unwrap();
 }
 
+/// `n` accounts to own the jobs, written in bulk.
+async fn seed_users(b: &Bench, n: usize) -> Arc<Vec<UserId>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = hs_platform::db::new_id();
+        sqlx::query("INSERT INTO users (id, email, password_hash) VALUES (?1, ?2, 'x')")
+            .bind(&id)
+            .bind(format!("bench-{i}@example.com"))
+            .execute(&b.app_state.db.writer)
+            .await
+            .unwrap();
+        ids.push(UserId::from(id));
+    }
+    Arc::new(ids)
+}
+
 async fn stop(b: Bench) {
     b.shutdown.cancel();
     b.handle.await.unwrap().unwrap();
@@ -178,21 +204,29 @@ struct Run {
 
 #[tokio::main]
 async fn main() {
-    hs_platform::telemetry::init(hs_platform::config::LogFormat::Pretty);
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    hs_platform::telemetry::init(hs_platform::config::LogFormat::Json, &filter);
+    let users: usize = std::env::var("USERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let n: u64 = std::env::var("JOBS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);
     let sync = std::env::var("SQLITE_SYNCHRONOUS").unwrap_or_else(|_| "FULL".into());
-    println!("queue benchmark: {n} no-op jobs per run, SQLITE_SYNCHRONOUS={sync}\n");
+    println!(
+        "queue benchmark: {n} no-op jobs per run, SQLITE_SYNCHRONOUS={sync}, owned by {users} users\n"
+    );
     let mut runs = Vec::new();
     for c in [1usize, 8] {
         let mut b = start(c).await;
-        let _ = throughput(&b, 1000).await; // warm-up
-        let jobs_per_s = throughput(&b, n).await;
+        let owners = seed_users(&b, users).await;
+        let _ = throughput(&b, 1000, &owners).await; // warm-up
+        let jobs_per_s = throughput(&b, n, &owners).await;
         let latency = latency(&mut b, 1000).await;
         seed_finished(&b, 500_000).await;
-        let jobs_per_s_kept = throughput(&b, n).await;
+        let jobs_per_s_kept = throughput(&b, n, &owners).await;
         runs.push(Run {
             jobs_per_s,
             latency,

@@ -47,6 +47,8 @@ pub struct Config {
     pub sqlite_synchronous: Synchronous,
     pub db_readers: u32,
     pub log_format: LogFormat,
+    /// `RUST_LOG`: the log filter (checked `EnvFilter` directives).
+    pub log_filter: String,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
     /// Also the idle timeout of connections (HTTP/1 and HTTP/2).
@@ -205,6 +207,13 @@ impl Config {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
                 other => bail!("LOG_FORMAT: expected pretty or json, got {other:?}"),
+            },
+            log_filter: {
+                let filter = env.string("RUST_LOG");
+                if let Err(e) = tracing_subscriber::EnvFilter::try_new(&filter) {
+                    bail!("RUST_LOG: {e}, got {filter:?}");
+                }
+                filter
             },
             cors_origins: env.list("CORS_ORIGINS"),
             request_timeout: env.seconds("REQUEST_TIMEOUT_SECONDS", 1, 3600)?,
@@ -488,6 +497,16 @@ mod tests {
         assert!(err.starts_with("PORT:"), "{err}");
         let err = cfg(&[("LOG_FORMAT", "xml")]).unwrap_err().to_string();
         assert!(err.starts_with("LOG_FORMAT:"), "{err}");
+        let err = cfg(&[("RUST_LOG", "info,=nonsense=x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("RUST_LOG:"), "{err}");
+        assert_eq!(
+            cfg(&[("RUST_LOG", "warn,hs_platform=debug")])
+                .unwrap()
+                .log_filter,
+            "warn,hs_platform=debug"
+        );
         let err = cfg(&[("JOB_CONCURRENCY", "0")]).unwrap_err().to_string();
         assert!(err.starts_with("JOB_CONCURRENCY:"), "{err}");
     }

@@ -67,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         return check_config(&settings, &from_dotenv);
     }
     let config = Config::from_settings(&settings)?;
-    hs_platform::telemetry::init(config.log_format);
+    hs_platform::telemetry::init(config.log_format, &config.log_filter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,5 +1,5 @@
 //! Logging: pretty or JSON lines (`LOG_FORMAT`), filtered by `RUST_LOG`
-//! (default `info`).
+//! (both declared in `config::variables`).
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -7,9 +7,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,chromiumoxide=warn,hyper=warn"));
+/// Installs the global subscriber: `format` lines filtered by `filter`
+/// (`RUST_LOG`, checked by the configuration).
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Json => registry

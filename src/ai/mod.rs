@@ -557,6 +557,7 @@ pub async fn enqueue_chat(
     user: &crate::sessions::auth::Principal,
     headers: &axum::http::HeaderMap,
     params: ChatParams,
+    priority: i64,
 ) -> Result<Response, AppError> {
     let payload = serde_json::to_value(&params).map_err(|e| {
         AppError::Internal(anyhow::Error::new(e).context("failed to encode a chat"))
@@ -566,6 +567,7 @@ pub async fn enqueue_chat(
         .enqueue(
             NewJob::new(CHAT_JOB, payload)
                 .owner(&user.user_id)
+                .priority(priority)
                 .max_attempts(CHAT_JOB_ATTEMPTS)
                 .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),

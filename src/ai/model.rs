@@ -34,6 +34,12 @@ pub struct ChatRequest {
     /// Answer a `text/event-stream` instead of a job.
     #[serde(default)]
     pub stream: bool,
+    /// Orders the caller's own jobs: a higher priority runs before their
+    /// lower ones (default 0; ignored with `stream`); fairness between users is unchanged. Users
+    /// -10 to 10, admins -100 to 100.
+    #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: Option<i64>,
 }
 
 /// One turn of a conversation.

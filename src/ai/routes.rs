@@ -57,7 +57,9 @@ async fn chat(
     headers: HeaderMap,
     Json(req): Json<ChatRequest>,
 ) -> Result<Response, Refusal> {
-    let (params, stream) = req.validate(&state.config)?;
+    let requested = req.priority;
+    let ((params, stream), priority) =
+        crate::jobs::with_priority(req.validate(&state.config), requested, user.is_admin())?;
     // Checked even when a stream makes no job, as the document says.
     if let Some(key) = crate::jobs::idempotency_key(&headers) {
         crate::jobs::check_idempotency_key(&key)?;
@@ -74,7 +76,7 @@ async fn chat(
             reservation,
         ));
     }
-    Ok(super::enqueue_chat(&state, &user, &headers, params).await?)
+    Ok(super::enqueue_chat(&state, &user, &headers, params, priority).await?)
 }
 
 /// Relays the upstream stream: the call runs in its own task (so that it is

@@ -39,9 +39,17 @@ pub struct Variables {
     /// Read connections (writes use one dedicated connection), 1-64.
     #[arg(long, env = "DB_READERS", default_value = "4")]
     pub db_readers: Option<String>,
-    /// `pretty` or `json`; the level comes from `RUST_LOG` (default `info`).
+    /// `pretty` or `json` (JSON lines); what is logged is `RUST_LOG`'s choice.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
     pub log_format: Option<String>,
+    /// What is logged: a level (`debug`, `info`, `warn`, ...) or `target=level`
+    /// directives, comma-separated (`tracing` `EnvFilter` syntax).
+    #[arg(
+        long,
+        env = "RUST_LOG",
+        default_value = "info,sqlx=warn,chromiumoxide=warn,hyper=warn"
+    )]
+    pub rust_log: Option<String>,
     /// Comma-separated allowed origins (`*` for any); unset: no cross-origin access.
     #[arg(long, env = "CORS_ORIGINS")]
     pub cors_origins: Option<String>,

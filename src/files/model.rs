@@ -121,6 +121,12 @@ pub struct Document {
     /// Name offered on download (sanitised; the extension is added).
     #[serde(default)]
     pub file_name: Option<String>,
+    /// Orders the caller's own jobs: a higher priority runs before their
+    /// lower ones (default 0); fairness between users is unchanged. Users
+    /// -10 to 10, admins -100 to 100.
+    #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -235,6 +241,12 @@ pub struct CsvRequest {
     /// Start with a UTF-8 byte-order mark (helps Excel).
     #[serde(default)]
     pub bom: bool,
+    /// Orders the caller's own jobs: a higher priority runs before their
+    /// lower ones (default 0); fairness between users is unchanged. Users
+    /// -10 to 10, admins -100 to 100.
+    #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -376,6 +388,12 @@ pub struct ScreenshotRequest {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub file_name: Option<String>,
+    /// Orders the caller's own jobs: a higher priority runs before their
+    /// lower ones (default 0); fairness between users is unchanged. Users
+    /// -10 to 10, admins -100 to 100.
+    #[serde(default)]
+    #[schema(minimum = -100, maximum = 100)]
+    pub priority: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]

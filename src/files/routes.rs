@@ -18,7 +18,7 @@ use super::{check_quota, db, ssrf};
 use crate::error::{AppError, FieldError, Problem, Result};
 use crate::http::extract::{AuthUser, Json, Page, PageParams, Path, Query};
 use crate::ids::FileId;
-use crate::jobs::{Job, NewJob};
+use crate::jobs::{Job, NewJob, with_priority};
 use crate::sessions::auth::AuthCache;
 
 pub fn router<S>() -> OpenApiRouter<S>
@@ -44,11 +44,18 @@ trait GenerateRequest: serde::Serialize + Sync {
         &self,
         state: &Files,
     ) -> impl Future<Output = std::result::Result<(), Vec<FieldError>>> + Send;
+
+    /// The `priority` the request asked for.
+    fn priority(&self) -> Option<i64>;
 }
 
 impl GenerateRequest for Document {
     async fn check(&self, _: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()
+    }
+
+    fn priority(&self) -> Option<i64> {
+        self.priority
     }
 }
 
@@ -56,9 +63,17 @@ impl GenerateRequest for CsvRequest {
     async fn check(&self, _: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()
     }
+
+    fn priority(&self) -> Option<i64> {
+        self.priority
+    }
 }
 
 impl GenerateRequest for ScreenshotRequest {
+    fn priority(&self) -> Option<i64> {
+        self.priority
+    }
+
     async fn check(&self, state: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()?;
         ssrf::check(&self.url, state.files.browser().allowed_hosts())
@@ -76,7 +91,8 @@ async fn generate<T: GenerateRequest>(
     kind: &str,
     req: &T,
 ) -> Result<Response> {
-    req.check(state).await.map_err(AppError::Validation)?;
+    let checked = req.check(state).await.map_err(AppError::Validation);
+    let ((), priority) = with_priority(checked, req.priority(), user.is_admin())?;
     let payload = serde_json::to_value(req).map_err(anyhow::Error::from)?;
     // The queued payload counts against the caller's quota until the job ends.
     check_quota(state, &user.user_id, payload.to_string().len() as u64).await?;
@@ -85,6 +101,7 @@ async fn generate<T: GenerateRequest>(
         .enqueue(
             NewJob::new(kind, payload)
                 .owner(&user.user_id)
+                .priority(priority)
                 .max_attempts(3)
                 .max_pending(state.jobs.max_pending_per_user())
                 .idempotency_key(crate::jobs::idempotency_key(headers)),

@@ -203,10 +203,12 @@ pub struct Claimed {
 }
 
 /// Claims up to `n` due jobs in one atomic statement, fairly between users:
-/// each user's due jobs take turns after the jobs it already runs (`turn`),
-/// the lowest turn first, then the highest priority, then the oldest. So
-/// the user with the fewest running jobs goes first, and priority orders a
-/// user's own jobs. `lanes` (a JSON object: kind -> most running at once)
+/// each user's due jobs take turns after the jobs it already runs (`turn`:
+/// the user's running jobs plus the job's place in the user's own order,
+/// highest priority first, then oldest), the lowest turn first, then the
+/// oldest job. So the user with the fewest running jobs goes first, and
+/// priority orders a user's own jobs but never passes another user's job
+/// (between users, at the same turn, the older job goes first). `lanes` (a JSON object: kind -> most running at once)
 /// caps kinds: a job whose lane is full is passed over and holds no slot.
 /// Each claim gets a lease token unique to the attempt.
 pub async fn claim(
@@ -226,18 +228,17 @@ pub async fn claim(
            WHERE id IN (
                WITH running AS (SELECT user_id, kind FROM jobs WHERE status = 'running'),
                by_user AS (
-                   SELECT q.id, q.kind, q.priority,
+                   SELECT q.id, q.kind,
                           row_number() OVER (PARTITION BY q.user_id ORDER BY q.priority DESC, q.id)
                           + (SELECT count(*) FROM running r WHERE r.user_id IS q.user_id) AS turn
                    FROM jobs q WHERE q.status = 'queued' AND q.run_at <= ?4),
                by_kind AS (
-                   SELECT b.id, b.turn, b.priority, lane.value AS lane,
-                          row_number() OVER (PARTITION BY b.kind
-                                             ORDER BY b.turn, b.priority DESC, b.id)
+                   SELECT b.id, b.turn, lane.value AS lane,
+                          row_number() OVER (PARTITION BY b.kind ORDER BY b.turn, b.id)
                           + (SELECT count(*) FROM running r WHERE r.kind = b.kind) AS place
                    FROM by_user b LEFT JOIN json_each(?5) AS lane ON lane.key = b.kind)
                SELECT id FROM by_kind WHERE lane IS NULL OR place <= lane
-               ORDER BY turn, priority DESC, id LIMIT ?2)
+               ORDER BY turn, id LIMIT ?2)
            RETURNING id AS "id!: JobId", kind, payload, user_id AS "user_id?: UserId", attempts,
                      max_attempts, lease_token AS "lease_token!""#,
         owner,

@@ -33,7 +33,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-pub use self::model::{Job, JobError, JobStatus, NewJob};
+pub use self::model::{Job, JobError, JobStatus, NewJob, with_priority};
 pub use self::runner::spawn_runner;
 use self::writer::WriteOp;
 use crate::config::Config;

@@ -1,12 +1,13 @@
 //! Job types: what is enqueued, what the API shows, and how a handler fails.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::error::AppError;
+use crate::error::{AppError, FieldError};
 use crate::ids::{JobId, UserId};
 use crate::time::Timestamp;
 
@@ -149,6 +150,54 @@ impl NewJob {
     }
 }
 
+/// The priorities a user may give a job they create (`priority` on a
+/// job-creating request); higher runs first among the user's own jobs.
+pub const USER_PRIORITIES: RangeInclusive<i64> = -10..=10;
+/// The wider range of an admin.
+pub const ADMIN_PRIORITIES: RangeInclusive<i64> = -100..=100;
+
+/// The priority a job-creating request asked for (default 0), if it lies in
+/// the caller's range; else the field error on `priority`.
+pub fn request_priority(requested: Option<i64>, admin: bool) -> Result<i64, FieldError> {
+    let range = if admin {
+        ADMIN_PRIORITIES
+    } else {
+        USER_PRIORITIES
+    };
+    let priority = requested.unwrap_or(0);
+    if range.contains(&priority) {
+        Ok(priority)
+    } else {
+        Err(FieldError::new(
+            "priority",
+            format!(
+                "must be from {} to {}{}",
+                range.start(),
+                range.end(),
+                if admin { "" } else { " (admins: -100 to 100)" }
+            ),
+        ))
+    }
+}
+
+/// A request's own checks and the check of its `priority` together: the
+/// checked value and the priority, or every field error at once.
+pub fn with_priority<T>(
+    checked: Result<T, AppError>,
+    requested: Option<i64>,
+    admin: bool,
+) -> Result<(T, i64), AppError> {
+    match (checked, request_priority(requested, admin)) {
+        (Ok(value), Ok(priority)) => Ok((value, priority)),
+        (Err(AppError::Validation(mut errors)), Err(e)) => {
+            errors.push(e);
+            Err(AppError::Validation(errors))
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(AppError::Validation(vec![e])),
+    }
+}
+
 /// How a job handler failed.
 #[derive(Debug, Clone)]
 pub enum JobError {
@@ -279,6 +328,36 @@ mod tests {
             backoff(1, base, max, Some(Duration::from_secs(5)), 0.0),
             Duration::from_secs(5)
         );
+    }
+
+    #[test]
+    fn users_and_admins_have_their_own_priority_range() {
+        assert_eq!(request_priority(None, false).unwrap(), 0);
+        assert_eq!(request_priority(Some(-10), false).unwrap(), -10);
+        assert_eq!(request_priority(Some(10), false).unwrap(), 10);
+        assert_eq!(
+            request_priority(Some(11), false).unwrap_err().field,
+            "priority"
+        );
+        assert_eq!(request_priority(Some(50), true).unwrap(), 50);
+        assert_eq!(request_priority(Some(-100), true).unwrap(), -100);
+        assert_eq!(
+            request_priority(Some(101), true).unwrap_err().field,
+            "priority"
+        );
+    }
+
+    #[test]
+    fn a_bad_priority_joins_the_other_field_errors() {
+        let other = Err::<(), _>(AppError::Validation(vec![FieldError::new("url", "bad")]));
+        match with_priority(other, Some(50), false) {
+            Err(AppError::Validation(errors)) => {
+                let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+                assert_eq!(fields, ["url", "priority"]);
+            }
+            other => panic!("expected both field errors, got {other:?}"),
+        }
+        assert_eq!(with_priority(Ok(()), Some(-3), false).unwrap(), ((), -3));
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn register_gated(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>, result: V
 
 /// Registers `kind` as a job that finishes only when it gets a permit of
 /// `gate`, which it keeps: each permit added lets exactly one job finish.
-fn register_held(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>) {
+pub(crate) fn register_held(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>) {
     let gate = gate.clone();
     r.register(kind, move |_ctx| {
         let gate = gate.clone();
@@ -43,8 +43,13 @@ fn register_held(r: &mut Registry, kind: &str, gate: &Arc<Semaphore>) {
     });
 }
 
-/// Registers `kind` as a job that appends its payload's `name` to `order`.
-fn register_recorder(r: &mut Registry, kind: &str, order: &Arc<Mutex<Vec<String>>>) {
+/// Registers `kind` as a job that appends its payload's `field` to `order`.
+pub(crate) fn register_recorder(
+    r: &mut Registry,
+    kind: &str,
+    field: &'static str,
+    order: &Arc<Mutex<Vec<String>>>,
+) {
     let order = order.clone();
     r.register(kind, move |ctx| {
         let order = order.clone();
@@ -52,7 +57,7 @@ fn register_recorder(r: &mut Registry, kind: &str, order: &Arc<Mutex<Vec<String>
             order
                 .lock()
                 .unwrap()
-                .push(ctx.payload["name"].as_str().unwrap().to_string());
+                .push(ctx.payload[field].as_str().unwrap().to_string());
             Ok(Value::Null)
         }
     });
@@ -89,7 +94,7 @@ async fn higher_priority_jobs_run_first_then_oldest() {
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "1")], move |r| {
         register_gated(r, "test.block", &g, Value::Null);
-        register_recorder(r, "test.record", &o);
+        register_recorder(r, "test.record", "name", &o);
     })
     .await;
     let user = app.new_user().await;
@@ -687,7 +692,7 @@ async fn the_user_with_fewer_running_jobs_is_served_first_priority_orders_a_user
     let (o, g) = (order.clone(), gate.clone());
     let app = spawn_app_with_jobs(&[("JOB_CONCURRENCY", "2")], move |r| {
         register_held(r, "test.block", &g);
-        register_recorder(r, "test.record", &o);
+        register_recorder(r, "test.record", "name", &o);
     })
     .await;
     let (greedy, polite) = (app.new_user().await, app.new_user().await);

@@ -17,6 +17,7 @@ mod latency;
 mod loadtest;
 mod maintenance;
 mod monitoring;
+mod priority;
 mod sessions;
 mod takeover;
 mod users;
