@@ -202,6 +202,7 @@ pub const PROBLEM_CODES: &[&str] = &[
     "method_not_allowed",
     "request_timeout",
     "conflict",
+    "backup_unavailable",
     "payload_too_large",
     "unsupported_media_type",
     "range_not_satisfiable",

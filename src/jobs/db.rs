@@ -208,9 +208,15 @@ pub struct Claimed {
 /// highest priority first, then oldest), the lowest turn first, then the
 /// oldest job. So the user with the fewest running jobs goes first, and
 /// priority orders a user's own jobs but never passes another user's job
-/// (between users, at the same turn, the older job goes first). `lanes` (a JSON object: kind -> most running at once)
-/// caps kinds: a job whose lane is full is passed over and holds no slot.
+/// (between users, at the same turn, the older job goes first). `lanes`
+/// (a JSON object: kind -> most running at once) caps kinds: a job whose lane is full is passed over and holds no slot.
 /// Each claim gets a lease token unique to the attempt.
+///
+/// Only the first `n` due jobs of each (owner, kind) pair are ranked, found
+/// through `jobs_queued_owner_kind` (one seek per pair): a claim costs
+/// O(pairs x n), not O(queued rows). The first `n` turns of every owner are
+/// exact (each job ahead of one of them is among the first `n` of its own
+/// kind); beyond them turns are counted among the ranked jobs only.
 pub async fn claim(
     conn: &mut SqliteConnection,
     owner: &str,
@@ -226,12 +232,30 @@ pub async fn claim(
                lease_expires_at = ?3, started_at = coalesce(started_at, ?4), updated_at = ?4,
                error_code = NULL, error_message = NULL
            WHERE id IN (
-               WITH running AS (SELECT user_id, kind FROM jobs WHERE status = 'running'),
+               WITH RECURSIVE
+               owner_kinds(k) AS (
+                   SELECT (SELECT coalesce(user_id, '') || char(31) || kind FROM jobs
+                           WHERE status = 'queued'
+                           ORDER BY coalesce(user_id, '') || char(31) || kind LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT coalesce(user_id, '') || char(31) || kind FROM jobs
+                           WHERE status = 'queued'
+                             AND coalesce(user_id, '') || char(31) || kind > o.k
+                           ORDER BY coalesce(user_id, '') || char(31) || kind LIMIT 1)
+                   FROM owner_kinds o WHERE o.k IS NOT NULL),
+               due AS (
+                   SELECT q.id, q.user_id, q.kind, q.priority FROM owner_kinds o JOIN jobs q
+                   ON q.rowid IN (SELECT x.rowid FROM jobs x
+                                  WHERE x.status = 'queued'
+                                    AND coalesce(x.user_id, '') || char(31) || x.kind = o.k
+                                    AND x.run_at <= ?4
+                                  ORDER BY x.priority DESC, x.id LIMIT ?2)),
+               running AS (SELECT user_id, kind FROM jobs WHERE status = 'running'),
                by_user AS (
                    SELECT q.id, q.kind,
                           row_number() OVER (PARTITION BY q.user_id ORDER BY q.priority DESC, q.id)
                           + (SELECT count(*) FROM running r WHERE r.user_id IS q.user_id) AS turn
-                   FROM jobs q WHERE q.status = 'queued' AND q.run_at <= ?4),
+                   FROM due q),
                by_kind AS (
                    SELECT b.id, b.turn, lane.value AS lane,
                           row_number() OVER (PARTITION BY b.kind ORDER BY b.turn, b.id)
