@@ -62,6 +62,9 @@ async fn summary(
         .await
 }
 
+/// How many users `GET /api/analytics/storage` may list.
+pub const STORAGE_LIMIT: std::ops::RangeInclusive<u32> = 1..=100;
+
 /// Storage used now (admin): stored files and bytes in total and per user
 /// (the `limit` largest), with the quotas in force. Computed by SQL on each
 /// request (one grouped scan of `files`).
@@ -81,8 +84,17 @@ async fn storage(
 ) -> Result<Json<Storage>> {
     let limit = match q.limit {
         None => 10,
-        Some(n) if (1..=100).contains(&n) => i64::from(n),
-        Some(_) => return Err(AppError::validation("limit", "must be from 1 to 100")),
+        Some(n) if STORAGE_LIMIT.contains(&n) => i64::from(n),
+        Some(_) => {
+            return Err(AppError::validation(
+                "limit",
+                format!(
+                    "must be from {} to {}",
+                    STORAGE_LIMIT.start(),
+                    STORAGE_LIMIT.end()
+                ),
+            ));
+        }
     };
     Ok(Json(super::storage(&state, limit).await?))
 }

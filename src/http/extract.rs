@@ -61,6 +61,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         ))
     };
     let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| not_json(&e))?;
+    // Every request body of the API is an object; serde would otherwise
+    // read a struct from an array of its fields in order.
+    if !value.is_object() {
+        return Err(AppError::validation("body", "must be a JSON object"));
+    }
     integral_floats_as_integers(&mut value);
     let value = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = field_path(err.path());

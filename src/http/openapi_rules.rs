@@ -15,6 +15,7 @@
 use serde_json::{Value, json};
 
 use crate::ai::model::{MAX_CONTENT_CHARS, MAX_MESSAGES};
+use crate::analytics::routes::STORAGE_LIMIT;
 use crate::config::Config;
 use crate::files::model::{
     MAX_CSV_CELL_CHARS, MAX_CSV_COLUMNS, MAX_CSV_ROWS, MAX_KEYWORDS, MAX_LIST_ITEMS, MAX_SECTIONS,
@@ -23,6 +24,7 @@ use crate::files::model::{
 };
 use crate::http::extract::PAGE_LIMIT;
 use crate::jobs::model::IDEMPOTENCY_KEY_BYTES;
+use crate::monitoring::timeseries::WINDOWS as TIMESERIES_WINDOWS;
 use crate::users::model::{EMAIL_MAX_BYTES, EMAIL_PATTERN, NAME_MAX_CHARS, PASSWORD_CHARS};
 
 /// A string with at least one character that is not white space.
@@ -138,6 +140,16 @@ pub fn rules(config: &Config) -> Vec<Rule> {
             "*",
             "limit",
             json!({"minimum": PAGE_LIMIT.start(), "maximum": PAGE_LIMIT.end()}),
+        ),
+        param(
+            "/api/analytics/storage",
+            "limit",
+            json!({"minimum": STORAGE_LIMIT.start(), "maximum": STORAGE_LIMIT.end()}),
+        ),
+        param(
+            "/api/monitoring/timeseries",
+            "window",
+            json!({"enum": TIMESERIES_WINDOWS.iter().map(|(w, ..)| *w).collect::<Vec<_>>()}),
         ),
         param(
             "/api/monitoring/logs",

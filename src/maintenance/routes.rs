@@ -113,7 +113,7 @@ async fn create_backup(
     params(("backupId" = String, Path, description = "backup id (from `GET /api/maintenance/backups`)")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "the backup file (a SQLite database)", content_type = "application/vnd.sqlite3",
+        (status = 200, description = "the backup file (a SQLite database)", content_type = "application/octet-stream",
             headers(
                 ("x-checksum-sha256" = String, description = "hex SHA-256 of the body"),
                 ("Repr-Digest" = String, description = "RFC 9530 `sha-256=:<base64>:`"),
@@ -138,7 +138,7 @@ async fn download_backup(
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.sqlite3"),
+        HeaderValue::from_static("application/octet-stream"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(d.size));
     h.insert(

@@ -34,7 +34,10 @@ pub fn parse(window: &str) -> Result<(i64, i64)> {
         .iter()
         .find(|(w, ..)| *w == window)
         .map(|(_, secs, step)| (*secs, *step))
-        .ok_or_else(|| AppError::validation("window", "expected 15m, 1h, 24h, 7d or 30d"))
+        .ok_or_else(|| {
+            let names: Vec<&str> = WINDOWS.iter().map(|(w, ..)| *w).collect();
+            AppError::validation("window", format!("expected one of {}", names.join(", ")))
+        })
 }
 
 pub async fn compute(

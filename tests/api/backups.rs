@@ -40,7 +40,7 @@ async fn an_admin_downloads_a_backup_with_its_checksum() {
 
     let res = app.download_backup(id, &admin.token).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(header(&res, "content-type"), "application/vnd.sqlite3");
+    assert_eq!(header(&res, "content-type"), "application/octet-stream");
     let file_name = backup["fileName"].as_str().unwrap();
     assert!(
         header(&res, "content-disposition")

@@ -205,6 +205,20 @@ async fn a_body_of_the_wrong_shape_answers_422_naming_the_field_path() {
         crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
             .await;
     assert_eq!(body["errors"][0]["field"], "role", "{body}");
+
+    // serde would read a struct from an array of its fields: refused, and
+    // the session's data is left as it was.
+    let res = app
+        .put(
+            &format!("/api/sessions/{}", user.session_id),
+            Some(&user.token),
+            serde_json::json!([{"k": 1}, null]),
+        )
+        .await;
+    let body =
+        crate::helpers::assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .await;
+    assert_eq!(body["errors"][0]["field"], "body", "{body}");
 }
 
 #[tokio::test]
