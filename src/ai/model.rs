@@ -38,7 +38,6 @@ pub struct ChatRequest {
     /// lower ones (default 0; ignored with `stream`); fairness between users is unchanged. Users
     /// -10 to 10, admins -100 to 100.
     #[serde(default)]
-    #[schema(minimum = -100, maximum = 100)]
     pub priority: Option<i64>,
 }
 

@@ -36,7 +36,7 @@ where
 /// finished job under `Prefer: wait=N`. With `"stream": true` it answers a
 /// `text/event-stream`: `event: delta` (`{"text"}`) per piece in order, then
 /// `event: done` with the `ChatResult`, or `event: error` with a problem.
-#[utoipa::path(post, path = "/api/claude-ai/chat", tag = "ai", request_body = ChatRequest,
+#[utoipa::path(post, path = "/api/claude-ai/chat", tag = "ai", request_body(content = ChatRequest, example = json!({"message": "Summarise the water cycle in one sentence.", "maxTokens": 256})),
     security(("bearer" = [])),
     params(
         ("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 60): answer the finished job if it completes in time"),

@@ -125,7 +125,6 @@ pub struct Document {
     /// lower ones (default 0); fairness between users is unchanged. Users
     /// -10 to 10, admins -100 to 100.
     #[serde(default)]
-    #[schema(minimum = -100, maximum = 100)]
     pub priority: Option<i64>,
 }
 
@@ -245,7 +244,6 @@ pub struct CsvRequest {
     /// lower ones (default 0); fairness between users is unchanged. Users
     /// -10 to 10, admins -100 to 100.
     #[serde(default)]
-    #[schema(minimum = -100, maximum = 100)]
     pub priority: Option<i64>,
 }
 
@@ -392,7 +390,6 @@ pub struct ScreenshotRequest {
     /// lower ones (default 0); fairness between users is unchanged. Users
     /// -10 to 10, admins -100 to 100.
     #[serde(default)]
-    #[schema(minimum = -100, maximum = 100)]
     pub priority: Option<i64>,
 }
 

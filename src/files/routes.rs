@@ -111,7 +111,7 @@ async fn generate<T: GenerateRequest>(
 }
 
 /// Generate a PDF from a document (a job).
-#[utoipa::path(post, path = "/api/files/generate/pdf", tag = "files", request_body = Document,
+#[utoipa::path(post, path = "/api/files/generate/pdf", tag = "files", request_body(content = Document, example = json!({"title": "Quarterly report", "sections": [{"type": "heading", "text": "Summary"}, {"type": "paragraph", "text": "Revenue grew 12%."}, {"type": "list", "items": ["North", "South"]}]})),
     security(("bearer" = [])),
     params(("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 60): answer with the finished job"),
            ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe submission")),
@@ -132,7 +132,7 @@ async fn generate_pdf(
 }
 
 /// Generate a Word document from a document (a job).
-#[utoipa::path(post, path = "/api/files/generate/docx", tag = "files", request_body = Document,
+#[utoipa::path(post, path = "/api/files/generate/docx", tag = "files", request_body(content = Document, example = json!({"title": "Quarterly report", "sections": [{"type": "heading", "text": "Summary"}, {"type": "paragraph", "text": "Revenue grew 12%."}, {"type": "list", "items": ["North", "South"]}]})),
     security(("bearer" = [])),
     params(("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 60)"),
            ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe submission")),
@@ -152,7 +152,7 @@ async fn generate_docx(
 }
 
 /// Generate a CSV file (a job).
-#[utoipa::path(post, path = "/api/files/generate/csv", tag = "files", request_body = CsvRequest,
+#[utoipa::path(post, path = "/api/files/generate/csv", tag = "files", request_body(content = CsvRequest, example = json!({"columns": [{"key": "name", "title": "Name"}, {"key": "total"}], "rows": [{"name": "Ann", "total": 3}], "fileName": "totals.csv"})),
     security(("bearer" = [])),
     params(("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 60)"),
            ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe submission")),
@@ -174,7 +174,7 @@ async fn generate_csv(
 /// Screenshot a web page (a job). The URL must be http(s) and resolve to a
 /// public address unless its host is in `SCREENSHOT_ALLOWED_HOSTS`; every
 /// request the page makes is checked the same way.
-#[utoipa::path(post, path = "/api/files/generate/screenshot", tag = "files", request_body = ScreenshotRequest,
+#[utoipa::path(post, path = "/api/files/generate/screenshot", tag = "files", request_body(content = ScreenshotRequest, example = json!({"url": "https://example.com/", "viewport": {"width": 1280, "height": 800}, "format": "png"})),
     security(("bearer" = [])),
     params(("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 60)"),
            ("Idempotency-Key" = Option<String>, Header, description = "repeat-safe submission")),

@@ -23,7 +23,7 @@ use crate::files::model::{
     MAX_VIEWPORT_HEIGHT, MAX_VIEWPORT_WIDTH, MIN_TIMEOUT_MS, MIN_VIEWPORT,
 };
 use crate::http::extract::PAGE_LIMIT;
-use crate::jobs::model::IDEMPOTENCY_KEY_BYTES;
+use crate::jobs::model::{ADMIN_PRIORITIES, IDEMPOTENCY_KEY_BYTES};
 use crate::monitoring::timeseries::WINDOWS as TIMESERIES_WINDOWS;
 use crate::users::model::{EMAIL_MAX_BYTES, EMAIL_PATTERN, NAME_MAX_CHARS, PASSWORD_CHARS};
 
@@ -118,6 +118,7 @@ pub fn rules(config: &Config) -> Vec<Rule> {
     let password = json!({"minLength": pw_min, "maxLength": pw_max, "pattern": NOT_BLANK});
     let name = json!({"minLength": 1, "maxLength": NAME_MAX_CHARS, "pattern": NAME_PATTERN});
     let timestamp = json!({"format": "date-time"});
+    let priority = json!({"minimum": ADMIN_PRIORITIES.start(), "maximum": ADMIN_PRIORITIES.end()});
     let cell = json!({"type": ["string", "number", "boolean", "null"], "maxLength": 10_000});
     let mut models = config.anthropic_allowed_models.clone();
     models.sort();
@@ -141,6 +142,12 @@ pub fn rules(config: &Config) -> Vec<Rule> {
             "limit",
             json!({"minimum": PAGE_LIMIT.start(), "maximum": PAGE_LIMIT.end()}),
         ),
+        // Job priority: the wider (admin) range; a user's is in the
+        // description.
+        field("Document", "priority", priority.clone()),
+        field("CsvRequest", "priority", priority.clone()),
+        field("ScreenshotRequest", "priority", priority.clone()),
+        field("ChatRequest", "priority", priority),
         param(
             "/api/analytics/storage",
             "limit",

@@ -31,7 +31,7 @@ where
 /// `loadtest.run` job (202, `Location: /api/jobs/{id}`); the test's id is the
 /// job's id. Cancel it with `POST /api/jobs/{id}/cancel`.
 #[utoipa::path(post, path = "/api/load-test/start", tag = "loadtest",
-    request_body = LoadTestRequest, security(("bearer" = [])),
+    request_body(content = LoadTestRequest, example = json!({"scenario": [{"method": "GET", "path": "/health"}], "concurrency": 10, "durationSeconds": 10})), security(("bearer" = [])),
     responses(
         (status = 202, description = "the test is queued", body = Job),
         (status = 200, description = "finished within `Prefer: wait=N`", body = Job),

@@ -33,7 +33,7 @@ where
 /// Log in. Answers the session and a bearer token (shown once), and sets an
 /// HttpOnly cookie for browsers. Unknown email and wrong password answer the
 /// same 401.
-#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body = Login,
+#[utoipa::path(post, path = "/api/sessions", tag = "sessions", request_body(content = Login, example = json!({"email": "ann@example.com", "password": "correct horse battery"})),
     responses(
         (status = 201, body = LoginResponse),
         (status = 401, description = "unknown email or wrong password", body = Problem),
@@ -102,7 +102,7 @@ async fn get_session(
 }
 
 /// Update the session's `data` and `metadata` (owner only).
-#[utoipa::path(put, path = "/api/sessions/{sessionId}", tag = "sessions", request_body = UpdateSession,
+#[utoipa::path(put, path = "/api/sessions/{sessionId}", tag = "sessions", request_body(content = UpdateSession, example = json!({"data": {"cart": ["sku-1"]}, "metadata": {"device": "laptop"}})),
     params(("sessionId" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = Session), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 async fn update_session(

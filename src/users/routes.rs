@@ -26,7 +26,7 @@ where
 }
 
 /// Sign up.
-#[utoipa::path(post, path = "/api/users", tag = "users", request_body = SignUp,
+#[utoipa::path(post, path = "/api/users", tag = "users", request_body(content = SignUp, example = json!({"email": "ann@example.com", "password": "correct horse battery", "name": "Ann"})),
     responses(
         (status = 201, description = "account created", body = User),
         (status = 400, description = "malformed JSON", body = Problem),
@@ -86,7 +86,7 @@ async fn get_user(
 
 /// Update name, preferences, metadata, password (with `currentPassword`), or
 /// role (admin only). A password change logs out every session of the user.
-#[utoipa::path(put, path = "/api/users/{userId}", tag = "users", request_body = UpdateUser,
+#[utoipa::path(put, path = "/api/users/{userId}", tag = "users", request_body(content = UpdateUser, example = json!({"name": "Ann Lee", "preferences": {"theme": "dark"}})),
     params(("userId" = String, Path, description = "user id")),
     security(("bearer" = [])),
     responses(

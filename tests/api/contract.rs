@@ -99,6 +99,26 @@ async fn the_openapi_document_is_valid_openapi_3_1() {
     assert_success("openapi-spec-validator", &out);
 }
 
+#[tokio::test]
+async fn every_json_request_body_has_an_example() {
+    let app = crate::helpers::spawn_app().await;
+    let doc: serde_json::Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let mut bodies = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(json) = op.pointer("/requestBody/content/application~1json") else {
+                continue;
+            };
+            bodies += 1;
+            assert!(
+                json.get("example").is_some() || json.get("examples").is_some(),
+                "{method} {path}: request body without an example"
+            );
+        }
+    }
+    assert!(bodies >= 10, "only {bodies} JSON request bodies found");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure_with_every_check() {
     let (app, _fake) = spawn_configured_app().await;
