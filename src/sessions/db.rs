@@ -246,6 +246,18 @@ pub async fn touch(
     Ok(())
 }
 
+/// Ends every session of a user by deleting it and records that for every
+/// process's authentication cache (promotion to admin: no token issued
+/// before may act as admin, in this process, another one, or after a
+/// restart); returns how many. The caller owns the transaction and then
+/// calls `AuthCache::forget_user`; other processes forget within
+/// `auth::INVALIDATION_POLL`.
+pub async fn end_all_for_user(conn: &mut SqliteConnection, user_id: &UserId) -> sqlx::Result<u64> {
+    let n = delete_all_for_user(conn, user_id).await?;
+    log_invalidation(conn, Some(user_id), None).await?;
+    Ok(n)
+}
+
 /// Deletes every session of a user (promotion to admin: no token issued
 /// before it may act as admin); returns how many.
 #[tracing::instrument(skip(conn))]

@@ -229,20 +229,6 @@ async fn revoke_and_log(
     Ok(hash)
 }
 
-/// Ends every session of a user by deleting it (promotion to admin: no token
-/// issued before may act as admin, in this process, another one, or after a
-/// restart). The caller owns the transaction and then calls
-/// [`AuthCache::forget_user`]; other processes forget within
-/// [`auth::INVALIDATION_POLL`].
-pub async fn delete_all_for_user(
-    conn: &mut sqlx::SqliteConnection,
-    user_id: &UserId,
-) -> sqlx::Result<u64> {
-    let n = db::delete_all_for_user(conn, user_id).await?;
-    db::log_invalidation(conn, Some(user_id), None).await?;
-    Ok(n)
-}
-
 pub async fn list_for_user(
     state: &Sessions,
     caller: &Principal,

@@ -242,7 +242,7 @@ impl Users {
             crate::sessions::db::revoke_all_for_user(&mut tx, user_id, now).await?;
         }
         if promoted {
-            let ended = crate::sessions::delete_all_for_user(&mut tx, user_id).await?;
+            let ended = crate::sessions::db::end_all_for_user(&mut tx, user_id).await?;
             tracing::warn!(%user_id, by = %caller.user_id, ended_sessions = ended, "account promoted to admin; its sessions were ended");
         } else if new_hash.is_some() || req.role.is_some() {
             crate::sessions::db::log_invalidation(&mut tx, Some(user_id), None).await?;
@@ -308,7 +308,7 @@ impl Users {
         .await
         .context("failed to store the admin account")?;
         if existing.is_some() {
-            let ended = crate::sessions::delete_all_for_user(&mut tx, &id).await?;
+            let ended = crate::sessions::db::end_all_for_user(&mut tx, &id).await?;
             tracing::warn!(user_id = %id, ended_sessions = ended, "existing account promoted to admin; its sessions were ended");
         }
         tx.commit().await?;
