@@ -234,14 +234,12 @@ pub async fn claim(
            WHERE id IN (
                WITH RECURSIVE
                owner_kinds(k) AS (
-                   SELECT (SELECT coalesce(user_id, '') || char(31) || kind FROM jobs
-                           WHERE status = 'queued'
-                           ORDER BY coalesce(user_id, '') || char(31) || kind LIMIT 1)
+                   SELECT (SELECT min(coalesce(user_id, '') || char(31) || kind) FROM jobs
+                           WHERE status = 'queued')
                    UNION ALL
-                   SELECT (SELECT coalesce(user_id, '') || char(31) || kind FROM jobs
+                   SELECT (SELECT min(coalesce(user_id, '') || char(31) || kind) FROM jobs
                            WHERE status = 'queued'
-                             AND coalesce(user_id, '') || char(31) || kind > o.k
-                           ORDER BY coalesce(user_id, '') || char(31) || kind LIMIT 1)
+                             AND coalesce(user_id, '') || char(31) || kind > o.k)
                    FROM owner_kinds o WHERE o.k IS NOT NULL),
                due AS (
                    SELECT q.id, q.user_id, q.kind, q.priority FROM owner_kinds o JOIN jobs q
