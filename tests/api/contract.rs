@@ -124,12 +124,13 @@ async fn schemathesis_finds_no_failure_with_every_check() {
     let (app, _fake) = spawn_configured_app().await;
     let admin = app.new_admin().await;
     let seed = std::env::var("CONTRACT_SEED").unwrap_or_else(|_| DEFAULT_SEED.into());
-    // The PDF and DOCX routes are left out: schemathesis 4.32 fails to
-    // generate their document bodies in some runs ("Cannot generate test
-    // data", then sends `0`); the generated-client test and
-    // tests/api/files.rs exercise them (docs/contract.md).
-    {
-        let (what, selection) = ("--exclude-path-regex", DOCUMENT_ROUTES);
+    // The PDF and DOCX routes run on their own: in one run with every other
+    // operation, schemathesis 4.32 sometimes fails to generate their
+    // document bodies ("Cannot generate test data", then sends `0`).
+    for (what, selection) in [
+        ("--exclude-path-regex", DOCUMENT_ROUTES),
+        ("--include-path-regex", DOCUMENT_ROUTES),
+    ] {
         let out = run(
             "schemathesis",
             tokio::process::Command::new(tool("schemathesis"))
