@@ -172,6 +172,9 @@ pub struct AiFigures {
     pub by_day_and_model: Vec<AiDay>,
 }
 
+/// How many users `GET /api/analytics/storage` may list.
+pub const STORAGE_LIMIT: std::ops::RangeInclusive<u32> = 1..=100;
+
 /// `GET /api/analytics/storage` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

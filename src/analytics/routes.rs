@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Analytics;
-use super::model::{Storage, StorageQuery, Summary, SummaryQuery};
+use super::model::{STORAGE_LIMIT, Storage, StorageQuery, Summary, SummaryQuery};
 use crate::error::{AppError, Problem, Result};
 use crate::http::extract::{AdminUser, Json, Query};
 use crate::sessions::auth::AuthCache;
@@ -61,9 +61,6 @@ async fn summary(
         )
         .await
 }
-
-/// How many users `GET /api/analytics/storage` may list.
-pub const STORAGE_LIMIT: std::ops::RangeInclusive<u32> = 1..=100;
 
 /// Storage used now (admin): stored files and bytes in total and per user
 /// (the `limit` largest), with the quotas in force. Computed by SQL on each

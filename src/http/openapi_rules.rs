@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 use crate::ai::model::{MAX_CONTENT_CHARS, MAX_MESSAGES};
-use crate::analytics::routes::STORAGE_LIMIT;
+use crate::analytics::model::STORAGE_LIMIT;
 use crate::config::Config;
 use crate::files::model::{
     MAX_CSV_CELL_CHARS, MAX_CSV_COLUMNS, MAX_CSV_ROWS, MAX_KEYWORDS, MAX_LIST_ITEMS, MAX_SECTIONS,
