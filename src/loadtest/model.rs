@@ -48,6 +48,7 @@ pub struct LoadTestRequest {
     /// up in `statusCodes`), on without (the admin's own allowance would
     /// throttle the test).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = false)]
     pub exempt_from_rate_limits: Option<bool>,
 }
 

@@ -36,12 +36,12 @@ impl TestApp {
     }
 
     /// How many rows `sql` (a `SELECT count(*)`) counts.
-    fn count(&self, sql: &str) -> u64 {
+    pub fn count(&self, sql: &str) -> u64 {
         self.sqlite3(sql).parse().unwrap()
     }
 
     /// Test accounts, their sessions and their activity rows.
-    fn virtual_user_rows(&self) -> (u64, u64, u64) {
+    pub fn virtual_user_rows(&self) -> (u64, u64, u64) {
         let accounts = "SELECT id FROM users WHERE email LIKE 'loadtest-%@loadtest.invalid'";
         (
             self.count(&format!("SELECT count(*) FROM ({accounts})")),
