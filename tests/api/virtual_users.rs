@@ -67,8 +67,8 @@ fn code(r: &Value, c: &str) -> u64 {
 async fn three_virtual_users_reach_the_service_as_three_users_and_leave_nothing_behind() {
     let app = spawn_app().await;
     let admin = app.new_admin().await;
-    let res = app
-        .start_load_test(
+    let id = app
+        .start_load_test_id(
             &admin.token,
             json!({
                 "scenario": [
@@ -81,11 +81,6 @@ async fn three_virtual_users_reach_the_service_as_three_users_and_leave_nothing_
             }),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     // While it runs: three accounts with a session each.
     wait_until("the virtual users to exist", async || {
         match app.virtual_user_rows() {
@@ -193,18 +188,13 @@ async fn virtual_users_meet_the_per_user_rate_limit_unless_the_test_is_exempt() 
 async fn a_cancelled_virtual_user_test_removes_its_accounts() {
     let app = spawn_app().await;
     let admin = app.new_admin().await;
-    let res = app
-        .start_load_test(
+    let id = app
+        .start_load_test_id(
             &admin.token,
             json!({"scenario": [{"method": "GET", "path": "/api/users/{userId}"}],
                    "virtualUsers": 3, "durationSeconds": 30}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::ACCEPTED);
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     wait_until("the test to send requests", async || {
         let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
         if status["running"]["requests"].as_u64() > Some(0) {
