@@ -152,6 +152,8 @@ impl AppState {
             config: config.clone(),
             jobs: jobs.clone(),
             sessions: sessions.clone(),
+            users: users.clone(),
+            files: files.clone(),
             loadtests: LoadTests::default(),
             loadtest_secret: loadtest_secret.clone(),
             bound_addr: bound_addr.clone(),

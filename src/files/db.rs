@@ -129,6 +129,20 @@ pub async fn delete(conn: &mut SqliteConnection, id: &FileId) -> sqlx::Result<Op
     Ok(row.map(|r| r.storage_name))
 }
 
+/// Deletes every row of a user and says which stored files they named.
+#[tracing::instrument(skip_all)]
+pub async fn delete_of_user(
+    conn: &mut SqliteConnection,
+    user_id: &UserId,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        r#"DELETE FROM files WHERE user_id = ?1 RETURNING storage_name AS "storage_name!""#,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Bytes stored in total and by one user.
 #[tracing::instrument(skip_all)]
 pub async fn usage(conn: &mut SqliteConnection, user_id: &UserId) -> sqlx::Result<(i64, i64)> {

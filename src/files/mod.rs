@@ -322,6 +322,19 @@ pub async fn delete(
     Ok(())
 }
 
+/// Deletes every file of a user, rows then bytes (a load test's throwaway
+/// account); returns how many.
+pub async fn purge_user(state: &Files, user_id: &UserId) -> anyhow::Result<u64> {
+    let mut tx = state.db.begin_write().await?;
+    let names = db::delete_of_user(&mut tx, user_id).await?;
+    tx.commit().await?;
+    for name in &names {
+        state.files.storage().remove(name).await?;
+    }
+    state.users.invalidate_profile(user_id);
+    Ok(names.len() as u64)
+}
+
 /// Orphaned paths with their sizes, and the stored names found on disk.
 type Scan = (Vec<(std::path::PathBuf, u64)>, Vec<String>);
 

@@ -24,6 +24,7 @@ use crate::files::model::{
 };
 use crate::http::extract::PAGE_LIMIT;
 use crate::jobs::model::{ADMIN_PRIORITIES, IDEMPOTENCY_KEY_BYTES};
+use crate::loadtest::model::VIRTUAL_USERS;
 use crate::monitoring::timeseries::WINDOWS as TIMESERIES_WINDOWS;
 use crate::users::model::{EMAIL_MAX_BYTES, EMAIL_PATTERN, NAME_MAX_CHARS, PASSWORD_CHARS};
 
@@ -252,6 +253,11 @@ pub fn rules(config: &Config) -> Vec<Rule> {
         field("CsvColumn", "key", text(1, 200)),
         field("CsvColumn", "title", json!({"maxLength": 1000})),
         // Screenshots.
+        field(
+            "LoadTestRequest",
+            "virtualUsers",
+            json!({"minimum": VIRTUAL_USERS.start(), "maximum": VIRTUAL_USERS.end()}),
+        ),
         field(
             "ScreenshotRequest",
             "url",

@@ -416,6 +416,20 @@ pub async fn cancel(
     .await
 }
 
+/// Deletes every job of a user; returns their ids.
+#[tracing::instrument(skip(conn))]
+pub async fn delete_of_user(
+    conn: &mut SqliteConnection,
+    user_id: &UserId,
+) -> sqlx::Result<Vec<JobId>> {
+    sqlx::query_scalar!(
+        r#"DELETE FROM jobs WHERE user_id = ? RETURNING id AS "id!: JobId""#,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Gives this runner's running jobs back to the queue (shutdown); the
 /// interrupted attempt does not count.
 pub async fn release(

@@ -368,6 +368,23 @@ impl Queue {
         Ok(job)
     }
 
+    /// Removes every job of a user (a load test's throwaway account):
+    /// running ones are told to stop, and all rows are deleted, so the
+    /// runner neither claims nor finishes them. Returns how many.
+    pub async fn purge_user(&self, user_id: &UserId) -> anyhow::Result<u64> {
+        let mut tx = self.inner.db.begin_write().await?;
+        let ids = db::delete_of_user(&mut tx, user_id).await?;
+        tx.commit().await?;
+        if let Ok(running) = self.inner.running.lock() {
+            for id in &ids {
+                if let Some(r) = running.get(id) {
+                    r.token.cancel();
+                }
+            }
+        }
+        Ok(ids.len() as u64)
+    }
+
     fn write_progress(&self, id: &JobId, token: &str, percent: i64, message: Option<String>) {
         let _ = self.inner.writer.try_send(WriteOp::Progress {
             id: id.clone(),

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -42,10 +43,18 @@ pub struct Live {
 pub struct Target {
     pub addr: SocketAddr,
     pub host: HeaderValue,
-    /// `Bearer <token>` of the test's own session.
-    pub authorization: HeaderValue,
-    /// `x-hs-loadtest: <secret>:<testId>`.
+    /// Who sends: worker i acts as `identities[i % len]` (never empty).
+    pub identities: Vec<Identity>,
+    /// `x-hs-loadtest: <secret>:<testId>[:limited]`.
     pub tag: HeaderValue,
+}
+
+/// One user the test acts as.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: String,
+    /// `Bearer <token>` of the user's session for this test.
+    pub authorization: HeaderValue,
 }
 
 pub const TAG_HEADER: &str = "x-hs-loadtest";
@@ -223,6 +232,14 @@ async fn run_here(plan: Plan, target: Target, live: Arc<Live>, cancel: Cancellat
 
 async fn worker(s: &Shared, index: u32) -> Recorder {
     let mut rec = Recorder::default();
+    let me = &s.target.identities[index as usize % s.target.identities.len()];
+    // The scenario's paths as this worker's user, made once.
+    let paths: Vec<PathAndQuery> = (s.plan.steps.iter())
+        .map(|step| {
+            step.path_for(&me.user_id)
+                .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        })
+        .collect();
     let mut picker = Picker::new(&s.plan, u64::from(index) + 1);
     let mut conn: Option<Conn> = None;
     let mut last_done = s.start;
@@ -277,10 +294,15 @@ async fn worker(s: &Shared, index: u32) -> Recorder {
                 now
             }
         };
-        let step = &s.plan.steps[picker.next()];
+        let i = picker.next();
+        let req = Req {
+            step: &s.plan.steps[i],
+            path: &paths[i],
+            authorization: &me.authorization,
+        };
         // An in-flight request is bounded by the timeout; a cancel stops
         // the worker once it is answered.
-        let outcome = match tokio::time::timeout(s.plan.timeout, send(&mut conn, s, step)).await {
+        let outcome = match tokio::time::timeout(s.plan.timeout, send(&mut conn, s, &req)).await {
             Ok(o) => o,
             Err(_) => {
                 conn = None;
@@ -338,13 +360,22 @@ enum Failure {
     Other,
 }
 
-fn request(s: &Shared, step: &super::model::Step) -> http::Request<Full<Bytes>> {
+/// A request to send: the step, its path for the worker's user, and that
+/// user's credentials.
+struct Req<'a> {
+    step: &'a super::model::Step,
+    path: &'a PathAndQuery,
+    authorization: &'a HeaderValue,
+}
+
+fn request(s: &Shared, r: &Req<'_>) -> http::Request<Full<Bytes>> {
+    let step = r.step;
     let mut req = http::Request::new(Full::new(step.body.clone().unwrap_or_default()));
     *req.method_mut() = step.method.clone();
-    *req.uri_mut() = http::Uri::from(step.path.clone());
+    *req.uri_mut() = http::Uri::from(r.path.clone());
     let headers = req.headers_mut();
     headers.insert(header::HOST, s.target.host.clone());
-    headers.insert(header::AUTHORIZATION, s.target.authorization.clone());
+    headers.insert(header::AUTHORIZATION, r.authorization.clone());
     headers.insert(TAG_HEADER, s.target.tag.clone());
     for (name, value) in &step.headers {
         headers.insert(name.clone(), value.clone());
@@ -380,7 +411,7 @@ async fn exchange(c: &mut Conn, req: http::Request<Full<Bytes>>) -> Result<u16, 
 
 /// Sends one request on the worker's connection (opening it when needed);
 /// a connection found closed is replaced once.
-async fn send(conn: &mut Option<Conn>, s: &Shared, step: &super::model::Step) -> Outcome {
+async fn send(conn: &mut Option<Conn>, s: &Shared, step: &Req<'_>) -> Outcome {
     for attempt in 0..2 {
         if conn.as_ref().is_none_or(|c| c.sender.is_closed()) {
             *conn = connect(s.target.addr).await;
@@ -449,6 +480,8 @@ mod tests {
             requests: None,
             thresholds: None,
             timeout_ms: None,
+            virtual_users: None,
+            exempt_from_rate_limits: None,
         }
         .validate(super::super::model::Caps {
             max_concurrency: 1,

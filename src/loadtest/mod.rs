@@ -1,12 +1,16 @@
 //! The built-in load tester: scenarios against this service itself, run as a
-//! job, measured with HdrHistogram, stored in SQLite.
+//! job, as the admin who started it or as N virtual users, measured with the
+//! service's one latency estimator, stored in SQLite.
 //!
 //! - [`model`]: the request, the plan, the report.
 //! - [`validate`]: the request checked field by field into a plan.
 //! - [`engine`]: the workers that send requests over keep-alive HTTP/1.1
 //!   connections to the service's own bound address, the schedule of a
 //!   target rate (coordinated omission corrected) and the live counters.
-//! - [`report`]: histograms and timeline into the report.
+//! - [`report`]: histograms (the service's one latency estimator,
+//!   `monitoring::latency`) and timeline into the report.
+//! - [`users`]: the test's virtual users (throwaway accounts) and their
+//!   removal.
 //! - [`db`]: the `load_tests` table.
 
 pub mod db;
@@ -14,6 +18,8 @@ pub mod engine;
 pub mod model;
 pub mod report;
 pub mod routes;
+mod run;
+pub mod users;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -21,7 +27,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::http::HeaderValue;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,11 +50,17 @@ pub struct LoadTesting {
     pub db: Db,
     pub config: Arc<Config>,
     pub jobs: Queue,
-    /// The test runs as its admin, with a session of its own.
+    /// The test runs as its admin, with a session of its own, or as
+    /// virtual users with one session each.
     pub sessions: Sessions,
+    /// Makes and deletes the virtual users' accounts.
+    pub users: crate::users::Users,
+    /// Removes what virtual users stored.
+    pub files: crate::files::Files,
     pub loadtests: LoadTests,
     /// Sent in the `x-hs-loadtest` header so that the test's requests are
-    /// recognised (exempt from rate limits, tagged in the request log).
+    /// recognised (tagged in the request log; exempt from rate limits
+    /// unless the test asked otherwise).
     pub loadtest_secret: Arc<str>,
     /// The address the listener is bound to: the test's only target.
     pub bound_addr: Arc<OnceLock<SocketAddr>>,
@@ -269,7 +280,7 @@ async fn execute(
             return Err(JobError::fail("conflict", msg));
         }
     };
-    let outcome = run_test(&ctx, &state, &test_id, &user_id, &req, plan, live).await;
+    let outcome = run::run_test(&ctx, &state, &test_id, &user_id, &req, plan, live).await;
     state.loadtests.release(&test_id);
     match outcome {
         Ok(result) => Ok(serde_json::json!({
@@ -320,160 +331,6 @@ async fn end(state: &LoadTesting, test_id: &str, status: &str, error: Option<&st
     if let Err(e) = done.await {
         tracing::warn!(test_id, error = %format!("{e:#}"), "failed to record the end of a load test");
     }
-}
-
-fn target(state: &LoadTesting, test_id: &str, token: &str) -> anyhow::Result<engine::Target> {
-    let bound = *state
-        .bound_addr
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("the service is not listening"))?;
-    // A wildcard bind is reached on loopback.
-    let ip = match bound.ip() {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let addr = std::net::SocketAddr::new(ip, bound.port());
-    Ok(engine::Target {
-        addr,
-        host: HeaderValue::from_str(&addr.to_string())?,
-        authorization: HeaderValue::from_str(&format!("Bearer {token}"))?,
-        tag: HeaderValue::from_str(&format!("{}:{test_id}", state.loadtest_secret))?,
-    })
-}
-
-async fn run_test(
-    ctx: &JobContext,
-    state: &LoadTesting,
-    test_id: &str,
-    user_id: &UserId,
-    req: &LoadTestRequest,
-    plan: Plan,
-    live: Arc<engine::Live>,
-) -> anyhow::Result<LoadTestResult> {
-    let ttl = plan.duration + plan.ramp_up + plan.timeout + Duration::from_secs(60);
-    let (session_id, token) = crate::sessions::issue_internal(
-        &state.sessions,
-        user_id,
-        ttl,
-        &serde_json::json!({"purpose": "loadtest", "testId": test_id}),
-    )
-    .await?;
-    let result = async {
-        let target = target(state, test_id, &token)?;
-        let started_at = Timestamp::now();
-        {
-            let mut tx = state.db.begin_write().await?;
-            db::set_running(&mut tx, test_id, started_at).await?;
-            tx.commit().await?;
-        }
-        ctx.progress(0, "running").await;
-        let duration = plan.duration;
-        let max_requests = plan.max_requests;
-        let thresholds = plan.thresholds.clone();
-        let workers = plan.workers();
-        let mode = plan.mode();
-        let target_rps = plan.target_rps();
-        let run = engine::run(plan, target, live.clone(), ctx.cancel.clone());
-        tokio::pin!(run);
-        let began = tokio::time::Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let run = loop {
-            tokio::select! {
-                r = &mut run => break r,
-                _ = tick.tick() => {
-                    let done = live.completed.load(Ordering::Relaxed);
-                    let by_time = began.elapsed().as_secs_f64() / duration.as_secs_f64();
-                    let by_count = max_requests.map_or(0.0, |m| done as f64 / m as f64);
-                    let pct = (by_time.max(by_count) * 100.0).min(99.0) as u8;
-                    ctx.progress(pct, format!("{done} requests")).await;
-                }
-            }
-        };
-        // The load has stopped: the next test may start while this one's
-        // report is stored.
-        state.loadtests.release(test_id);
-        let collected = report::merge(run.recorders, &run.timeline);
-        let totals = collected.totals();
-        let secs = run.elapsed.as_secs_f64();
-        let verdicts = collected.verdicts(&thresholds);
-        let status = if run.cancelled {
-            "cancelled"
-        } else {
-            "succeeded"
-        };
-        let result = LoadTestResult {
-            id: test_id.to_string(),
-            job_id: Some(JobId::from(test_id)),
-            status: status.into(),
-            mode: mode.into(),
-            concurrency: workers,
-            started_at: Some(started_at),
-            finished_at: Some(Timestamp::now()),
-            duration_seconds: (secs * 1000.0).round() / 1000.0,
-            achieved_rps: if secs > 0.0 {
-                ((totals.requests as f64 / secs) * 10.0).round() / 10.0
-            } else {
-                0.0
-            },
-            target_rps,
-            latency_ms: report::latency(&collected.ok),
-            failure_latency_ms: report::latency(&collected.fail),
-            histogram: report::buckets(&collected.ok),
-            status_codes: collected.status_codes(),
-            errors: collected.errors.clone(),
-            timeline: collected.timeline.clone(),
-            coordinated_omission_corrected: target_rps.is_some(),
-            passed: (!verdicts.is_empty()).then(|| verdicts.iter().all(|v| v.passed)),
-            thresholds: verdicts,
-            error: None,
-            request: serde_json::to_value(req)?,
-            totals,
-        };
-        store(state, &result).await?;
-        ctx.progress(100, format!("{} requests", result.totals.requests))
-            .await;
-        Ok(result)
-    }
-    .await;
-    if let Err(e) = crate::sessions::revoke_internal(&state.sessions, &session_id).await {
-        tracing::warn!(test_id, error = %format!("{e:#}"), "failed to revoke the load test session");
-    }
-    result
-}
-
-async fn store(state: &LoadTesting, r: &LoadTestResult) -> anyhow::Result<()> {
-    let report = serde_json::to_string(r)?;
-    let finished_at = r.finished_at.unwrap_or_else(Timestamp::now);
-    let error_rate = if r.totals.requests == 0 {
-        0.0
-    } else {
-        r.totals.failed as f64 / r.totals.requests as f64
-    };
-    let mut tx = state.db.begin_write().await?;
-    db::finish(
-        &mut tx,
-        &r.id,
-        &db::Finished {
-            status: &r.status,
-            requests: r.totals.requests as i64,
-            succeeded: r.totals.succeeded as i64,
-            failed: r.totals.failed as i64,
-            achieved_rps: r.achieved_rps,
-            p50_ms: r.latency_ms.p50,
-            p95_ms: r.latency_ms.p95,
-            p99_ms: r.latency_ms.p99,
-            max_ms: r.latency_ms.max,
-            error_rate,
-            passed: r.passed.map(i64::from),
-            report: &report,
-            error: None,
-            finished_at,
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// A test in the status list (no percentiles beyond p50/p99: see results).
@@ -620,7 +477,8 @@ pub async fn result(state: &LoadTesting, id: &str) -> Result<LoadTestResult> {
     Ok(r)
 }
 
-/// At start-up: tests the previous process left running are marked failed.
+/// At start-up: tests the previous process left running are marked failed,
+/// and the virtual users it left are removed.
 pub fn spawn_workers(state: &LoadTesting, tracker: &TaskTracker, _shutdown: CancellationToken) {
     let st = state.clone();
     tracker.spawn(async move {
@@ -638,6 +496,17 @@ pub fn spawn_workers(state: &LoadTesting, tracker: &TaskTracker, _shutdown: Canc
             ),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "failed to close interrupted load tests")
+            }
+        }
+        // Their virtual users too.
+        match users::remove_leftovers(&st).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                accounts = n,
+                "virtual users of interrupted load tests removed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "failed to remove leftover virtual users")
             }
         }
     });

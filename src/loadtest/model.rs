@@ -35,6 +35,21 @@ pub struct LoadTestRequest {
     pub thresholds: Option<Thresholds>,
     /// Per-request timeout (default 10000, at most 60000).
     pub timeout_ms: Option<u64>,
+    /// Run as this many virtual users (1-50): throwaway accounts
+    /// (`loadtest-<testId>-<i>@loadtest.invalid`, role user) with one
+    /// session each, removed with everything they created when the test
+    /// ends. Worker i acts as user i (modulo N); `concurrency` defaults to
+    /// N. Without it the test runs as the admin who started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 10)]
+    pub virtual_users: Option<u32>,
+    /// Whether rate limits skip the test's requests. Default: off with
+    /// `virtualUsers` (each user gets a real user's allowance, so 429s show
+    /// up in `statusCodes`), on without (the admin's own allowance would
+    /// throttle the test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = false)]
+    pub exempt_from_rate_limits: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -79,12 +94,18 @@ pub const MAX_STEPS: usize = 50;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 20;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Bounds of `virtualUsers` (each is an account, a password hash and a
+/// session made before the test starts).
+pub const VIRTUAL_USERS: std::ops::RangeInclusive<u32> = 1..=50;
+/// What a scenario path says to mean the acting user's id.
+pub const USER_ID_PLACEHOLDER: &str = "{userId}";
 
 /// One validated request of the scenario.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub method: http::Method,
-    pub path: PathAndQuery,
+    /// The path as given: it may hold [`USER_ID_PLACEHOLDER`].
+    pub path: String,
     pub body: Option<Bytes>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub weight: u32,
@@ -110,6 +131,17 @@ pub struct Plan {
     pub max_requests: Option<u64>,
     pub thresholds: Thresholds,
     pub timeout: Duration,
+    /// Accounts to act as (0: the admin who started the test).
+    pub virtual_users: u32,
+    pub exempt_from_rate_limits: bool,
+}
+
+impl Step {
+    /// The request path for the user `user_id`.
+    pub fn path_for(&self, user_id: &str) -> Option<PathAndQuery> {
+        let path = self.path.replace(USER_ID_PLACEHOLDER, user_id);
+        PathAndQuery::from_maybe_shared(Bytes::from(path)).ok()
+    }
 }
 
 impl Plan {
@@ -135,7 +167,10 @@ impl Plan {
     }
 }
 
-/// Latency statistics in milliseconds (HdrHistogram, 3 significant digits).
+/// Latency statistics in milliseconds, from the service's one latency
+/// estimator (`monitoring::latency`: log-linear buckets, a percentile is the
+/// middle of its bucket, within 6.25% from 8 µs to 537 s; min, max, mean and
+/// stddev are exact).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyMs {
@@ -206,7 +241,8 @@ pub struct ThresholdVerdict {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LatencyBucket {
-    /// Upper bound (ms); the bucket holds latencies above the previous one.
+    /// Upper bound (ms, exclusive); the bucket holds latencies from the
+    /// previous bound.
     pub le_ms: f64,
     pub count: u64,
 }
@@ -222,6 +258,12 @@ pub struct LoadTestResult {
     /// `concurrency` or `rate`.
     pub mode: String,
     pub concurrency: u32,
+    /// Distinct accounts the test ran as (0: the admin who started it).
+    #[serde(default)]
+    pub virtual_users: u32,
+    /// Whether rate limits skipped the test's requests.
+    #[serde(default)]
+    pub exempt_from_rate_limits: bool,
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     /// Seconds from the first request sent to the last answer.
@@ -233,10 +275,10 @@ pub struct LoadTestResult {
     pub latency_ms: LatencyMs,
     /// Failed requests (including those without an answer).
     pub failure_latency_ms: LatencyMs,
-    /// Latency of the successful requests in log-2 buckets (upper bounds
-    /// about 0.05 ms, 0.1 ms, 0.2 ms ... up to the largest), from the same
-    /// HdrHistogram as `latencyMs`; the counts add up to `latencyMs.count`.
-    /// Empty in reports made before it existed.
+    /// Latency of the successful requests in the estimator's buckets (the
+    /// same as the live figures and the roll-ups), from the first non-empty
+    /// bucket to the last, empty ones included; the counts add up to
+    /// `latencyMs.count`. Reports made before the change hold log-2 buckets.
     #[serde(default)]
     pub histogram: Vec<LatencyBucket>,
     pub status_codes: BTreeMap<String, u64>,

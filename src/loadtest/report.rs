@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use hdrhistogram::Histogram;
-
 use super::model::{
     Errors, LatencyBucket, LatencyMs, ThresholdVerdict, Thresholds, TimelinePoint, Totals,
 };
+use crate::monitoring::latency::{self, Histogram};
 
 /// Latencies are recorded in microseconds, clamped to this.
 pub const MAX_LATENCY_US: u64 = 3_600_000_000;
@@ -29,27 +28,55 @@ impl Outcome {
     }
 }
 
-fn histogram(sigfig: u8) -> Histogram<u64> {
-    // Auto-resizing: it grows to the largest latency seen, so a worker's
-    // histograms stay small.
-    Histogram::new(sigfig).expect("valid histogram precision")
+/// The estimator's histogram (the same buckets as the live figures and the
+/// roll-ups) with the exact minimum and the sum of squares, for the report's
+/// min and standard deviation.
+#[derive(Clone, Default)]
+pub struct Stats {
+    pub hist: Histogram,
+    min_ms: Option<f64>,
+    sum_sq: f64,
+}
+
+impl Stats {
+    pub fn record_us(&mut self, us: u64) {
+        let ms = us as f64 / 1000.0;
+        self.hist.record_ms(ms);
+        self.min_ms = Some(self.min_ms.map_or(ms, |m| m.min(ms)));
+        self.sum_sq += ms * ms;
+    }
+
+    pub fn add(&mut self, other: &Stats) {
+        self.hist.merge(&other.hist);
+        self.min_ms = match (self.min_ms, other.min_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.sum_sq += other.sum_sq;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.count
+    }
+
+    /// The estimator's quantile ([`latency::quantile_ms`]: the middle of the
+    /// bucket reaching `q`, at most the maximum), raised to the exact
+    /// minimum when every value sits low in one bucket: it stays in the
+    /// bucket that holds the true quantile.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.hist.count == 0 {
+            return 0.0;
+        }
+        self.hist.quantile_ms(q).max(self.min_ms.unwrap_or(0.0))
+    }
 }
 
 /// One second of the timeline.
+#[derive(Default)]
 pub struct Second {
     pub requests: u64,
     pub errors: u64,
-    pub hist: Histogram<u64>,
-}
-
-impl Second {
-    fn new() -> Self {
-        Self {
-            requests: 0,
-            errors: 0,
-            hist: histogram(2),
-        }
-    }
+    pub hist: Stats,
 }
 
 /// The timeline shared by the workers: each flushes its current second here
@@ -67,11 +94,11 @@ impl Timeline {
         let mut v = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
         let i = index as usize;
         while v.len() <= i {
-            v.push(Second::new());
+            v.push(Second::default());
         }
         v[i].requests += s.requests;
         v[i].errors += s.errors;
-        let _ = v[i].hist.add(&s.hist);
+        v[i].hist.add(&s.hist);
     }
 
     pub fn points(&self) -> Vec<TimelinePoint> {
@@ -81,16 +108,8 @@ impl Timeline {
             .map(|(i, s)| TimelinePoint {
                 second: i as u64,
                 requests: s.requests,
-                p50_ms: if s.requests == 0 {
-                    0.0
-                } else {
-                    ms(s.hist.value_at_quantile(0.5))
-                },
-                p99_ms: if s.requests == 0 {
-                    0.0
-                } else {
-                    ms(s.hist.value_at_quantile(0.99))
-                },
+                p50_ms: s.hist.quantile_ms(0.5),
+                p99_ms: s.hist.quantile_ms(0.99),
                 errors: s.errors,
             })
             .collect()
@@ -98,26 +117,14 @@ impl Timeline {
 }
 
 /// A worker's measurements.
+#[derive(Default)]
 pub struct Recorder {
-    ok: Histogram<u64>,
-    fail: Histogram<u64>,
+    ok: Stats,
+    fail: Stats,
     codes: BTreeMap<u16, u64>,
     errors: Errors,
     current_second: u64,
     current: Second,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Self {
-            ok: histogram(3),
-            fail: histogram(3),
-            codes: BTreeMap::new(),
-            errors: Errors::default(),
-            current_second: 0,
-            current: Second::new(),
-        }
-    }
 }
 
 impl Recorder {
@@ -126,17 +133,17 @@ impl Recorder {
         let v = latency_us.clamp(1, MAX_LATENCY_US);
         if second != self.current_second {
             timeline.add(self.current_second, &self.current);
-            self.current = Second::new();
+            self.current = Second::default();
             self.current_second = second;
         }
         self.current.requests += 1;
-        let _ = self.current.hist.record(v);
+        self.current.hist.record_us(v);
         let failed = outcome.failed();
         if failed {
             self.current.errors += 1;
-            let _ = self.fail.record(v);
+            self.fail.record_us(v);
         } else {
-            let _ = self.ok.record(v);
+            self.ok.record_us(v);
         }
         match outcome {
             Outcome::Status(code) => {
@@ -156,15 +163,15 @@ impl Recorder {
     /// Flushes the current second to the timeline.
     pub fn finish(mut self, timeline: &Timeline) -> Self {
         timeline.add(self.current_second, &self.current);
-        self.current = Second::new();
+        self.current = Second::default();
         self
     }
 }
 
 /// Every worker's measurements merged.
 pub struct Collected {
-    pub ok: Histogram<u64>,
-    pub fail: Histogram<u64>,
+    pub ok: Stats,
+    pub fail: Stats,
     pub codes: BTreeMap<u16, u64>,
     pub errors: Errors,
     pub timeline: Vec<TimelinePoint>,
@@ -172,15 +179,15 @@ pub struct Collected {
 
 pub fn merge(recorders: Vec<Recorder>, timeline: &Timeline) -> Collected {
     let mut c = Collected {
-        ok: histogram(3),
-        fail: histogram(3),
+        ok: Stats::default(),
+        fail: Stats::default(),
         codes: BTreeMap::new(),
         errors: Errors::default(),
         timeline: Vec::new(),
     };
     for r in recorders {
-        let _ = c.ok.add(&r.ok);
-        let _ = c.fail.add(&r.fail);
+        c.ok.add(&r.ok);
+        c.fail.add(&r.fail);
         for (code, n) in r.codes {
             *c.codes.entry(code).or_insert(0) += n;
         }
@@ -194,59 +201,61 @@ pub fn merge(recorders: Vec<Recorder>, timeline: &Timeline) -> Collected {
     c
 }
 
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
-}
-
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Statistics of a histogram of microseconds, in milliseconds.
-pub fn latency(h: &Histogram<u64>) -> LatencyMs {
-    if h.is_empty() {
+/// Statistics of the estimator's histogram, in milliseconds.
+pub fn latency(h: &Stats) -> LatencyMs {
+    let n = h.count();
+    if n == 0 {
         return LatencyMs::default();
     }
+    let mean = h.hist.mean_ms();
+    let variance = (h.sum_sq / n as f64 - mean * mean).max(0.0);
     LatencyMs {
-        count: h.len(),
-        mean: round3(h.mean() / 1000.0),
-        stddev: round3(h.stdev() / 1000.0),
-        min: ms(h.min()),
-        p50: ms(h.value_at_quantile(0.50)),
-        p75: ms(h.value_at_quantile(0.75)),
-        p90: ms(h.value_at_quantile(0.90)),
-        p95: ms(h.value_at_quantile(0.95)),
-        p99: ms(h.value_at_quantile(0.99)),
-        p999: ms(h.value_at_quantile(0.999)),
-        max: ms(h.max()),
+        count: n,
+        mean: round3(mean),
+        stddev: round3(variance.sqrt()),
+        min: round3(h.min_ms.unwrap_or(0.0)),
+        p50: h.quantile_ms(0.50),
+        p75: h.quantile_ms(0.75),
+        p90: h.quantile_ms(0.90),
+        p95: h.quantile_ms(0.95),
+        p99: h.quantile_ms(0.99),
+        p999: h.quantile_ms(0.999),
+        max: h.hist.max_ms,
     }
 }
 
-/// Upper bound of the first histogram bucket, in microseconds; each next
-/// bucket doubles it (50 us, 100 us, 200 us ... up to the largest latency).
-pub const HISTOGRAM_FIRST_US: u64 = 50;
-
-/// The latency histogram of `h` in log-2 buckets from
-/// [`HISTOGRAM_FIRST_US`]; every bucket up to the largest latency is listed
-/// (empty ones as 0), so the counts add up to `h.len()`. A bucket's bound is
-/// the histogram's highest value equivalent to 50 us, 100 us ... (0.049 ms,
-/// 0.099 ms at 3 significant digits).
-pub fn buckets(h: &Histogram<u64>) -> Vec<LatencyBucket> {
-    if h.is_empty() {
+/// The latency histogram of `h` in the estimator's buckets, from the first
+/// non-empty one to the last (empty ones in between as 0), so the counts add
+/// up to the count of `h`. A bucket's `leMs` is its exclusive upper bound.
+pub fn buckets(h: &Stats) -> Vec<LatencyBucket> {
+    let counts: Vec<(usize, u64)> = h.hist.buckets().collect();
+    let (Some(&(first, _)), Some(&(last, _))) = (counts.first(), counts.last()) else {
         return Vec::new();
-    }
-    h.iter_log(HISTOGRAM_FIRST_US, 2.0)
-        .map(|v| LatencyBucket {
-            le_ms: ms(v.value_iterated_to()),
-            count: v.count_since_last_iteration(),
+    };
+    let mut out: Vec<LatencyBucket> = (first..=last)
+        .map(|i| LatencyBucket {
+            le_ms: if i == latency::BUCKETS - 1 {
+                h.hist.max_ms
+            } else {
+                latency::bucket_bounds_us(i).1 as f64 / 1000.0
+            },
+            count: 0,
         })
-        .collect()
+        .collect();
+    for (i, n) in counts {
+        out[i - first].count = n;
+    }
+    out
 }
 
 impl Collected {
     pub fn totals(&self) -> Totals {
-        let succeeded = self.ok.len();
-        let failed = self.fail.len();
+        let succeeded = self.ok.count();
+        let failed = self.fail.count();
         Totals {
             requests: succeeded + failed,
             succeeded,
@@ -265,7 +274,7 @@ impl Collected {
     /// requests; a test that sent nothing passes none.
     pub fn verdicts(&self, t: &Thresholds) -> Vec<ThresholdVerdict> {
         let mut all = self.ok.clone();
-        let _ = all.add(&self.fail);
+        all.add(&self.fail);
         let totals = self.totals();
         let mut out = Vec::new();
         let mut push = |name: &str, limit: f64, actual: f64| {
@@ -277,26 +286,10 @@ impl Collected {
             })
         };
         if let Some(limit) = t.p95_ms {
-            push(
-                "p95Ms",
-                limit,
-                if all.is_empty() {
-                    0.0
-                } else {
-                    ms(all.value_at_quantile(0.95))
-                },
-            );
+            push("p95Ms", limit, all.quantile_ms(0.95));
         }
         if let Some(limit) = t.p99_ms {
-            push(
-                "p99Ms",
-                limit,
-                if all.is_empty() {
-                    0.0
-                } else {
-                    ms(all.value_at_quantile(0.99))
-                },
-            );
+            push("p99Ms", limit, all.quantile_ms(0.99));
         }
         if let Some(limit) = t.error_rate {
             let rate = if totals.requests == 0 {
@@ -315,21 +308,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_double_and_hold_every_request() {
-        assert!(buckets(&histogram(3)).is_empty());
-        let mut h = histogram(3);
+    fn histogram_buckets_are_the_estimators_and_hold_every_request() {
+        assert!(buckets(&Stats::default()).is_empty());
+        let mut h = Stats::default();
         for us in [10, 60, 70, 150, 900, 5_000] {
-            h.record(us).unwrap();
+            h.record_us(us);
         }
         let b = buckets(&h);
         assert_eq!(b.iter().map(|x| x.count).sum::<u64>(), 6);
-        // Bounds are the histogram's highest value equivalent to 50 us,
-        // 100 us ... (0.049 ms, 0.099 ms at 3 significant digits).
-        assert!((b[0].le_ms - 0.05).abs() < 0.002, "{}", b[0].le_ms);
+        // Contiguous estimator buckets from the one holding 10 us ([10, 11)
+        // us) to the one holding 5 ms.
+        assert_eq!(
+            b.len(),
+            latency::bucket_of_us(5_000) - latency::bucket_of_us(10) + 1
+        );
+        assert_eq!(b[0].le_ms, 0.011);
         assert_eq!(b[0].count, 1);
-        assert!((b[1].le_ms - 0.1).abs() < 0.002, "{}", b[1].le_ms);
-        assert_eq!(b[1].count, 2);
-        assert!(b.last().unwrap().le_ms >= 5.0);
+        assert!(b.windows(2).all(|w| w[0].le_ms < w[1].le_ms));
+        assert_eq!(b.last().unwrap().count, 1);
+        assert!(b.last().unwrap().le_ms > 5.0);
+    }
+
+    #[test]
+    fn percentiles_agree_with_the_estimators_bucket_bounds() {
+        // Spread over five decades: each reported percentile lies in the
+        // estimator's bucket holding the exact percentile, and equals what
+        // the live figures' histogram reads for the same requests.
+        let timeline = Timeline::default();
+        let mut r = Recorder::default();
+        let mut exact: Vec<u64> = Vec::new();
+        let mut live = Histogram::default();
+        for i in 0..5_000u64 {
+            let us = 9 + (i * i * 37) % 900_000;
+            exact.push(us);
+            live.record_ms(us as f64 / 1000.0);
+            r.record(&timeline, i / 1000, us, Outcome::Status(200));
+        }
+        exact.sort_unstable();
+        let c = merge(vec![r.finish(&timeline)], &timeline);
+        let l = latency(&c.ok);
+        for (q, got) in [
+            (0.5, l.p50),
+            (0.75, l.p75),
+            (0.9, l.p90),
+            (0.95, l.p95),
+            (0.99, l.p99),
+            (0.999, l.p999),
+        ] {
+            let rank = ((q * exact.len() as f64).ceil() as usize).max(1) - 1;
+            let (lo, hi) = latency::bucket_bounds_us(latency::bucket_of_us(exact[rank]));
+            let got_us = got * 1000.0;
+            assert!(
+                lo as f64 <= got_us && got_us < hi as f64,
+                "q {q}: {got_us} us outside [{lo}, {hi}) holding {}",
+                exact[rank]
+            );
+            assert_eq!(got, live.quantile_ms(q), "q {q}");
+        }
+        assert_eq!(l.min, 0.009);
+        assert_eq!(l.max, *exact.last().unwrap() as f64 / 1000.0);
+        // The timeline's seconds read the same estimator.
+        assert!(c.timeline.iter().all(|p| p.p50_ms <= p.p99_ms));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::model::{
     Caps, DEFAULT_TIMEOUT_MS, Load, LoadTestRequest, MAX_BODY_BYTES, MAX_HEADERS, MAX_RATE,
-    MAX_STEPS, Plan, ScenarioStep, Step, Thresholds,
+    MAX_STEPS, Plan, ScenarioStep, Step, Thresholds, USER_ID_PLACEHOLDER, VIRTUAL_USERS,
 };
 use crate::error::FieldError;
 
@@ -77,7 +77,23 @@ impl LoadTestRequest {
         let steps: Vec<Step> = (self.scenario.iter().enumerate())
             .filter_map(|(i, s)| s.check(i, &mut errors))
             .collect();
-        let load = check_load(self.concurrency, self.rate, caps, &mut errors);
+        let virtual_users = self.virtual_users.unwrap_or(0);
+        if self.virtual_users.is_some() && !VIRTUAL_USERS.contains(&virtual_users) {
+            errors.push(FieldError::new(
+                "virtualUsers",
+                format!(
+                    "must be from {} to {}",
+                    VIRTUAL_USERS.start(),
+                    VIRTUAL_USERS.end()
+                ),
+            ));
+        }
+        // With virtual users and no load model: one worker per user.
+        let concurrency = match (self.concurrency, self.rate, self.virtual_users) {
+            (None, None, Some(n)) => Some(n.clamp(*VIRTUAL_USERS.start(), *VIRTUAL_USERS.end())),
+            (c, _, _) => c,
+        };
+        let load = check_load(concurrency, self.rate, caps, &mut errors);
         let duration = check_duration(self.duration_seconds, self.requests, caps, &mut errors);
         let ramp_up = Duration::from_secs(u64::from(self.ramp_up_seconds.unwrap_or(0)));
         if let Some(d) = duration
@@ -105,6 +121,10 @@ impl LoadTestRequest {
                 max_requests: self.requests,
                 thresholds,
                 timeout: Duration::from_millis(timeout_ms),
+                virtual_users,
+                exempt_from_rate_limits: self
+                    .exempt_from_rate_limits
+                    .unwrap_or(self.virtual_users.is_none()),
             }),
             _ => Err(errors),
         }
@@ -125,8 +145,10 @@ impl ScenarioStep {
             ));
             None
         };
-        let path = match parse_path(&self.path) {
-            Ok(p) => Some(p),
+        // `{userId}` stands for an id: checked with one in its place.
+        let sample = self.path.replace(USER_ID_PLACEHOLDER, "u0");
+        let path = match parse_path(&sample) {
+            Ok(_) => Some(self.path.clone()),
             Err(m) => {
                 errors.push(FieldError::new(at("path"), m));
                 None
@@ -434,6 +456,48 @@ mod tests {
                 .any(|(n, _)| n == "content-type")
         );
         assert_eq!(plan.duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn virtual_users_default_the_workers_and_are_limited_unless_exempted() {
+        let plan = req(serde_json::json!({
+            "scenario": [{"method": "GET", "path": "/api/users/{userId}"}],
+            "virtualUsers": 3, "durationSeconds": 2
+        }))
+        .validate(caps())
+        .unwrap();
+        assert_eq!(plan.load, Load::Concurrency(3));
+        assert_eq!(plan.virtual_users, 3);
+        assert!(!plan.exempt_from_rate_limits);
+        assert_eq!(plan.steps[0].path_for("u7").unwrap(), "/api/users/u7");
+        let plan = req(serde_json::json!({
+            "scenario": [{"method": "GET", "path": "/health"}],
+            "virtualUsers": 3, "concurrency": 6, "exemptFromRateLimits": true,
+            "durationSeconds": 2
+        }))
+        .validate(caps())
+        .unwrap();
+        assert_eq!(plan.load, Load::Concurrency(6));
+        assert!(plan.exempt_from_rate_limits);
+        // Without virtual users: the admin, exempt as before.
+        let plan = req(serde_json::json!({
+            "scenario": [{"method": "GET", "path": "/health"}],
+            "concurrency": 1, "durationSeconds": 2
+        }))
+        .validate(caps())
+        .unwrap();
+        assert_eq!(plan.virtual_users, 0);
+        assert!(plan.exempt_from_rate_limits);
+        for bad in [0, 51] {
+            let f = fields(
+                req(serde_json::json!({
+                    "scenario": [{"method": "GET", "path": "/health"}],
+                    "virtualUsers": bad, "durationSeconds": 2
+                }))
+                .validate(caps()),
+            );
+            assert!(f.contains(&"virtualUsers".to_string()), "{bad}: {f:?}");
+        }
     }
 
     #[test]

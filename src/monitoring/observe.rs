@@ -19,7 +19,8 @@ use crate::http::extract::request_token;
 use crate::http::ratelimit::Caller;
 
 /// Header by which the built-in load tester marks its requests:
-/// `<loadtest secret>:<test id>`.
+/// `<loadtest secret>:<test id>`, or `<loadtest secret>:<test id>:limited`
+/// when the test is not exempt from rate limits.
 pub const LOADTEST_HEADER: &str = "x-hs-loadtest";
 
 /// Identifies the caller: authenticates the bearer token or session cookie
@@ -32,9 +33,14 @@ pub async fn identify(state: &Monitoring, parts: &mut Parts) -> Caller {
             &parts.extensions,
             state.config.trust_proxy_hops,
         ),
-        loadtest_id: loadtest_id(state, parts),
+        loadtest_id: None,
+        loadtest_exempt: false,
         user_id: None,
     };
+    if let Some((id, exempt)) = loadtest_tag(state, parts) {
+        caller.loadtest_id = Some(id);
+        caller.loadtest_exempt = exempt;
+    }
     if let Some(token) = request_token(parts)
         && let Ok(Some(principal)) = state.auth.authenticate(token).await
     {
@@ -48,22 +54,27 @@ pub async fn identify(state: &Monitoring, parts: &mut Parts) -> Caller {
     caller
 }
 
-fn loadtest_id(state: &Monitoring, parts: &Parts) -> Option<String> {
+fn loadtest_tag(state: &Monitoring, parts: &Parts) -> Option<(String, bool)> {
     let value = parts.headers.get(LOADTEST_HEADER)?.to_str().ok()?;
     parse_loadtest_header(&state.loadtest_secret, value)
 }
 
-/// The test id of a `<secret>:<testId>` header value when the secret matches
-/// (compared in constant time) and the id is sane.
-pub fn parse_loadtest_header(expected_secret: &str, value: &str) -> Option<String> {
-    let (secret, id) = value.split_once(':')?;
+/// The test id of a `<secret>:<testId>[:limited]` header value when the
+/// secret matches (compared in constant time) and the id is sane, with
+/// whether the test is exempt from rate limits (no `:limited`).
+pub fn parse_loadtest_header(expected_secret: &str, value: &str) -> Option<(String, bool)> {
+    let (secret, rest) = value.split_once(':')?;
+    let (id, exempt) = match rest.strip_suffix(":limited") {
+        Some(id) => (id, false),
+        None => (rest, true),
+    };
     let ok: bool = secret.as_bytes().ct_eq(expected_secret.as_bytes()).into();
     let id_ok = !id.is_empty()
         && id.len() <= 64
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    (ok && id_ok).then(|| id.to_string())
+    (ok && id_ok).then(|| (id.to_string(), exempt))
 }
 
 /// A method label from a bounded set.
@@ -206,8 +217,13 @@ mod tests {
     fn load_test_headers_need_the_secret_and_a_sane_id() {
         assert_eq!(
             parse_loadtest_header("s3cret", "s3cret:test-1"),
-            Some("test-1".to_string())
+            Some(("test-1".to_string(), true))
         );
+        assert_eq!(
+            parse_loadtest_header("s3cret", "s3cret:test-1:limited"),
+            Some(("test-1".to_string(), false))
+        );
+        assert_eq!(parse_loadtest_header("s3cret", "s3cret:test-1:other"), None);
         assert_eq!(parse_loadtest_header("s3cret", "guess:test-1"), None);
         assert_eq!(parse_loadtest_header("s3cret", "s3cret:"), None);
         assert_eq!(parse_loadtest_header("s3cret", "s3cret:a b"), None);
@@ -220,6 +236,7 @@ mod tests {
             user_id: Some("u1".into()),
             client_ip: Some("1.2.3.4".parse().unwrap()),
             loadtest_id: None,
+            loadtest_exempt: false,
         };
         assert_eq!(c.limit_key(), "user:u1");
         c.user_id = None;

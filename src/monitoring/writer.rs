@@ -143,7 +143,11 @@ pub fn aggregate(requests: &[&RequestRecord]) -> Aggregates {
         *buckets
             .entry((hour, &*r.route, r.method, r.source(), bucket))
             .or_default() += 1;
-        if let Some(user) = &r.user_id {
+        // Load-test traffic is not a person's activity (its virtual users
+        // are deleted when the test ends).
+        if let Some(user) = &r.user_id
+            && r.loadtest_id.is_none()
+        {
             *activity.entry((secs.div_euclid(DAY), user)).or_default() += 1;
         }
     }

@@ -247,3 +247,41 @@ pub async fn stats(
         ai_output_tokens: r.ai_output_tokens,
     })
 }
+
+/// Test accounts (role user, email in `domain`) whose email starts with
+/// `prefix`: (id, email).
+#[tracing::instrument(skip(conn))]
+pub async fn test_accounts(
+    conn: &mut SqliteConnection,
+    prefix: &str,
+    domain: &str,
+) -> sqlx::Result<Vec<(UserId, String)>> {
+    let rows = sqlx::query!(
+        r#"SELECT id AS "id!: UserId", email FROM users
+           WHERE role = 'user' AND substr(email, 1, length(?1)) = ?1
+             AND substr(email, -length(?2)) = ?2"#,
+        prefix,
+        domain
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.email)).collect())
+}
+
+/// Deletes a test account (role user, email in `domain`); its sessions and
+/// file rows go with it (foreign keys).
+#[tracing::instrument(skip(conn))]
+pub async fn delete_test_account(
+    conn: &mut SqliteConnection,
+    id: &UserId,
+    domain: &str,
+) -> sqlx::Result<bool> {
+    let r = sqlx::query!(
+        "DELETE FROM users WHERE id = ?1 AND role = 'user' AND substr(email, -length(?2)) = ?2",
+        id,
+        domain
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() > 0)
+}

@@ -357,6 +357,68 @@ impl Users {
     }
 }
 
+/// Throwaway accounts of the load tester: role user, an email under
+/// [`TEST_ACCOUNT_DOMAIN`], a random password that is hashed and forgotten.
+impl Users {
+    /// Creates a test account (the caller names it, e.g.
+    /// `loadtest-<testId>-<i>@loadtest.invalid`).
+    #[tracing::instrument(skip(self))]
+    pub async fn create_test_account(&self, email: &str, name: &str) -> anyhow::Result<UserId> {
+        anyhow::ensure!(
+            email.ends_with(TEST_ACCOUNT_DOMAIN),
+            "a test account's email ends with {TEST_ACCOUNT_DOMAIN}"
+        );
+        let password = SecretString::from(format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let hash = self.hasher.hash(password).await?;
+        let id = UserId::generate();
+        let mut tx = self.db.begin_write().await?;
+        db::insert(
+            &mut tx,
+            &db::NewUserRow {
+                id: &id,
+                email,
+                password_hash: &hash,
+                name: Some(name),
+                role: Role::User,
+                preferences: "{}",
+                metadata: r#"{"purpose":"loadtest"}"#,
+            },
+        )
+        .await
+        .context("failed to create a test account")?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Test accounts whose email starts with `prefix`: (id, email).
+    pub async fn test_accounts(&self, prefix: &str) -> anyhow::Result<Vec<(UserId, String)>> {
+        let mut conn = self.db.reader.acquire().await?;
+        Ok(db::test_accounts(&mut conn, prefix, TEST_ACCOUNT_DOMAIN).await?)
+    }
+
+    /// Deletes a test account with its sessions (and, by their foreign
+    /// keys, its file rows); every process forgets its cached sessions.
+    /// Accounts outside [`TEST_ACCOUNT_DOMAIN`] or with another role are
+    /// left alone.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_test_account(&self, user_id: &UserId) -> anyhow::Result<bool> {
+        let mut tx = self.db.begin_write().await?;
+        crate::sessions::db::end_all_for_user(&mut tx, user_id).await?;
+        let deleted = db::delete_test_account(&mut tx, user_id, TEST_ACCOUNT_DOMAIN).await?;
+        tx.commit().await?;
+        self.profiles.invalidate(user_id);
+        self.auth.forget_user(user_id);
+        Ok(deleted)
+    }
+}
+
+/// The email domain of test accounts (reserved: `.invalid` never resolves).
+pub const TEST_ACCOUNT_DOMAIN: &str = "@loadtest.invalid";
+
 /// `ensure_admin` refused an email that already has an account.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -439,6 +439,44 @@ async fn an_admin_signs_in_and_every_view_draws_the_services_data() {
         "every (successful) request of the load test is in its latency histogram"
     );
     console.shot("loadtests").await;
+    // The "10 users" preset means 10 virtual users, limited like real
+    // users: run it for a second from the form.
+    let before: Value = app.get_json("/api/load-test/status", &admin.token).await;
+    let chosen: Value = console
+        .eval(
+            "(() => { const f = document.getElementById('loadtest-form'); \
+             f.querySelector('[data-preset=\"10 users\"]').click(); \
+             const chosen = { virtualUsers: f.virtualUsers.value, \
+               exempt: f.exemptFromRateLimits.checked, scenario: f.scenario.value }; \
+             f.durationSeconds.value = 1; f.rampUpSeconds.value = 0; f.requestSubmit(); \
+             return chosen; })()",
+        )
+        .await;
+    assert_eq!(chosen["virtualUsers"], "10", "{chosen}");
+    assert_eq!(chosen["exempt"], false, "{chosen}");
+    assert!(
+        chosen["scenario"].as_str().unwrap().contains("{userId}"),
+        "{chosen}"
+    );
+    let earlier = before["recent"][0]["id"].clone();
+    let r = wait_until("the preset's load test to finish", async || {
+        let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
+        let latest = &status["recent"][0];
+        match latest["status"].as_str() {
+            Some("succeeded") if latest["id"] != earlier => Ok(latest["id"].clone()),
+            _ => Err(status),
+        }
+    })
+    .await;
+    let r: Value = app
+        .get_json(
+            &format!("/api/load-test/results/{}", r.as_str().unwrap()),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(r["virtualUsers"], 10, "{r}");
+    assert_eq!(r["exemptFromRateLimits"], false, "{r}");
+    assert_eq!(app.virtual_user_rows(), (0, 0, 0));
 
     console.open_view("#/system", "System", "Resources").await;
     let text = console.text().await;

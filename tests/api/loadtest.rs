@@ -13,6 +13,16 @@ impl TestApp {
         self.post("/api/load-test/start", Some(token), body).await
     }
 
+    /// Starts a load test that must be accepted; returns its id.
+    pub async fn start_load_test_id(&self, token: &str, body: Value) -> String {
+        let res = self.start_load_test(token, body).await;
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Polls the result until the test has finished.
     pub async fn load_test_result(&self, token: &str, id: &str) -> Value {
         wait_until(&format!("load test {id} to finish"), async || {

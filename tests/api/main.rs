@@ -21,3 +21,4 @@ mod priority;
 mod sessions;
 mod takeover;
 mod users;
+mod virtual_users;

@@ -184,6 +184,14 @@ pub async fn add_activity(
     Ok(())
 }
 
+/// Deletes a user's activity rows (a load test's throwaway account).
+pub async fn delete_activity(conn: &mut SqliteConnection, user_id: &UserId) -> sqlx::Result<u64> {
+    let r = sqlx::query!("DELETE FROM user_activity WHERE user_id = ?", user_id)
+        .execute(conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
 /// Filters of the request log, already parsed.
 #[derive(Debug, Default)]
 pub struct LogFilter {

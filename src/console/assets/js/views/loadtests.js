@@ -6,10 +6,12 @@ import { ApiError, get, post } from "../api.js";
 import { barChart, timeChart } from "../charts.js";
 import { badge, bars, card, empty, facts, fmtMs, fmtNum, fmtPct, h, kpi, mount, table, when } from "../dom.js";
 
+// "10 users" means 10 virtual users: 10 throwaway accounts with a session
+// each, rate limited as real users unless the exemption is ticked.
 const PRESETS = {
-  "10 users": { concurrency: 10, durationSeconds: 20, rampUpSeconds: 2, scenario: "GET /health 1\nGET /api/jobs?limit=10 3", p95Ms: 250, p99Ms: 1000, errorRate: 0.01 },
-  "Smoke": { concurrency: 1, durationSeconds: 5, rampUpSeconds: 0, scenario: "GET /health 1", p95Ms: "", p99Ms: "", errorRate: "" },
-  "Spike (50)": { concurrency: 50, durationSeconds: 30, rampUpSeconds: 5, scenario: "GET /health 1\nGET /api/jobs?limit=10 1", p95Ms: 500, p99Ms: 2000, errorRate: 0.02 },
+  "10 users": { virtualUsers: 10, concurrency: "", durationSeconds: 20, rampUpSeconds: 2, exemptFromRateLimits: false, scenario: "GET /api/users/{userId} 3\nGET /api/jobs?limit=10 1\nGET /health 1", p95Ms: 250, p99Ms: 1000, errorRate: 0.01 },
+  "Smoke": { virtualUsers: "", concurrency: 1, durationSeconds: 5, rampUpSeconds: 0, exemptFromRateLimits: true, scenario: "GET /health 1", p95Ms: "", p99Ms: "", errorRate: "" },
+  "Spike (50)": { virtualUsers: "", concurrency: 50, durationSeconds: 30, rampUpSeconds: 5, exemptFromRateLimits: true, scenario: "GET /health 1\nGET /api/jobs?limit=10 1", p95Ms: 500, p99Ms: 2000, errorRate: 0.02 },
 };
 
 export default {
@@ -38,7 +40,7 @@ export default {
           { key: "status", title: "Status", render: (t) => badge(t.status, t.status) },
           { key: "passed", title: "Verdict", render: (t) => (t.passed == null ? "–" : badge(t.passed ? "passed" : "failed", t.passed ? "passed" : "failed")) },
           { key: "mode", title: "Mode" },
-          { key: "concurrency", title: "Users", num: true },
+          { key: "concurrency", title: "Workers", num: true },
           { key: "requests", title: "Requests", num: true },
           { key: "achievedRps", title: "req/s", num: true, render: (t) => fmtNum(t.achievedRps, 1) },
           { key: "p50Ms", title: "p50", num: true, render: (t) => fmtMs(t.p50Ms) },
@@ -62,13 +64,19 @@ function field(label, name, value, attrs = {}) {
 function startForm(ctx, busy) {
   const form = h("form", { id: "loadtest-form", onsubmit: (ev) => submit(ev, ctx) });
   const fill = (p) => {
-    for (const [k, v] of Object.entries(p)) if (form.elements[k]) form.elements[k].value = v;
+    for (const [k, v] of Object.entries(p)) {
+      const input = form.elements[k];
+      if (!input) continue;
+      if (input.type === "checkbox") input.checked = !!v;
+      else input.value = v;
+    }
   };
   const presets = h("div.row-actions", Object.entries(PRESETS).map(([name, p]) => h("button", { type: "button", dataset: { preset: name }, onclick: () => fill(p) }, name)));
   mount(form,
     h("p.muted.small", "Requests go to this service's own routes only. Presets:"), presets,
     h("div.grid.form",
-      field("Users (concurrent)", "concurrency", 10, { type: "number", min: 1 }),
+      field("Virtual users (accounts)", "virtualUsers", 10, { type: "number", min: 1, max: 50, placeholder: "as you" }),
+      field("Workers (default: one a user)", "concurrency", "", { type: "number", min: 1 }),
       field("or target rate (req/s)", "rate", "", { type: "number", min: 0, step: "any", placeholder: "closed loop" }),
       field("Duration (s)", "durationSeconds", 20, { type: "number", min: 1 }),
       field("Ramp-up (s)", "rampUpSeconds", 2, { type: "number", min: 0 }),
@@ -76,7 +84,8 @@ function startForm(ctx, busy) {
       field("p99 limit (ms)", "p99Ms", 1000, { type: "number", min: 0, step: "any" }),
       field("Error rate limit", "errorRate", 0.01, { type: "number", min: 0, max: 1, step: "any" }),
     ),
-    h("label", "Scenario: one request a line, METHOD PATH [weight]",
+    h("label.check", h("input", { type: "checkbox", name: "exemptFromRateLimits" }), " Exempt from rate limits (off: each virtual user gets a real user's allowance and 429s show in the status codes)"),
+    h("label", "Scenario: one request a line, METHOD PATH [weight]; {userId} is the acting user's id",
       h("textarea", { name: "scenario", rows: 3, class: "mono", value: PRESETS["10 users"].scenario })),
     h("p.error", { id: "loadtest-error", hidden: true }),
     h("button.primary", { type: "submit", disabled: busy }, busy ? "A test is running" : "Start"),
@@ -94,10 +103,13 @@ function request(form) {
     return { method: method.toUpperCase(), path, weight: weight ? Number(weight) : undefined };
   });
   const rate = num("rate");
+  const virtualUsers = num("virtualUsers");
   const thresholds = { p95Ms: num("p95Ms"), p99Ms: num("p99Ms"), errorRate: num("errorRate") };
   return {
     scenario,
-    ...(rate ? { rate } : { concurrency: num("concurrency") }),
+    virtualUsers,
+    exemptFromRateLimits: form.elements.exemptFromRateLimits.checked,
+    ...(rate ? { rate, concurrency: num("concurrency") } : { concurrency: num("concurrency") }),
     rampUpSeconds: num("rampUpSeconds"),
     durationSeconds: num("durationSeconds"),
     thresholds: Object.values(thresholds).some((v) => v !== undefined) ? thresholds : undefined,
@@ -131,7 +143,7 @@ function progress(r, status) {
       ["Succeeded", fmtNum(r.succeeded)],
       ["Failed", fmtNum(r.failed)],
       ["Current rate", `${fmtNum(r.currentRps, 1)} req/s`],
-      planned ? ["Users", fmtNum(planned.concurrency)] : null,
+      planned ? ["Workers", fmtNum(planned.concurrency)] : null,
     ]));
 }
 
@@ -144,7 +156,7 @@ function results(r) {
   return h("div.view",
     h("div.grid.kpis",
       kpi("Requests", fmtNum(r.totals.requests), `${fmtNum(r.totals.failed)} failed`, r.totals.failed > r.totals.requests / 100 ? "bad" : null),
-      kpi("Achieved", fmtNum(r.achievedRps, 0), `req/s · ${r.targetRps ? `target ${fmtNum(r.targetRps, 1)}` : `${r.concurrency} users, ${r.mode}`}`),
+      kpi("Achieved", fmtNum(r.achievedRps, 0), `req/s · ${r.targetRps ? `target ${fmtNum(r.targetRps, 1)}` : `${r.concurrency} workers, ${r.mode}`}${r.virtualUsers ? ` · ${r.virtualUsers} virtual users` : ""}`),
       kpi("p95", fmtMs(lat.p95), `p50 ${fmtMs(lat.p50)} · p99 ${fmtMs(lat.p99)}`),
       kpi("Verdict", r.passed == null ? "–" : r.passed ? "passed" : "failed", r.error || `${fmtNum(r.durationSeconds, 1)} s`, r.passed === false ? "bad" : r.passed ? "ok" : null),
     ),
@@ -153,7 +165,7 @@ function results(r) {
         r.histogram
           ? barChart("loadtest-histogram", r.histogram.map((b) => "≤" + fmtMs(b.leMs)), r.histogram.map((b) => b.count), { label: "requests" })
           : barChart("loadtest-histogram", pcts.map((p) => p[0]), pcts.map((p) => p[1]), { label: "latency", fmt: fmtMs, color: "#d97706" }),
-        r.histogram ? null : h("p.muted.small", "Percentiles of the HdrHistogram; bucket counts need a `histogram` field in the results.")),
+        r.histogram ? null : h("p.muted.small", "Percentiles only: bucket counts need a `histogram` field in the results.")),
       card(["Timeline", h("span.muted", "per second")],
         tl.length
           ? timeChart("loadtest-timeline", xs, [
@@ -181,6 +193,8 @@ function results(r) {
         ["Started", when(r.startedAt)],
         ["Finished", when(r.finishedAt)],
         ["Errors", `timeout ${r.errors.timeout} · connect ${r.errors.connect} · other ${r.errors.other}`],
+        ["Acting as", r.virtualUsers ? `${r.virtualUsers} virtual users` : "the admin who started it"],
+        ["Rate limits", r.exemptFromRateLimits ? "exempt" : "applied (429s counted above)"],
         ["Coordinated omission corrected", r.coordinatedOmissionCorrected ? "yes" : "no"],
         ["Mean ± sd", `${fmtMs(lat.mean)} ± ${fmtMs(lat.stddev)}`],
       ])),
