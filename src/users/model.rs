@@ -85,6 +85,14 @@ impl Email {
         if !is_email(&e) {
             return Err(bad("must be an email address"));
         }
+        if e.ends_with(super::TEST_ACCOUNT_DOMAIN) {
+            // The load tester's accounts live there, and are deleted with
+            // their test: nobody else may hold one.
+            return Err(bad(&format!(
+                "must not end with {}: that domain is reserved for load tests",
+                super::TEST_ACCOUNT_DOMAIN
+            )));
+        }
         Ok(Self(e))
     }
 

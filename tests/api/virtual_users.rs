@@ -282,3 +282,30 @@ async fn virtual_users_out_of_bounds_are_a_422() {
     let status: Value = app.get_json("/api/load-test/status", &admin.token).await;
     assert!(status["recent"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn nobody_can_sign_up_or_move_into_the_load_testers_email_domain() {
+    // Its accounts are deleted with their test (and at start-up): an account
+    // there would be removed by the next start.
+    let app = spawn_app().await;
+    let res = app
+        .sign_up(json!({"email": "loadtest-x-1@LoadTest.invalid", "password": "a password 123"}))
+        .await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_fields(&body), ["email"], "{body}");
+
+    let user = app.new_user().await;
+    let res = app
+        .update_user(
+            &user.id,
+            &user.token,
+            json!({"email": "me@loadtest.invalid"}),
+        )
+        .await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_fields(&body), ["email"], "{body}");
+}
