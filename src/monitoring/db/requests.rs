@@ -322,17 +322,7 @@ pub async fn rollups_by_route(
     )
     .fetch_all(&mut *conn)
     .await?;
-    let buckets = sqlx::query!(
-        r#"SELECT route AS "route!: String", method AS "method!: String",
-                  bucket AS "bucket!: i64", sum(count) AS "count!: i64"
-           FROM request_rollup_buckets
-           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
-           GROUP BY route, method, bucket"#,
-        from_hour,
-        to
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let buckets = super::route_buckets(&mut *conn, from_hour, to).await?;
     let mut out: Vec<RouteRollup> = rows
         .into_iter()
         .map(|r| {
@@ -346,13 +336,11 @@ pub async fn rollups_by_route(
             }
         })
         .collect();
-    for b in buckets {
+    for (route, method, bucket, n) in buckets {
         if let Ok(i) = out.binary_search_by(|r| {
-            (r.route.as_str(), r.method.as_str()).cmp(&(b.route.as_str(), b.method.as_str()))
+            (r.route.as_str(), r.method.as_str()).cmp(&(route.as_str(), method.as_str()))
         }) {
-            out[i]
-                .hist
-                .add_bucket(b.bucket as usize, b.count.max(0) as u64);
+            out[i].hist.add_bucket(bucket, n);
         }
     }
     Ok(out)
@@ -383,33 +371,6 @@ pub async fn rollup_hours(
     Ok(rows
         .into_iter()
         .map(|r| (r.hour, r.requests, r.server_errors, r.total_ms, r.max_ms))
-        .collect())
-}
-
-/// API latency bucket counts per hour from `from_hour` (inclusive),
-/// optionally of one route template: (hour, bucket, count).
-pub async fn rollup_hour_buckets(
-    conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    method: Option<&str>,
-    route: Option<&str>,
-) -> sqlx::Result<Vec<(Timestamp, usize, u64)>> {
-    let rows = sqlx::query!(
-        r#"SELECT hour AS "hour!: Timestamp", bucket AS "bucket!: i64",
-                  sum(count) AS "count!: i64"
-           FROM request_rollup_buckets
-           WHERE hour >= ?1 AND source = 'api' AND (?2 IS NULL OR method = ?2)
-             AND (?3 IS NULL OR route = ?3)
-           GROUP BY hour, bucket"#,
-        from_hour,
-        method,
-        route
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.hour, r.bucket.max(0) as usize, r.count.max(0) as u64))
         .collect())
 }
 
