@@ -2,7 +2,7 @@
 -- (and their latency buckets and daily activity) from the 7 days that the
 -- raw rows cover, by copying them 7, 14, 21 and 28 days back (raw rows stay
 -- within LOG_RETENTION_DAYS, as in a service that has run for a month);
--- then the closed days' daily buckets and the closed hours' active users,
+-- then the closed days' daily roll-ups and the closed hours' active users,
 -- as the writer rolls them (src/monitoring/db/closed.rs).
 PRAGMA synchronous = OFF;
 BEGIN;
@@ -22,6 +22,14 @@ INSERT OR IGNORE INTO user_activity (day, user_id, requests)
 SELECT date(a.day, '-' || s.d || ' days'), a.user_id, a.requests
 FROM user_activity a, shifts s
 WHERE julianday(a.day) - s.d >= julianday('now', '-30 days');
+DELETE FROM request_rollup_daily;
+INSERT INTO request_rollup_daily (day, route, method, status, source, requests, total_ms,
+       max_ms, bytes_in, bytes_out)
+SELECT substr(hour, 1, 10), route, method, status, source, sum(requests), sum(total_ms),
+       max(max_ms), sum(bytes_in), sum(bytes_out)
+FROM request_rollups
+WHERE hour < date('now')
+GROUP BY 1, route, method, status, source;
 DELETE FROM request_rollup_daily_buckets;
 INSERT INTO request_rollup_daily_buckets (day, route, method, source, bucket, count)
 SELECT substr(hour, 1, 10), route, method, source, bucket, sum(count)

@@ -22,6 +22,26 @@ CREATE TABLE request_rollup_daily_buckets (
     PRIMARY KEY (day, route, method, source, bucket)
 ) WITHOUT ROWID;
 
+-- request_rollup_daily: request_rollups summed per UTC day, for closed days
+-- only (day < rollup_closed.days_before).
+--   day                                  'YYYY-MM-DD' (UTC)
+--   route, method, status, source        as in request_rollups
+--   requests, total_ms, bytes_in, bytes_out   sums of the day's hours
+--   max_ms                               maximum of the day's hours
+CREATE TABLE request_rollup_daily (
+    day        TEXT NOT NULL,
+    route      TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    source     TEXT NOT NULL,
+    requests   INTEGER NOT NULL DEFAULT 0,
+    total_ms   REAL NOT NULL DEFAULT 0,
+    max_ms     REAL NOT NULL DEFAULT 0,
+    bytes_in   INTEGER NOT NULL DEFAULT 0,
+    bytes_out  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, route, method, status, source)
+) WITHOUT ROWID;
+
 -- request_rollup_hour_users: distinct authenticated users of api traffic
 -- per closed hour (hour < rollup_closed.hours_before), exact, counted from
 -- request_log when the hour closed. Hours without any have no row.
@@ -30,8 +50,8 @@ CREATE TABLE request_rollup_hour_users (
     users   INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- rollup_closed: how far the two tables above are complete (one row).
---   days_before   'YYYY-MM-DD': every day before it is in the daily table
+-- rollup_closed: how far the tables above are complete (one row).
+--   days_before   'YYYY-MM-DD': every day before it is in the daily tables
 --   hours_before  hour (RFC 3339): every hour before it is in the hour table
 CREATE TABLE rollup_closed (
     id            INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
@@ -47,6 +67,14 @@ SELECT substr(hour, 1, 10), route, method, source, bucket, sum(count)
 FROM request_rollup_buckets
 WHERE hour < (SELECT days_before FROM rollup_closed)
 GROUP BY 1, route, method, source, bucket;
+
+INSERT INTO request_rollup_daily (day, route, method, status, source, requests, total_ms,
+       max_ms, bytes_in, bytes_out)
+SELECT substr(hour, 1, 10), route, method, status, source, sum(requests), sum(total_ms),
+       max(max_ms), sum(bytes_in), sum(bytes_out)
+FROM request_rollups
+WHERE hour < (SELECT days_before FROM rollup_closed)
+GROUP BY 1, route, method, status, source;
 
 INSERT INTO request_rollup_hour_users (hour, users)
 SELECT strftime('%Y-%m-%dT%H:00:00.000Z', at_ms / 1000, 'unixepoch'), count(DISTINCT user_id)

@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::model::{AiDay, DayCount, FileKind, JobCount, JobStats, RequestDay, UserStorage};
 use crate::ids::UserId;
+use crate::monitoring::db::Split;
 use crate::time::Timestamp;
 
 pub async fn users_total(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
@@ -86,21 +87,35 @@ pub async fn sessions(
     Ok((r.active, r.users, r.created))
 }
 
+/// API requests per day over a range cut by
+/// [`crate::monitoring::db::split`]: closed whole days from the daily
+/// roll-ups, the hours around them from the hourly ones.
 pub async fn requests_per_day(
     conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    to: Timestamp,
+    s: Split,
 ) -> sqlx::Result<Vec<RequestDay>> {
     let rows = sqlx::query!(
-        r#"SELECT substr(hour, 1, 10) AS "day!: NaiveDate",
+        r#"SELECT day AS "day!: NaiveDate",
                   sum(requests) AS "requests!: i64",
                   sum(CASE WHEN status BETWEEN 400 AND 499 THEN requests ELSE 0 END) AS "client!: i64",
                   sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server!: i64"
-           FROM request_rollups
-           WHERE hour >= ? AND hour < ? AND source = 'api'
+           FROM (
+               SELECT substr(hour, 1, 10) AS day, status, requests FROM request_rollups
+               WHERE hour >= ?1 AND hour < ?2 AND source = 'api'
+               UNION ALL
+               SELECT day, status, requests FROM request_rollup_daily
+               WHERE day >= ?3 AND day < ?4 AND source = 'api'
+               UNION ALL
+               SELECT substr(hour, 1, 10), status, requests FROM request_rollups
+               WHERE hour >= ?5 AND (?6 IS NULL OR hour < ?6) AND source = 'api'
+           )
            GROUP BY 1 ORDER BY 1"#,
-        from_hour,
-        to
+        s.from_hour,
+        s.head_end,
+        s.first,
+        s.end,
+        s.tail,
+        s.to
     )
     .fetch_all(conn)
     .await?;
@@ -120,16 +135,24 @@ pub async fn requests_per_day(
         .collect())
 }
 
-pub async fn loadtest_requests(
-    conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    to: Timestamp,
-) -> sqlx::Result<i64> {
+pub async fn loadtest_requests(conn: &mut SqliteConnection, s: Split) -> sqlx::Result<i64> {
     sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(requests), 0) AS "n!: i64" FROM request_rollups
-           WHERE hour >= ? AND hour < ? AND source = 'loadtest'"#,
-        from_hour,
-        to
+        r#"SELECT coalesce(sum(requests), 0) AS "n!: i64" FROM (
+               SELECT requests FROM request_rollups
+               WHERE hour >= ?1 AND hour < ?2 AND source = 'loadtest'
+               UNION ALL
+               SELECT requests FROM request_rollup_daily
+               WHERE day >= ?3 AND day < ?4 AND source = 'loadtest'
+               UNION ALL
+               SELECT requests FROM request_rollups
+               WHERE hour >= ?5 AND (?6 IS NULL OR hour < ?6) AND source = 'loadtest'
+           )"#,
+        s.from_hour,
+        s.head_end,
+        s.first,
+        s.end,
+        s.tail,
+        s.to
     )
     .fetch_one(conn)
     .await

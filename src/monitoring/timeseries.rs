@@ -139,38 +139,25 @@ async fn from_rollups(
     let mut conn = state.db.reader.acquire().await?;
     let mut out = vec![LatencyHist::default(); span.count];
     let secs = |t: Timestamp| t.unix_ms().div_euclid(1000);
-    for (hour, requests, errors, total_ms, max_ms) in
-        db::rollup_hours(&mut conn, from_hour, method, route).await?
+    // Day steps: closed days from the daily roll-ups, the open day's hours
+    // from the hourly ones (the same sums); hour steps: hours.
+    let (daily, hours_from) = if span.step == DAY {
+        let s = db::split(&mut conn, from_hour, None).await?;
+        ((s.first, s.end), s.tail)
+    } else {
+        ((from_hour.date(), from_hour.date()), from_hour)
+    };
+    for (at, requests, errors, total_ms, max_ms) in
+        db::step_totals(&mut conn, daily, hours_from, method, route).await?
     {
-        if let Some(i) = span.index(secs(hour)) {
+        if let Some(i) = span.index(secs(at)) {
             out[i]
                 .latency
                 .add_totals(requests.max(0) as u64, total_ms, max_ms);
             out[i].errors += errors.max(0) as u64;
         }
     }
-    // Day steps: closed days from the daily table, the open day's hours
-    // from the hourly one (the same counts).
-    let (daily, hours_from) = match span.step {
-        DAY => {
-            let closed = db::closed(&mut conn).await?;
-            db::daily_span(from_hour, None, closed.days_before)
-                .map_or((None, from_hour), |(first, end)| {
-                    (Some((first, end)), db::day_start(end))
-                })
-        }
-        _ => (None, from_hour),
-    };
-    let no_days = (from_hour.date(), from_hour.date());
-    for (at, bucket, n) in db::step_buckets(
-        &mut conn,
-        daily.unwrap_or(no_days),
-        hours_from,
-        method,
-        route,
-    )
-    .await?
-    {
+    for (at, bucket, n) in db::step_buckets(&mut conn, daily, hours_from, method, route).await? {
         if let Some(i) = span.index(secs(at)) {
             out[i].latency.add_bucket(bucket, n);
         }

@@ -152,8 +152,11 @@ async fn a_window_of_days_reads_closed_days_from_the_daily_table_with_the_same_p
          WHERE route = '{ROUTE}' AND day = date('now', '-3 days')"
     ));
     assert_eq!(daily, "40");
-    // Only the daily table holds that day's latencies now.
-    app.sqlite3("DELETE FROM request_rollup_buckets WHERE hour < date('now')");
+    // Only the daily tables hold that day now.
+    app.sqlite3(
+        "DELETE FROM request_rollup_buckets WHERE hour < date('now'); \
+         DELETE FROM request_rollups WHERE hour < date('now');",
+    );
 
     let week: Value = app
         .get_json("/api/monitoring/performance?window=7d", &admin.token)

@@ -78,8 +78,8 @@ pub async fn roll_closed(
     Ok(())
 }
 
-/// Replaces the daily buckets of the days `[from, to)` with the sums of
-/// their hourly buckets.
+/// Replaces the daily roll-ups (totals and buckets) of the days `[from,
+/// to)` with the sums of their hourly ones.
 pub async fn reroll_days(
     conn: &mut SqliteConnection,
     from: NaiveDate,
@@ -87,6 +87,13 @@ pub async fn reroll_days(
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "DELETE FROM request_rollup_daily_buckets WHERE day >= ? AND day < ?",
+        from,
+        to
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM request_rollup_daily WHERE day >= ? AND day < ?",
         from,
         to
     )
@@ -100,6 +107,19 @@ pub async fn reroll_days(
            FROM request_rollup_buckets
            WHERE hour >= ?1 AND hour < ?2
            GROUP BY 1, route, method, source, bucket"#,
+        from,
+        to
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        r#"INSERT INTO request_rollup_daily (day, route, method, status, source, requests,
+               total_ms, max_ms, bytes_in, bytes_out)
+           SELECT substr(hour, 1, 10), route, method, status, source, sum(requests),
+                  sum(total_ms), max(max_ms), sum(bytes_in), sum(bytes_out)
+           FROM request_rollups
+           WHERE hour >= ?1 AND hour < ?2
+           GROUP BY 1, route, method, status, source"#,
         from,
         to
     )
@@ -129,20 +149,93 @@ pub fn day_start(day: NaiveDate) -> Timestamp {
     Timestamp::from_datetime(day.and_time(chrono::NaiveTime::MIN).and_utc())
 }
 
-/// API latency bucket counts per route and method over `[from_hour, to)`:
-/// closed whole days from the daily table, the hours around them from the
-/// hourly one (the same counts either way): (route, method, bucket, count).
-pub async fn route_buckets(
+/// A range of hours `[from_hour, to)` cut for reading: hours `[from_hour,
+/// head_end)` and `[tail, to)` from the hourly roll-ups, the closed whole
+/// days `[first, end)` between them from the daily ones (the same sums).
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    pub from_hour: Timestamp,
+    pub head_end: Timestamp,
+    pub first: NaiveDate,
+    pub end: NaiveDate,
+    pub tail: Timestamp,
+    pub to: Option<Timestamp>,
+}
+
+pub async fn split(
     conn: &mut SqliteConnection,
     from_hour: Timestamp,
     to: Option<Timestamp>,
-) -> sqlx::Result<Vec<(String, String, usize, u64)>> {
-    let c = closed(&mut *conn).await?;
-    // Hours [from_hour, head_end), days [first, end), hours [tail, to).
+) -> sqlx::Result<Split> {
+    let c = closed(conn).await?;
     let (head_end, first, end, tail) = match daily_span(from_hour, to, c.days_before) {
         Some((first, end)) => (day_start(first), first, end, day_start(end)),
         None => (from_hour, c.days_before, c.days_before, from_hour),
     };
+    Ok(Split {
+        from_hour,
+        head_end,
+        first,
+        end,
+        tail,
+        to,
+    })
+}
+
+/// One route's API roll-up totals: (route, method, requests, server errors,
+/// total ms, max ms).
+pub type RouteTotals = (String, String, i64, i64, f64, f64);
+
+/// API request totals per route and method over a [`Split`], ordered by
+/// route and method.
+pub async fn route_totals(conn: &mut SqliteConnection, s: Split) -> sqlx::Result<Vec<RouteTotals>> {
+    let rows = sqlx::query!(
+        r#"SELECT route AS "route!: String", method AS "method!: String",
+                  sum(requests) AS "requests!: i64",
+                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
+                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
+           FROM (
+               SELECT route, method, status, requests, total_ms, max_ms FROM request_rollups
+               WHERE hour >= ?1 AND hour < ?2 AND source = 'api'
+               UNION ALL
+               SELECT route, method, status, requests, total_ms, max_ms FROM request_rollup_daily
+               WHERE day >= ?3 AND day < ?4 AND source = 'api'
+               UNION ALL
+               SELECT route, method, status, requests, total_ms, max_ms FROM request_rollups
+               WHERE hour >= ?5 AND (?6 IS NULL OR hour < ?6) AND source = 'api'
+           )
+           GROUP BY route, method
+           ORDER BY route, method"#,
+        s.from_hour,
+        s.head_end,
+        s.first,
+        s.end,
+        s.tail,
+        s.to
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.route,
+                r.method,
+                r.requests,
+                r.server_errors,
+                r.total_ms,
+                r.max_ms,
+            )
+        })
+        .collect())
+}
+
+/// API latency bucket counts per route and method over a [`Split`]:
+/// (route, method, bucket, count).
+pub async fn route_buckets(
+    conn: &mut SqliteConnection,
+    s: Split,
+) -> sqlx::Result<Vec<(String, String, usize, u64)>> {
     let rows = sqlx::query!(
         r#"SELECT route AS "route!: String", method AS "method!: String",
                   bucket AS "bucket!: i64", sum(n) AS "count!: i64"
@@ -157,12 +250,12 @@ pub async fn route_buckets(
                WHERE hour >= ?5 AND (?6 IS NULL OR hour < ?6) AND source = 'api'
            )
            GROUP BY route, method, bucket"#,
-        from_hour,
-        head_end,
-        first,
-        end,
-        tail,
-        to
+        s.from_hour,
+        s.head_end,
+        s.first,
+        s.end,
+        s.tail,
+        s.to
     )
     .fetch_all(conn)
     .await?;
@@ -172,6 +265,46 @@ pub async fn route_buckets(
             let n = r.count.max(0) as u64;
             (r.route, r.method, r.bucket.max(0) as usize, n)
         })
+        .collect())
+}
+
+/// API request totals per step, optionally of one method and route
+/// template: per day from the daily roll-ups for the closed days of `daily`
+/// (`[first, end)`), per hour from the hourly ones from `hours_from`:
+/// (day or hour, requests, server errors, total ms, max ms).
+pub async fn step_totals(
+    conn: &mut SqliteConnection,
+    daily: (NaiveDate, NaiveDate),
+    hours_from: Timestamp,
+    method: Option<&str>,
+    route: Option<&str>,
+) -> sqlx::Result<Vec<(Timestamp, i64, i64, f64, f64)>> {
+    let rows = sqlx::query!(
+        r#"SELECT at AS "at!: Timestamp", sum(requests) AS "requests!: i64",
+                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
+                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
+           FROM (
+               SELECT day || 'T00:00:00.000Z' AS at, status, requests, total_ms, max_ms
+               FROM request_rollup_daily
+               WHERE day >= ?1 AND day < ?2 AND source = 'api'
+                 AND (?3 IS NULL OR method = ?3) AND (?4 IS NULL OR route = ?4)
+               UNION ALL
+               SELECT hour, status, requests, total_ms, max_ms FROM request_rollups
+               WHERE hour >= ?5 AND source = 'api'
+                 AND (?3 IS NULL OR method = ?3) AND (?4 IS NULL OR route = ?4)
+           )
+           GROUP BY at"#,
+        daily.0,
+        daily.1,
+        method,
+        route,
+        hours_from
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.at, r.requests, r.server_errors, r.total_ms, r.max_ms))
         .collect())
 }
 
