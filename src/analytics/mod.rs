@@ -144,9 +144,10 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
         created_in_range: created,
     };
 
+    let (per_day, loadtest_requests) = db::requests_per_day(&mut conn, split).await?;
     let per_day = fill_days(
         &days,
-        db::requests_per_day(&mut conn, split).await?,
+        per_day,
         |d| d.day,
         |day| model::RequestDay {
             day,
@@ -188,7 +189,7 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
         } else {
             server_errors as f64 / total as f64
         },
-        loadtest_requests: db::loadtest_requests(&mut conn, split).await?,
+        loadtest_requests,
         per_day,
         slowest_routes: slowest,
     };

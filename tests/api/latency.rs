@@ -10,25 +10,26 @@ use hs_platform::monitoring::latency::{BUCKETS, bucket_bounds_us, bucket_value_m
 
 const ROUTE: &str = "/api/users/{userId}";
 
-/// The route-percentile query exactly as docs/analytics.md shows it, with
-/// its `params` line set to every hour and `q`.
-fn documented_percentile_sql(q: f64) -> String {
+/// The SQL block after `marker` in docs/analytics.md, exactly as shown,
+/// with its `params` line replaced.
+fn documented_sql(marker: &str, params: &str, replacement: &str) -> String {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
-    let after = doc
-        .split("<!-- route-percentile-sql -->")
+    let sql = doc
+        .split(marker)
         .nth(1)
-        .expect("the marked query in docs/analytics.md");
-    let sql = after
-        .split("```sql")
-        .nth(1)
+        .and_then(|s| s.split("```sql").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("a sql block after the marker");
-    let params =
-        "SELECT '2026-11-30T00:00:00.000Z' AS from_hour, '9999-12-31' AS to_hour, 0.95 AS q";
+        .unwrap_or_else(|| panic!("a sql block after {marker} in docs/analytics.md"));
     assert!(sql.contains(params), "the documented params line changed");
-    sql.replace(
-        params,
+    sql.replace(params, replacement)
+}
+
+/// The route-percentile query, its `params` line set to every hour and `q`.
+fn documented_percentile_sql(q: f64) -> String {
+    documented_sql(
+        "<!-- route-percentile-sql -->",
+        "SELECT '2026-11-30T00:00:00.000Z' AS from_hour, '9999-12-31' AS to_hour, 0.95 AS q",
         &format!("SELECT '2000-01-01' AS from_hour, '9999-12-31' AS to_hour, {q} AS q"),
     )
 }
@@ -93,20 +94,11 @@ async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
 }
 
 /// The documented query for windows of days (closed days from the daily
-/// table, the open day from the hourly one), over every day and `q`.
+/// tables, the open day from the hourly ones), over every day and `q`.
 fn documented_daily_percentile_sql(q: f64) -> String {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
-    let sql = doc
-        .split("<!-- route-percentile-daily-sql -->")
-        .nth(1)
-        .and_then(|s| s.split("```sql").nth(1))
-        .and_then(|s| s.split("```").next())
-        .expect("the marked daily query in docs/analytics.md");
-    let params = "SELECT '2026-11-01' AS from_day, '9999-12-31' AS to_day, 0.95 AS q";
-    assert!(sql.contains(params), "the documented params line changed");
-    sql.replace(
-        params,
+    documented_sql(
+        "<!-- route-percentile-daily-sql -->",
+        "SELECT '2026-11-01' AS from_day, '9999-12-31' AS to_day, 0.95 AS q",
         &format!("SELECT '2000-01-01' AS from_day, '9999-12-31' AS to_day, {q} AS q"),
     )
 }
