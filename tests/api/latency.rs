@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, wait_until};
+use crate::helpers::{TestApp, TestUser, spawn_app, wait_until};
 use hs_platform::monitoring::latency::{BUCKETS, bucket_bounds_us, bucket_value_ms};
 
 const ROUTE: &str = "/api/users/{userId}";
@@ -45,8 +45,9 @@ fn route_p95(body: &Value) -> f64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
+/// A service with 40 logged requests of [`ROUTE`]: its admin and the live
+/// figures of the last hour.
+async fn forty_requests() -> (TestApp, TestUser, Value) {
     let app = spawn_app().await;
     let admin = app.new_admin().await;
     let user = app.new_user().await;
@@ -54,11 +55,16 @@ async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
         app.get_user(&user.id, &user.token).await;
     }
     app.wait_for_logged(&admin.token, ROUTE, 40).await;
-
     let live: Value = app
         .get_json("/api/monitoring/performance?window=1h", &admin.token)
         .await;
     assert_eq!(live["source"], "live");
+    (app, admin, live)
+}
+
+#[tokio::test]
+async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
+    let (app, admin, live) = forty_requests().await;
     let rolled: Value = app
         .get_json("/api/monitoring/performance?window=2h", &admin.token)
         .await;
@@ -109,16 +115,7 @@ fn documented_daily_percentile_sql(q: f64) -> String {
 /// the documented SQL.
 #[tokio::test]
 async fn a_window_of_days_reads_closed_days_from_the_daily_table_with_the_same_p95() {
-    let app = spawn_app().await;
-    let admin = app.new_admin().await;
-    let user = app.new_user().await;
-    for _ in 0..40 {
-        app.get_user(&user.id, &user.token).await;
-    }
-    app.wait_for_logged(&admin.token, ROUTE, 40).await;
-    let live: Value = app
-        .get_json("/api/monitoring/performance?window=1h", &admin.token)
-        .await;
+    let (app, admin, live) = forty_requests().await;
     let live_p95 = route_p95(&live);
 
     // The same requests three days ago in the hourly roll-ups, and the
