@@ -26,7 +26,8 @@ SELECT (unixepoch('now') - abs(random()) % (7 * 86400)) * 1000 + abs(random()) %
        'wrk/4.2',
        'req-' || i,
        'api'
-FROM n;
+FROM n
+ORDER BY 1; -- in time order, as the service appends them
 COMMIT;
 
 BEGIN;

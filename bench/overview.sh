@@ -18,7 +18,8 @@ sed "s/__ROWS__/$ROWS/" "$ROOT/bench/gen_request_log.sql" | sqlite3 "$dir/hs-pla
 sqlite3 "$dir/hs-platform.db" < "$ROOT/bench/gen_rollups_30d.sql"
 sqlite3 "$dir/hs-platform.db" "SELECT count(*) || ' raw rows, ' FROM request_log;
   SELECT count(*) || ' roll-up rows, ' || count(DISTINCT substr(hour, 1, 10)) || ' days, '
-  FROM request_rollups; SELECT count(*) || ' bucket rows' FROM request_rollup_buckets;" | tr -d '\n'
+  FROM request_rollups; SELECT count(*) || ' bucket rows, ' FROM request_rollup_buckets;
+  SELECT count(*) || ' daily bucket rows' FROM request_rollup_daily_buckets;" | tr -d '\n'
 echo ", $(du -h "$dir/hs-platform.db" | cut -f1) database"
 start_server "$dir"
 token="$(login "$ADMIN_EMAIL" "$ADMIN_PASSWORD")"

@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 
 use super::model::{AiDay, DayCount, FileKind, JobCount, JobStats, RequestDay, UserStorage};
 use crate::ids::UserId;
+use crate::monitoring::db::Split;
 use crate::time::Timestamp;
 
 pub async fn users_total(conn: &mut SqliteConnection) -> sqlx::Result<i64> {
@@ -86,25 +87,40 @@ pub async fn sessions(
     Ok((r.active, r.users, r.created))
 }
 
+/// API requests per day, and load-test requests in all, over a range cut
+/// by [`crate::monitoring::db::split`]: closed whole days from the daily
+/// roll-ups, the hours around them from the hourly ones.
 pub async fn requests_per_day(
     conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    to: Timestamp,
-) -> sqlx::Result<Vec<RequestDay>> {
+    s: Split,
+) -> sqlx::Result<(Vec<RequestDay>, i64)> {
     let rows = sqlx::query!(
-        r#"SELECT substr(hour, 1, 10) AS "day!: NaiveDate",
+        r#"SELECT day AS "day!: NaiveDate", source AS "source!: String",
                   sum(requests) AS "requests!: i64",
                   sum(CASE WHEN status BETWEEN 400 AND 499 THEN requests ELSE 0 END) AS "client!: i64",
                   sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server!: i64"
-           FROM request_rollups
-           WHERE hour >= ? AND hour < ? AND source = 'api'
-           GROUP BY 1 ORDER BY 1"#,
-        from_hour,
-        to
+           FROM (
+               SELECT substr(hour, 1, 10) AS day, source, status, requests FROM request_rollups
+               WHERE hour >= ?1 AND hour < ?2
+               UNION ALL
+               SELECT day, source, status, requests FROM request_rollup_daily
+               WHERE day >= ?3 AND day < ?4
+               UNION ALL
+               SELECT substr(hour, 1, 10), source, status, requests FROM request_rollups
+               WHERE hour >= ?5 AND (?6 IS NULL OR hour < ?6)
+           )
+           GROUP BY 1, source ORDER BY 1"#,
+        s.from_hour,
+        s.head_end,
+        s.first,
+        s.end,
+        s.tail,
+        s.to
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
+    let (api, loadtest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.source == "api");
+    let days = api
         .into_iter()
         .map(|r| RequestDay {
             error_rate: if r.requests == 0 {
@@ -117,22 +133,15 @@ pub async fn requests_per_day(
             client_errors: r.client,
             server_errors: r.server,
         })
-        .collect())
-}
-
-pub async fn loadtest_requests(
-    conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    to: Timestamp,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(requests), 0) AS "n!: i64" FROM request_rollups
-           WHERE hour >= ? AND hour < ? AND source = 'loadtest'"#,
-        from_hour,
-        to
-    )
-    .fetch_one(conn)
-    .await
+        .collect();
+    Ok((
+        days,
+        loadtest
+            .iter()
+            .filter(|r| r.source == "loadtest")
+            .map(|r| r.requests)
+            .sum(),
+    ))
 }
 
 pub async fn jobs_by_kind_and_status(

@@ -110,6 +110,8 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
     let last_day = (to - chrono::Duration::milliseconds(1)).date();
     let now = Timestamp::now();
     let mut conn = state.db.reader.acquire().await?;
+    // Request figures: closed whole days from the daily roll-ups.
+    let split = crate::monitoring::db::split(&mut conn, from_hour, Some(to)).await?;
 
     let days = days_between(from_day, last_day);
     let day_count = |day| model::DayCount { day, count: 0 };
@@ -142,9 +144,10 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
         created_in_range: created,
     };
 
+    let (per_day, loadtest_requests) = db::requests_per_day(&mut conn, split).await?;
     let per_day = fill_days(
         &days,
-        db::requests_per_day(&mut conn, from_hour, to).await?,
+        per_day,
         |d| d.day,
         |day| model::RequestDay {
             day,
@@ -186,7 +189,7 @@ pub async fn summary(state: &Analytics, from: Timestamp, to: Timestamp) -> Resul
         } else {
             server_errors as f64 / total as f64
         },
-        loadtest_requests: db::loadtest_requests(&mut conn, from_hour, to).await?,
+        loadtest_requests,
         per_day,
         slowest_routes: slowest,
     };

@@ -83,6 +83,17 @@ pub async fn run(
         if old_rows > 0 {
             let mut tx = db.begin_write().await?;
             q::rebuild_rollups_before(&mut tx, log_cutoff_ms).await?;
+            // The closed days among those hours, summed again.
+            let closed = q::closed(&mut tx).await?;
+            let oldest = q::oldest_request_day(&mut tx).await?;
+            if let Some(from) = oldest {
+                let to = log_cutoff
+                    .date()
+                    .succ_opt()
+                    .unwrap_or(closed.days_before)
+                    .min(closed.days_before);
+                q::reroll_days(&mut tx, from, to).await?;
+            }
             tx.commit().await?;
             loop {
                 let mut tx = db.begin_write().await?;

@@ -1,8 +1,9 @@
 //! `GET /api/monitoring/timeseries`: requests, errors, latency percentiles
 //! and active users per step over a window, every step present (zeros where
 //! nothing happened). Up to an hour from the live one-minute histograms,
-//! longer from the hourly roll-ups: the one estimator either way, so a
-//! point's p95 is what `/performance` says for the same requests.
+//! longer from the hourly roll-ups (30 days: the daily roll-ups of closed
+//! days): the one estimator either way, so a point's p95 is what
+//! `/performance` says for the same requests.
 
 use std::collections::HashMap;
 
@@ -138,18 +139,26 @@ async fn from_rollups(
     let mut conn = state.db.reader.acquire().await?;
     let mut out = vec![LatencyHist::default(); span.count];
     let secs = |t: Timestamp| t.unix_ms().div_euclid(1000);
-    for (hour, requests, errors, total_ms, max_ms) in
-        db::rollup_hours(&mut conn, from_hour, method, route).await?
+    // Day steps: closed days from the daily roll-ups, the open day's hours
+    // from the hourly ones (the same sums); hour steps: hours.
+    let (daily, hours_from) = if span.step == DAY {
+        let s = db::split(&mut conn, from_hour, None).await?;
+        ((s.first, s.end), s.tail)
+    } else {
+        ((from_hour.date(), from_hour.date()), from_hour)
+    };
+    for (at, requests, errors, total_ms, max_ms) in
+        db::step_totals(&mut conn, daily, hours_from, method, route).await?
     {
-        if let Some(i) = span.index(secs(hour)) {
+        if let Some(i) = span.index(secs(at)) {
             out[i]
                 .latency
                 .add_totals(requests.max(0) as u64, total_ms, max_ms);
             out[i].errors += errors.max(0) as u64;
         }
     }
-    for (hour, bucket, n) in db::rollup_hour_buckets(&mut conn, from_hour, method, route).await? {
-        if let Some(i) = span.index(secs(hour)) {
+    for (at, bucket, n) in db::step_buckets(&mut conn, daily, hours_from, method, route).await? {
+        if let Some(i) = span.index(secs(at)) {
             out[i].latency.add_bucket(bucket, n);
         }
     }
@@ -165,14 +174,22 @@ async fn active_users(
     let mut out = vec![0; span.count];
     let mut conn = state.db.reader.acquire().await?;
     if span.step <= HOUR && span.count as i64 * span.step <= DAY {
-        let rows = db::active_users_per_step(
-            &mut conn,
-            span.first * 1000,
-            span.step * 1000,
-            method,
-            route,
-        )
-        .await?;
+        // Whole hours of all routes that are over: counted when they closed.
+        let mut raw_from = span.first;
+        if span.step == HOUR && method.is_none() && route.is_none() {
+            let at =
+                |secs: i64| Timestamp::from_unix_ms(secs * 1000).unwrap_or(Timestamp::UNIX_EPOCH);
+            let closed = db::closed(&mut conn).await?.hours_before;
+            for (hour, n) in db::hour_users(&mut conn, at(span.first), closed).await? {
+                if let Some(i) = span.index(hour.unix_ms().div_euclid(1000)) {
+                    out[i] = n;
+                }
+            }
+            raw_from = raw_from.max(closed.unix_ms().div_euclid(1000));
+        }
+        let rows =
+            db::active_users_per_step(&mut conn, raw_from * 1000, span.step * 1000, method, route)
+                .await?;
         for (at_ms, n) in rows {
             if let Some(i) = span.index(at_ms.div_euclid(1000)) {
                 out[i] = n;

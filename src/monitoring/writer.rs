@@ -1,6 +1,7 @@
 //! The writer: drains the bounded channel of request and error records and
 //! stores them in batches (multi-row INSERTs, one transaction per batch),
-//! maintaining the hourly roll-ups and daily user activity as it goes.
+//! maintaining the hourly roll-ups and daily user activity as it goes, and
+//! rolling up each day and hour once it is over (see [`db::roll_closed`]).
 //! Requests never wait for it: when the channel is full, records are dropped
 //! and counted (see [`super::Monitor::record_request`]).
 
@@ -94,6 +95,9 @@ async fn write_batch(db: &Db, batch: &[Record]) -> anyhow::Result<()> {
         db::add_rollups(&mut tx, &rollups).await?;
         db::add_rollup_buckets(&mut tx, &buckets).await?;
         db::add_activity(&mut tx, &activity).await?;
+        if let Some(earliest) = requests.iter().map(|r| r.at).min() {
+            db::roll_closed(&mut tx, Timestamp::now(), earliest).await?;
+        }
     }
     for r in batch {
         if let Record::Error(e) = r {

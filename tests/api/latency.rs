@@ -5,30 +5,31 @@
 
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, wait_until};
+use crate::helpers::{TestApp, TestUser, spawn_app, wait_until};
 use hs_platform::monitoring::latency::{BUCKETS, bucket_bounds_us, bucket_value_ms};
 
 const ROUTE: &str = "/api/users/{userId}";
 
-/// The route-percentile query exactly as docs/analytics.md shows it, with
-/// its `params` line set to every hour and `q`.
-fn documented_percentile_sql(q: f64) -> String {
+/// The SQL block after `marker` in docs/analytics.md, exactly as shown,
+/// with its `params` line replaced.
+fn documented_sql(marker: &str, params: &str, replacement: &str) -> String {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
-    let after = doc
-        .split("<!-- route-percentile-sql -->")
+    let sql = doc
+        .split(marker)
         .nth(1)
-        .expect("the marked query in docs/analytics.md");
-    let sql = after
-        .split("```sql")
-        .nth(1)
+        .and_then(|s| s.split("```sql").nth(1))
         .and_then(|s| s.split("```").next())
-        .expect("a sql block after the marker");
-    let params =
-        "SELECT '2026-11-30T00:00:00.000Z' AS from_hour, '9999-12-31' AS to_hour, 0.95 AS q";
+        .unwrap_or_else(|| panic!("a sql block after {marker} in docs/analytics.md"));
     assert!(sql.contains(params), "the documented params line changed");
-    sql.replace(
-        params,
+    sql.replace(params, replacement)
+}
+
+/// The route-percentile query, its `params` line set to every hour and `q`.
+fn documented_percentile_sql(q: f64) -> String {
+    documented_sql(
+        "<!-- route-percentile-sql -->",
+        "SELECT '2026-11-30T00:00:00.000Z' AS from_hour, '9999-12-31' AS to_hour, 0.95 AS q",
         &format!("SELECT '2000-01-01' AS from_hour, '9999-12-31' AS to_hour, {q} AS q"),
     )
 }
@@ -44,8 +45,9 @@ fn route_p95(body: &Value) -> f64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
+/// A service with 40 logged requests of [`ROUTE`]: its admin and the live
+/// figures of the last hour.
+async fn forty_requests() -> (TestApp, TestUser, Value) {
     let app = spawn_app().await;
     let admin = app.new_admin().await;
     let user = app.new_user().await;
@@ -53,11 +55,16 @@ async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
         app.get_user(&user.id, &user.token).await;
     }
     app.wait_for_logged(&admin.token, ROUTE, 40).await;
-
     let live: Value = app
         .get_json("/api/monitoring/performance?window=1h", &admin.token)
         .await;
     assert_eq!(live["source"], "live");
+    (app, admin, live)
+}
+
+#[tokio::test]
+async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
+    let (app, admin, live) = forty_requests().await;
     let rolled: Value = app
         .get_json("/api/monitoring/performance?window=2h", &admin.token)
         .await;
@@ -86,6 +93,106 @@ async fn live_rollup_and_documented_sql_p95_agree_on_the_same_requests() {
     assert_eq!(live_p95, route_p95(&rolled), "live vs roll-ups");
     assert_eq!(live_p95, summary_p95, "live vs summary");
     // sqlite3 prints 15 significant digits.
+    assert!(
+        (live_p95 - sql_p95).abs() <= live_p95 * 1e-12,
+        "live {live_p95} vs SQL {sql_p95}"
+    );
+}
+
+/// The documented query for windows of days (closed days from the daily
+/// tables, the open day from the hourly ones), over every day and `q`.
+fn documented_daily_percentile_sql(q: f64) -> String {
+    documented_sql(
+        "<!-- route-percentile-daily-sql -->",
+        "SELECT '2026-11-01' AS from_day, '9999-12-31' AS to_day, 0.95 AS q",
+        &format!("SELECT '2000-01-01' AS from_day, '9999-12-31' AS to_day, {q} AS q"),
+    )
+}
+
+/// A window of days reads closed days from the daily roll-up, rolled by the
+/// writer once the day is over: the same p95 as the live figures for the
+/// same requests, from the API (7 d performance, 30 d time series) and from
+/// the documented SQL.
+#[tokio::test]
+async fn a_window_of_days_reads_closed_days_from_the_daily_table_with_the_same_p95() {
+    let (app, admin, live) = forty_requests().await;
+    let live_p95 = route_p95(&live);
+
+    // The same requests three days ago in the hourly roll-ups, and the
+    // daily roll-up marked as complete only up to four days ago: the
+    // writer's next batch rolls those days up.
+    app.sqlite3(&format!(
+        "INSERT INTO request_rollups SELECT strftime('%Y-%m-%dT%H:00:00.000Z', hour, '-3 days'), \
+           route, method, status, source, requests, total_ms, max_ms, bytes_in, bytes_out \
+         FROM request_rollups WHERE route = '{ROUTE}'; \
+         INSERT INTO request_rollup_buckets SELECT strftime('%Y-%m-%dT%H:00:00.000Z', hour, \
+           '-3 days'), route, method, source, bucket, count \
+         FROM request_rollup_buckets WHERE route = '{ROUTE}'; \
+         UPDATE rollup_closed SET days_before = date('now', '-4 days');"
+    ));
+    app.get_json("/api/monitoring/alerts", &admin.token).await;
+    wait_until("the copied day rolled up", async || {
+        let done = app.sqlite3("SELECT days_before = date('now') FROM rollup_closed");
+        if done == "1" { Ok(()) } else { Err(done) }
+    })
+    .await;
+    let daily = app.sqlite3(&format!(
+        "SELECT sum(count) FROM request_rollup_daily_buckets \
+         WHERE route = '{ROUTE}' AND day = date('now', '-3 days')"
+    ));
+    assert_eq!(daily, "40");
+    // Only the daily tables hold that day now.
+    app.sqlite3(
+        "DELETE FROM request_rollup_buckets WHERE hour < date('now'); \
+         DELETE FROM request_rollups WHERE hour < date('now');",
+    );
+
+    let week: Value = app
+        .get_json("/api/monitoring/performance?window=7d", &admin.token)
+        .await;
+    assert_eq!(week["source"], "database");
+    let row = week["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == ROUTE && r["method"] == "GET")
+        .unwrap();
+    assert_eq!(row["requests"], 80);
+    assert_eq!(route_p95(&week), live_p95, "live vs 7 d (daily + hourly)");
+
+    let month: Value = app
+        .get_json(
+            &format!(
+                "/api/monitoring/timeseries?window=30d&method=GET&route={}",
+                crate::monitoring::urlencode(ROUTE)
+            ),
+            &admin.token,
+        )
+        .await;
+    let three_days_ago = (chrono::Utc::now() - chrono::Duration::days(3))
+        .format("%Y-%m-%dT00:00:00.000Z")
+        .to_string();
+    let point = month["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["at"] == three_days_ago.as_str())
+        .unwrap_or_else(|| panic!("{three_days_ago} in {month}"));
+    assert_eq!(point["requests"], 40);
+    assert_eq!(
+        point["p95Ms"].as_f64().unwrap(),
+        live_p95,
+        "live vs 30 d day"
+    );
+
+    let out = app.sqlite3(&documented_daily_percentile_sql(0.95));
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{ROUTE}|GET|")))
+        .unwrap_or_else(|| panic!("{ROUTE} in {out}"));
+    let fields: Vec<&str> = row.split('|').collect();
+    assert_eq!(fields[2], "80");
+    let sql_p95: f64 = fields[3].parse().unwrap();
     assert!(
         (live_p95 - sql_p95).abs() <= live_p95 * 1e-12,
         "live {live_p95} vs SQL {sql_p95}"

@@ -310,115 +310,39 @@ pub struct RouteRollup {
 }
 
 /// API request roll-ups per route from `from_hour` (inclusive) to `to`
-/// (exclusive; open-ended when `None`).
+/// (exclusive; open-ended when `None`): closed whole days from the daily
+/// roll-ups, the hours around them from the hourly ones.
 pub async fn rollups_by_route(
     conn: &mut SqliteConnection,
     from_hour: Timestamp,
     to: Option<Timestamp>,
 ) -> sqlx::Result<Vec<RouteRollup>> {
-    let rows = sqlx::query!(
-        r#"SELECT route AS "route!: String", method AS "method!: String",
-                  sum(requests) AS "requests!: i64",
-                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
-                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
-           FROM request_rollups
-           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
-           GROUP BY route, method
-           ORDER BY route, method"#,
-        from_hour,
-        to
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let buckets = sqlx::query!(
-        r#"SELECT route AS "route!: String", method AS "method!: String",
-                  bucket AS "bucket!: i64", sum(count) AS "count!: i64"
-           FROM request_rollup_buckets
-           WHERE hour >= ?1 AND (?2 IS NULL OR hour < ?2) AND source = 'api'
-           GROUP BY route, method, bucket"#,
-        from_hour,
-        to
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let split = super::split(&mut *conn, from_hour, to).await?;
+    let rows = super::route_totals(&mut *conn, split).await?;
+    let buckets = super::route_buckets(&mut *conn, split).await?;
     let mut out: Vec<RouteRollup> = rows
         .into_iter()
-        .map(|r| {
-            let mut hist = Histogram::default();
-            hist.add_totals(r.requests.max(0) as u64, r.total_ms, r.max_ms);
-            RouteRollup {
-                route: r.route,
-                method: r.method,
-                server_errors: r.server_errors,
-                hist,
-            }
-        })
+        .map(
+            |(route, method, requests, server_errors, total_ms, max_ms)| {
+                let mut hist = Histogram::default();
+                hist.add_totals(requests.max(0) as u64, total_ms, max_ms);
+                RouteRollup {
+                    route,
+                    method,
+                    server_errors,
+                    hist,
+                }
+            },
+        )
         .collect();
-    for b in buckets {
+    for (route, method, bucket, n) in buckets {
         if let Ok(i) = out.binary_search_by(|r| {
-            (r.route.as_str(), r.method.as_str()).cmp(&(b.route.as_str(), b.method.as_str()))
+            (r.route.as_str(), r.method.as_str()).cmp(&(route.as_str(), method.as_str()))
         }) {
-            out[i]
-                .hist
-                .add_bucket(b.bucket as usize, b.count.max(0) as u64);
+            out[i].hist.add_bucket(bucket, n);
         }
     }
     Ok(out)
-}
-
-/// API request totals per hour from `from_hour` (inclusive), optionally of
-/// one method and route template: (hour, requests, server errors, total ms, max ms).
-pub async fn rollup_hours(
-    conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    method: Option<&str>,
-    route: Option<&str>,
-) -> sqlx::Result<Vec<(Timestamp, i64, i64, f64, f64)>> {
-    let rows = sqlx::query!(
-        r#"SELECT hour AS "hour!: Timestamp", sum(requests) AS "requests!: i64",
-                  sum(CASE WHEN status >= 500 THEN requests ELSE 0 END) AS "server_errors!: i64",
-                  sum(total_ms) AS "total_ms!: f64", max(max_ms) AS "max_ms!: f64"
-           FROM request_rollups
-           WHERE hour >= ?1 AND source = 'api' AND (?2 IS NULL OR method = ?2)
-             AND (?3 IS NULL OR route = ?3)
-           GROUP BY hour"#,
-        from_hour,
-        method,
-        route
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.hour, r.requests, r.server_errors, r.total_ms, r.max_ms))
-        .collect())
-}
-
-/// API latency bucket counts per hour from `from_hour` (inclusive),
-/// optionally of one route template: (hour, bucket, count).
-pub async fn rollup_hour_buckets(
-    conn: &mut SqliteConnection,
-    from_hour: Timestamp,
-    method: Option<&str>,
-    route: Option<&str>,
-) -> sqlx::Result<Vec<(Timestamp, usize, u64)>> {
-    let rows = sqlx::query!(
-        r#"SELECT hour AS "hour!: Timestamp", bucket AS "bucket!: i64",
-                  sum(count) AS "count!: i64"
-           FROM request_rollup_buckets
-           WHERE hour >= ?1 AND source = 'api' AND (?2 IS NULL OR method = ?2)
-             AND (?3 IS NULL OR route = ?3)
-           GROUP BY hour, bucket"#,
-        from_hour,
-        method,
-        route
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| (r.hour, r.bucket.max(0) as usize, r.count.max(0) as u64))
-        .collect())
 }
 
 /// Distinct authenticated users per step of `step_ms` from `from_ms` (Unix

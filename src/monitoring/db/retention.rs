@@ -72,6 +72,15 @@ pub async fn rebuild_rollups_before(
     Ok(done)
 }
 
+/// The UTC day of the oldest raw row, if any.
+pub async fn oldest_request_day(conn: &mut SqliteConnection) -> sqlx::Result<Option<NaiveDate>> {
+    sqlx::query_scalar!(
+        r#"SELECT date(min(at_ms) / 1000, 'unixepoch') AS "day: NaiveDate" FROM request_log"#
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// Raw rows older than `before_ms` (Unix milliseconds).
 pub async fn count_requests_before(
     conn: &mut SqliteConnection,
@@ -134,6 +143,8 @@ pub async fn count_rollups_before(
     sqlx::query_scalar!(
         r#"SELECT (SELECT count(*) FROM request_rollups WHERE hour < ?1)
                 + (SELECT count(*) FROM user_activity WHERE day < ?2)
+                + (SELECT count(*) FROM request_rollup_daily_buckets WHERE day < ?2)
+                + (SELECT count(*) FROM request_rollup_hour_users WHERE hour < ?1)
                 + (SELECT count(*) FROM alerts WHERE status = 'resolved' AND fired_at < ?1)
                 + (SELECT count(*) FROM error_groups WHERE last_seen < ?1) AS "n!: i64""#,
         before_hour,
@@ -160,6 +171,20 @@ pub async fn delete_rollups_before(
     )
     .execute(&mut *conn)
     .await?;
+    n += sqlx::query!(
+        "DELETE FROM request_rollup_daily_buckets WHERE day < ?",
+        before_day
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    n += sqlx::query!(
+        "DELETE FROM request_rollup_hour_users WHERE hour < ?",
+        before_hour
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
     n += sqlx::query!("DELETE FROM user_activity WHERE day < ?", before_day)
         .execute(&mut *conn)
         .await?
