@@ -1,6 +1,6 @@
 //! Closed days and hours: the daily latency buckets and the distinct users
 //! per hour, rolled by the writer as days and hours close
-//! (`migrations/20261130175300_rollup_closed_days.sql`), and the reads that
+//! (`migrations/20261130190000_rollup_closed_days.sql`), and the reads that
 //! combine them with the hourly roll-ups and the raw rows.
 
 use chrono::NaiveDate;
