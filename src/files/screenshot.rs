@@ -15,8 +15,8 @@
 //! proxy port and browser context ([`slot`]); at the end of the job the port
 //! is closed at once (cutting whatever the page left running) and the
 //! context is disposed, closing every popup, worker and service worker the
-//! page created. The next job's context is prepared in the background while
-//! a job runs, so a warm job finds one ready.
+//! page created. The next job's context is prepared in the background when
+//! the browser starts and after each job, so a warm job finds one ready.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -121,6 +121,8 @@ struct PoolInner {
     egress: Egress,
     /// A spare context is being prepared.
     preparing: AtomicBool,
+    /// Woken when a preparation ends (with a spare or without).
+    prepared: tokio::sync::Notify,
     /// A spare context is ready (for monitoring).
     spare_ready: AtomicBool,
 }
@@ -233,6 +235,7 @@ impl BrowserPool {
                 cancel,
                 egress,
                 preparing: AtomicBool::new(false),
+                prepared: tokio::sync::Notify::new(),
                 spare_ready: AtomicBool::new(false),
             }),
         }
@@ -287,6 +290,8 @@ impl BrowserPool {
             ShotError::Unavailable(format!("the browser could not be started: {msg}"))
         })?;
         let browser = (live.browser.clone(), live.generation);
+        // The first job waits for this one rather than opening another.
+        self.prepare_spare(live.browser.clone(), live.generation);
         *slot = Some(live);
         Ok(browser)
     }
@@ -475,7 +480,9 @@ impl BrowserPool {
         let blocked = slot.blocked.lock().map(|b| b.clone()).unwrap_or_default();
         // The port closes now; the page slot stays taken until the context
         // is disposed.
-        self.finish(browser, slot, (permit, in_use));
+        self.finish(browser.clone(), slot, (permit, in_use));
+        // The next job's context, made while this one's result is stored.
+        self.prepare_spare(browser, generation);
         match result {
             Ok(_) | Err(ShotError::Page(_)) if url_refused => Err(ShotError::Refused(
                 "url: the egress proxy refused the page's address".into(),

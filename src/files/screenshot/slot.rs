@@ -1,8 +1,8 @@
 //! A job's browser context ("slot"): its own egress port, a fresh browser
 //! context whose requests go through that port, and a blank page already
 //! guarded (Fetch domain) and hardened. One spare slot is prepared in the
-//! background while a job runs, so that the next warm job does not pay for
-//! opening a context, a page and its renderer; a spare was never used by
+//! background when the browser starts and after each job, so that the next
+//! warm job does not pay for opening a context, a page and its renderer; a spare was never used by
 //! any page, so handing it to a job shares nothing between jobs.
 //!
 //! At the end of a job its port is closed at once (every connection and
@@ -38,18 +38,34 @@ pub(super) struct Slot {
 }
 
 impl BrowserPool {
-    /// The spare slot of launch `generation`, or a new one; either way a
-    /// spare for the next job is prepared in the background.
+    /// The spare slot of launch `generation` (waiting for one being
+    /// prepared), or a new one.
     pub(super) async fn slot(
         &self,
         browser: &Arc<Mutex<Browser>>,
         generation: u64,
     ) -> Result<Slot, ShotError> {
-        let spare = {
-            let mut live = self.inner.live.lock().await;
-            live.as_mut()
-                .filter(|l| l.generation == generation)
-                .and_then(|l| l.spare.take())
+        let spare = loop {
+            // Created before looking, so that a preparation ending in
+            // between still wakes it.
+            let prepared = self.inner.prepared.notified();
+            let spare = {
+                let mut live = self.inner.live.lock().await;
+                live.as_mut()
+                    .filter(|l| l.generation == generation)
+                    .and_then(|l| l.spare.take())
+            };
+            if spare.is_some() || !self.inner.preparing.load(Ordering::SeqCst) {
+                break spare;
+            }
+            // One is on its way: waiting for it costs less than opening
+            // another beside it.
+            if tokio::time::timeout(Duration::from_secs(20), prepared)
+                .await
+                .is_err()
+            {
+                break None;
+            }
         };
         if spare.is_some() {
             self.inner.spare_ready.store(false, Ordering::Relaxed);
@@ -58,7 +74,6 @@ impl BrowserPool {
             Some(slot) => slot,
             None => self.open_slot(browser).await?,
         };
-        self.prepare_spare(browser.clone(), generation);
         Ok(slot)
     }
 
@@ -107,7 +122,7 @@ impl BrowserPool {
     /// In the background, unless a spare is ready or being prepared: a
     /// spare slot for launch `generation`, kept with that browser (and
     /// closed with it) or closed at once if the browser changed meanwhile.
-    fn prepare_spare(&self, browser: Arc<Mutex<Browser>>, generation: u64) {
+    pub(super) fn prepare_spare(&self, browser: Arc<Mutex<Browser>>, generation: u64) {
         if self.inner.preparing.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -146,6 +161,7 @@ impl BrowserPool {
                 }
             }
             pool.inner.preparing.store(false, Ordering::SeqCst);
+            pool.inner.prepared.notify_waiters();
         });
     }
 
