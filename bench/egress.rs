@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hs_platform::files::egress::{Egress, EgressConfig};
+use hs_platform::files::resolver::Resolver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,7 @@ async fn main() {
     let origin = origin().await;
     let egress = Egress::new(
         EgressConfig::new(vec!["127.0.0.1".into(), "localhost".into()]),
+        Resolver::system(),
         TaskTracker::new(),
         CancellationToken::new(),
     );

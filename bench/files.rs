@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .collect();
     let config = Config::from_map(&env)?;
-    let pool = BrowserPool::new(&config);
+    let pool = BrowserPool::new(&config, hs_platform::files::resolver::Resolver::system());
     let shot: ScreenshotRequest = serde_json::from_value(json!({
         "url": format!("http://{addr}/"),
         "viewport": {"width": 1280, "height": 800}

@@ -7,9 +7,12 @@
 # startedAt: the screenshot and storing its file, without queueing).
 #   BIN=/work/bins/hs-platform-before bench/screenshot_warm.sh
 #   BIN=target/release/hs-platform RUNS=40 bench/screenshot_warm.sh
+# GAP=0.5 waits that many seconds between screenshots (a warm browser that is
+# not kept busy back to back; default 0).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 RUNS="${RUNS:-30}"
+GAP="${GAP:-0}"
 SITE_PORT="${SITE_PORT:-18181}"
 dir="$(mktemp -d)"
 site="$(mktemp -d)"
@@ -25,7 +28,7 @@ shot() {
     -d "{\"url\":\"http://127.0.0.1:$SITE_PORT/index.html\"}"
 }
 shot > /dev/null # launches the browser
-for _ in $(seq 1 "$RUNS"); do shot; echo; done | python3 -c '
+for _ in $(seq 1 "$RUNS"); do sleep "$GAP"; shot; echo; done | python3 -c '
 import json, sys
 from datetime import datetime
 ms = []

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::files::resolver::Resolver;
 use crate::jobs::Registry;
 use crate::state::AppState;
 
@@ -41,6 +42,17 @@ impl Application {
         config: Config,
         extra_jobs: impl FnOnce(&mut Registry),
     ) -> anyhow::Result<Self> {
+        Self::build_with(config, Resolver::system(), extra_jobs).await
+    }
+
+    /// Like [`Application::build_with_jobs`], with the resolver that answers
+    /// every name the screenshot browser may reach (the system resolver in
+    /// the binary; tests pass one that rebinds).
+    pub async fn build_with(
+        config: Config,
+        resolver: Resolver,
+        extra_jobs: impl FnOnce(&mut Registry),
+    ) -> anyhow::Result<Self> {
         crate::init_crypto();
         prepare_data_dir(&config)?;
         crate::maintenance::backup::apply_pending_restore(&config).await?;
@@ -48,7 +60,7 @@ impl Application {
         let db = Db::open(&config).await?;
         crate::maintenance::backup::check_at_startup(&db, &config).await?;
         let shutdown = CancellationToken::new();
-        let state = AppState::build(config, db, shutdown.clone()).await?;
+        let state = AppState::build_with_resolver(config, db, shutdown.clone(), resolver).await?;
         state
             .users
             .bootstrap_admin(

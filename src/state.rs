@@ -14,6 +14,7 @@ use crate::ai::{AiService, Chat};
 use crate::analytics::Analytics;
 use crate::config::Config;
 use crate::db::Db;
+use crate::files::resolver::Resolver;
 use crate::files::{FileService, Files};
 use crate::health::detailed::Checks;
 use crate::health::probe::Probe;
@@ -84,10 +85,22 @@ pub struct Services {
 }
 
 impl AppState {
+    /// The state with the system resolver.
     pub async fn build(
         config: Config,
         db: Db,
         shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        Self::build_with_resolver(config, db, shutdown, Resolver::system()).await
+    }
+
+    /// `resolver` answers every name the screenshot browser may reach (the
+    /// request check and the egress proxy).
+    pub async fn build_with_resolver(
+        config: Config,
+        db: Db,
+        shutdown: CancellationToken,
+        resolver: Resolver,
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let auth = AuthCache::new(db.clone());
@@ -121,7 +134,7 @@ impl AppState {
         let files = Files {
             db: db.clone(),
             config: config.clone(),
-            files: FileService::new(&config)?,
+            files: FileService::new(&config, resolver)?,
             users: users.clone(),
             jobs: jobs.clone(),
         };

@@ -5,8 +5,8 @@
 //! arrives here as `CONNECT host:port` (https, wss) or as an absolute-form
 //! plain HTTP request (http, ws upgrades).
 //!
-//! For each request the host is resolved exactly once, with a timeout and at
-//! most `max_lookups` lookups at once; every address must be public
+//! For each request the host is resolved exactly once by the service's
+//! [`Resolver`] (bounded, with a timeout); every address must be public
 //! ([`ssrf::is_forbidden`]) unless the host is in `SCREENSHOT_ALLOWED_HOSTS`;
 //! and the connection goes to exactly the addresses that were checked, so a
 //! name that answers differently the second time (DNS rebinding) gains
@@ -14,9 +14,9 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,6 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::resolver::Resolver;
 use super::ssrf;
 
 /// How the proxy resolves and connects.
@@ -38,10 +39,6 @@ use super::ssrf;
 pub struct EgressConfig {
     /// Hosts exempt from the address check (`SCREENSHOT_ALLOWED_HOSTS`).
     pub allowed_hosts: Vec<String>,
-    /// Lookups running at once, across every listener.
-    pub max_lookups: usize,
-    /// Waiting for a lookup slot plus the lookup itself.
-    pub lookup_timeout: Duration,
     pub connect_timeout: Duration,
     /// Client connections open at once, across every listener.
     pub max_connections: usize,
@@ -51,8 +48,6 @@ impl EgressConfig {
     pub fn new(allowed_hosts: Vec<String>) -> Self {
         Self {
             allowed_hosts,
-            max_lookups: 4,
-            lookup_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
             max_connections: 256,
         }
@@ -73,36 +68,23 @@ pub enum Refusal {
     Unresolved,
 }
 
-/// A blocking name lookup (`getaddrinfo` by default); swappable so that
-/// tests can play a resolver that answers slowly or differently each time.
-pub trait Lookup: Send + Sync + 'static {
-    fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>>;
-}
-
-/// The system resolver.
-pub struct SystemLookup;
-
-impl Lookup for SystemLookup {
-    fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>> {
-        Ok((host, port).to_socket_addrs()?.map(|sa| sa.ip()).collect())
-    }
-}
-
 #[derive(Default)]
 struct Stats {
     lookups: AtomicU64,
     refused: AtomicU64,
     tunnels: AtomicU64,
     forwarded: AtomicU64,
+    /// Checked but the host did not answer.
+    unreachable: AtomicU64,
+    /// Listeners (loopback ports) open now.
+    listeners: AtomicI64,
 }
 
 struct Shared {
     allowed: Vec<String>,
-    lookups: Arc<Semaphore>,
-    lookup_timeout: Duration,
     connect_timeout: Duration,
     connections: Arc<Semaphore>,
-    backend: Arc<dyn Lookup>,
+    resolver: Resolver,
     stats: Stats,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -124,14 +106,11 @@ fn normalize_host(host: &str) -> String {
 }
 
 impl Egress {
-    /// Tasks run under `tracker` and stop on `cancel`.
-    pub fn new(config: EgressConfig, tracker: TaskTracker, cancel: CancellationToken) -> Self {
-        Self::with_lookup(config, Arc::new(SystemLookup), tracker, cancel)
-    }
-
-    pub fn with_lookup(
+    /// Names are looked up by `resolver`; tasks run under `tracker` and
+    /// stop on `cancel`.
+    pub fn new(
         config: EgressConfig,
-        backend: Arc<dyn Lookup>,
+        resolver: Resolver,
         tracker: TaskTracker,
         cancel: CancellationToken,
     ) -> Self {
@@ -142,11 +121,9 @@ impl Egress {
                     .iter()
                     .map(|h| normalize_host(h))
                     .collect(),
-                lookups: Arc::new(Semaphore::new(config.max_lookups.max(1))),
-                lookup_timeout: config.lookup_timeout,
                 connect_timeout: config.connect_timeout,
                 connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
-                backend,
+                resolver,
                 stats: Stats::default(),
                 tracker,
                 cancel,
@@ -162,6 +139,8 @@ impl Egress {
             "refused": s.refused.load(Ordering::Relaxed),
             "tunnels": s.tunnels.load(Ordering::Relaxed),
             "forwarded": s.forwarded.load(Ordering::Relaxed),
+            "unreachable": s.unreachable.load(Ordering::Relaxed),
+            "listeners": s.listeners.load(Ordering::Relaxed),
         })
     }
 
@@ -192,25 +171,14 @@ impl Egress {
             .collect())
     }
 
-    /// One bounded lookup: the slot is held until the blocking lookup has
-    /// really returned, so a resolver that hangs cannot pile up threads.
+    /// One lookup by the shared resolver, counted as the proxy's.
     async fn lookup(&self, host: &str, port: u16) -> Result<Vec<IpAddr>, Refusal> {
-        let deadline = Instant::now() + self.inner.lookup_timeout;
-        let permit = tokio::time::timeout_at(deadline, self.inner.lookups.clone().acquire_owned())
-            .await
-            .map_err(|_| Refusal::Unresolved)?
-            .map_err(|_| Refusal::Unresolved)?;
         self.inner.stats.lookups.fetch_add(1, Ordering::Relaxed);
-        let backend = self.inner.backend.clone();
-        let name = host.to_owned();
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            backend.lookup(&name, port)
-        });
-        match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(Ok(ips))) => Ok(ips),
-            _ => Err(Refusal::Unresolved),
-        }
+        self.inner
+            .resolver
+            .lookup(host, port)
+            .await
+            .map_err(|_| Refusal::Unresolved)
     }
 
     /// Opens a listener on `127.0.0.1:0`. It serves until it is dropped or
@@ -221,6 +189,7 @@ impl Egress {
         let addr = socket.local_addr()?;
         let cancel = self.inner.cancel.child_token();
         let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+        self.inner.stats.listeners.fetch_add(1, Ordering::Relaxed);
         let conn = Conn {
             egress: self.clone(),
             cancel: cancel.clone(),
@@ -360,6 +329,13 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 impl Conn {
     async fn accept_loop(self, socket: TcpListener) {
+        self.accept(socket).await;
+        // The socket is closed now.
+        let stats = &self.egress.inner.stats;
+        stats.listeners.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn accept(&self, socket: TcpListener) {
         loop {
             let permit = tokio::select! {
                 p = self.egress.inner.connections.clone().acquire_owned() => match p {
@@ -423,6 +399,13 @@ impl Conn {
         text(StatusCode::FORBIDDEN, &format!("egress refused: {why}"))
     }
 
+    /// Answers 502: the checked addresses did not answer.
+    fn unreachable(&self) -> Response<Body> {
+        let stats = &self.egress.inner.stats;
+        stats.unreachable.fetch_add(1, Ordering::Relaxed);
+        text(StatusCode::BAD_GATEWAY, "egress: the host did not answer")
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         if req.method() == Method::CONNECT {
             self.tunnel(req).await
@@ -456,7 +439,7 @@ impl Conn {
         };
         let mut upstream = match connect_any(&addrs, self.egress.inner.connect_timeout).await {
             Ok(s) => s,
-            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+            Err(_) => return self.unreachable(),
         };
         self.egress
             .inner
@@ -504,7 +487,7 @@ impl Conn {
         };
         let upstream = match connect_any(&addrs, self.egress.inner.connect_timeout).await {
             Ok(s) => s,
-            Err(_) => return text(StatusCode::BAD_GATEWAY, "egress: the host did not answer"),
+            Err(_) => return self.unreachable(),
         };
 
         let upgrading = is_upgrade(req.headers());

@@ -20,6 +20,7 @@ pub mod egress;
 pub mod jobs;
 pub mod model;
 pub mod pdf;
+pub mod resolver;
 pub mod routes;
 pub mod screenshot;
 pub mod space;
@@ -76,7 +77,9 @@ struct Inner {
 }
 
 impl FileService {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    /// `resolver` answers every name the screenshot check and the egress
+    /// proxy look up.
+    pub fn new(config: &Config, resolver: resolver::Resolver) -> anyhow::Result<Self> {
         let storage = Storage::new(config.files_dir())?;
         let disk_total = space::disk_space(storage.dir())
             .ok()
@@ -101,7 +104,7 @@ impl FileService {
                 render: Arc::new(Semaphore::new(config.render_concurrency)),
                 fonts: OnceLock::new(),
                 font_path: config.font_path.clone(),
-                browser: screenshot::BrowserPool::new(config),
+                browser: screenshot::BrowserPool::new(config, resolver),
             }),
         })
     }

@@ -76,7 +76,8 @@ impl GenerateRequest for ScreenshotRequest {
 
     async fn check(&self, state: &Files) -> std::result::Result<(), Vec<FieldError>> {
         self.validate()?;
-        ssrf::check(&self.url, state.files.browser().allowed_hosts())
+        let browser = state.files.browser();
+        ssrf::check(&self.url, browser.allowed_hosts(), browser.resolver())
             .await
             .map_err(|message| vec![FieldError::new("url", message)])
     }

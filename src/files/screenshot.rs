@@ -12,8 +12,11 @@
 //! Structurally, every network request of the browser goes through the
 //! service's egress proxy ([`super::egress`]), which resolves each host once
 //! and connects only to the addresses it checked. Each job gets its own
-//! proxy port and browser context; disposing the context at the end of the
-//! job closes every popup, worker and service worker the page created.
+//! proxy port and browser context ([`slot`]); at the end of the job the port
+//! is closed at once (cutting whatever the page left running) and the
+//! context is disposed, closing every popup, worker and service worker the
+//! page created. The next job's context is prepared in the background when
+//! the browser starts and after each job, so a warm job finds one ready.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,10 +24,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    self, ContinueRequestParams, EventRequestPaused, FailRequestParams, RequestPattern,
-};
-use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
 use chromiumoxide::cdp::browser_protocol::page::{CaptureScreenshotParams, NavigateParams};
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig, Page};
@@ -35,14 +34,17 @@ use tokio_util::task::TaskTracker;
 
 use super::egress::{Egress, EgressConfig, Listener};
 use super::model::{ScreenshotRequest, WaitUntil};
+use super::resolver::Resolver;
 use super::ssrf;
 use crate::config::Config;
 
 mod page;
+mod slot;
 use page::{
-    capped, capture_format, cdp, element_clip, element_rect_js, full_page_clip, harden, open_page,
-    proxy_refused_url, track_inflight,
+    capped, capture_format, cdp, element_clip, element_rect_js, full_page_clip, proxy_refused_url,
+    set_viewport, track_inflight,
 };
+use slot::Slot;
 
 /// Why a screenshot failed, so that the job can say whether to retry.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,9 @@ struct Live {
     /// The egress port of the browser's default context; dropped (closed)
     /// with the browser.
     _proxy: Listener,
+    /// A context prepared for the next job, never used yet; closed with
+    /// the browser (idle shutdown, restart).
+    spare: Option<Slot>,
 }
 
 struct PoolInner {
@@ -92,6 +97,8 @@ struct PoolInner {
     /// Fresh profiles are created under here (`DATA_DIR/chromium`).
     profiles: PathBuf,
     allowed_hosts: Vec<String>,
+    /// Answers every name the request check and the egress proxy look up.
+    resolver: Resolver,
     pages: Arc<Semaphore>,
     concurrency: usize,
     live: Mutex<Option<Live>>,
@@ -112,6 +119,12 @@ struct PoolInner {
     cancel: CancellationToken,
     /// Every network request of the browser goes through this proxy.
     egress: Egress,
+    /// A spare context is being prepared.
+    preparing: AtomicBool,
+    /// Woken when a preparation ends (with a spare or without).
+    prepared: tokio::sync::Notify,
+    /// A spare context is ready (for monitoring).
+    spare_ready: AtomicBool,
 }
 
 /// The shared browser; clone freely.
@@ -190,11 +203,14 @@ const BROWSER_SWITCHES: &[&str] = &[
 const HARDEN_JS: &str = "(() => { for (const k of ['WebSocket','WebSocketStream','RTCPeerConnection','webkitRTCPeerConnection','RTCDataChannel','WebTransport']) { try { Object.defineProperty(window, k, {value: undefined, configurable: false, writable: false}); } catch (e) {} } })();";
 
 impl BrowserPool {
-    pub fn new(config: &Config) -> Self {
+    /// `resolver` answers every name the request check and the egress proxy
+    /// look up.
+    pub fn new(config: &Config, resolver: Resolver) -> Self {
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
         let egress = Egress::new(
             EgressConfig::new(config.screenshot_allowed_hosts.clone()),
+            resolver.clone(),
             tasks.clone(),
             cancel.clone(),
         );
@@ -203,6 +219,7 @@ impl BrowserPool {
                 executable: find_executable(config),
                 profiles: config.data_dir.join("chromium"),
                 allowed_hosts: config.screenshot_allowed_hosts.clone(),
+                resolver,
                 pages: Arc::new(Semaphore::new(config.screenshot_concurrency)),
                 concurrency: config.screenshot_concurrency,
                 live: Mutex::new(None),
@@ -217,12 +234,20 @@ impl BrowserPool {
                 tasks,
                 cancel,
                 egress,
+                preparing: AtomicBool::new(false),
+                prepared: tokio::sync::Notify::new(),
+                spare_ready: AtomicBool::new(false),
             }),
         }
     }
 
     pub fn allowed_hosts(&self) -> &[String] {
         &self.inner.allowed_hosts
+    }
+
+    /// The resolver of the request check and the egress proxy.
+    pub fn resolver(&self) -> &Resolver {
+        &self.inner.resolver
     }
 
     /// For monitoring.
@@ -240,16 +265,19 @@ impl BrowserPool {
             "lastError": i.last_error.lock().ok().and_then(|e| e.clone()),
             "rssBytes": (pid != 0).then(|| tree_rss_bytes(pid)),
             "egress": i.egress.health(),
+            "lookups": i.resolver.lookups(),
+            "spareReady": i.spare_ready.load(Ordering::Relaxed),
         })
     }
 
-    /// The running browser, launching one if there is none or it died.
-    async fn browser(&self) -> Result<Arc<Mutex<Browser>>, ShotError> {
+    /// The running browser and its launch number, launching one if there
+    /// is none or it died.
+    async fn browser(&self) -> Result<(Arc<Mutex<Browser>>, u64), ShotError> {
         let mut slot = self.inner.live.lock().await;
         if let Some(live) = slot.as_ref()
             && !live.dead.load(Ordering::Relaxed)
         {
-            return Ok(live.browser.clone());
+            return Ok((live.browser.clone(), live.generation));
         }
         if let Some(old) = slot.take() {
             self.dispose(old).await;
@@ -261,7 +289,9 @@ impl BrowserPool {
             }
             ShotError::Unavailable(format!("the browser could not be started: {msg}"))
         })?;
-        let browser = live.browser.clone();
+        let browser = (live.browser.clone(), live.generation);
+        // The first job waits for this one rather than opening another.
+        self.prepare_spare(live.browser.clone(), live.generation);
         *slot = Some(live);
         Ok(browser)
     }
@@ -338,6 +368,7 @@ impl BrowserPool {
             pid,
             generation,
             _proxy: proxy,
+            spare: None,
         })
     }
 
@@ -391,6 +422,9 @@ impl BrowserPool {
             let _ = tokio::time::timeout(Duration::from_secs(5), b.wait()).await;
         }
         live.dead.store(true, Ordering::Relaxed);
+        // The spare context died with the browser; its port closes here.
+        drop(live.spare);
+        self.inner.spare_ready.store(false, Ordering::Relaxed);
         self.inner.running.store(false, Ordering::Relaxed);
         if self.inner.pid.load(Ordering::Relaxed) == live.pid.unwrap_or(0) {
             self.inner.pid.store(0, Ordering::Relaxed);
@@ -419,10 +453,10 @@ impl BrowserPool {
 
     /// Takes a screenshot: validated request in, image bytes out.
     pub async fn capture(&self, req: &ScreenshotRequest) -> Result<Vec<u8>, ShotError> {
-        ssrf::check(&req.url, &self.inner.allowed_hosts)
+        ssrf::check(&req.url, &self.inner.allowed_hosts, &self.inner.resolver)
             .await
             .map_err(|m| ShotError::Refused(format!("url: {m}")))?;
-        let _permit = self
+        let permit = self
             .inner
             .pages
             .clone()
@@ -430,47 +464,25 @@ impl BrowserPool {
             .await
             .map_err(|_| ShotError::Unavailable("the service is stopping".into()))?;
         self.inner.in_use.fetch_add(1, Ordering::Relaxed);
-        let _in_use = InUse(self.clone());
+        let in_use = InUse(self.clone());
 
-        let browser = self.browser().await?;
+        let (browser, generation) = self.browser().await?;
         // The job's own egress port and browser context: everything the
         // page opens (popups, workers, service workers) lives in the
         // context, goes through this port, and ends with the job.
-        let job_proxy = self
-            .inner
-            .egress
-            .listen()
-            .await
-            .map_err(|e| ShotError::Browser(format!("the egress proxy did not open: {e}")))?;
-        let (page, context) = {
-            let b = browser.lock().await;
-            tokio::time::timeout(Duration::from_secs(20), open_page(&b, &job_proxy))
-                .await
-                .map_err(|_| ShotError::Browser("the browser did not open a page".into()))?
-                .map_err(|e| ShotError::Browser(format!("the browser did not open a page: {e}")))?
-        };
-        let blocked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-        let outcome =
-            tokio::time::timeout(req.timeout(), self.shoot(&page, req, blocked.clone())).await;
+        let slot = self.slot(&browser, generation).await?;
+        let outcome = tokio::time::timeout(req.timeout(), self.shoot(&slot.page, req)).await;
         let result = match outcome {
             Ok(r) => r,
             Err(_) => Err(ShotError::Timeout),
         };
-        // Always close the page; a browser that cannot even do that is
-        // killed and relaunched by the next job.
-        let closed = tokio::time::timeout(Duration::from_secs(5), page.close()).await;
-        let disposed = tokio::time::timeout(
-            Duration::from_secs(5),
-            browser.lock().await.dispose_browser_context(context),
-        )
-        .await;
-        let url_refused = proxy_refused_url(&job_proxy, &req.url);
-        // Cuts whatever tunnel the context left open.
-        drop(job_proxy);
-        if !matches!(closed, Ok(Ok(()))) || !matches!(disposed, Ok(Ok(()))) {
-            tracing::warn!("a page or its context did not close; restarting the browser");
-            self.restart().await;
-        }
+        let url_refused = proxy_refused_url(&slot.proxy, &req.url);
+        let blocked = slot.blocked.lock().map(|b| b.clone()).unwrap_or_default();
+        // The port closes now; the page slot stays taken until the context
+        // is disposed.
+        self.finish(browser.clone(), slot, (permit, in_use));
+        // The next job's context, made while this one's result is stored.
+        self.prepare_spare(browser, generation);
         match result {
             Ok(_) | Err(ShotError::Page(_)) if url_refused => Err(ShotError::Refused(
                 "url: the egress proxy refused the page's address".into(),
@@ -479,7 +491,6 @@ impl BrowserPool {
                 Err(ShotError::Browser(format!("the browser stopped: {m}")))
             }
             Err(ShotError::Page(m)) => {
-                let blocked = blocked.lock().map(|b| b.clone()).unwrap_or_default();
                 if blocked.iter().any(|u| u == req.url.as_str())
                     || (!blocked.is_empty() && m.contains("ERR_BLOCKED_BY_CLIENT"))
                 {
@@ -502,19 +513,14 @@ impl BrowserPool {
         }
     }
 
-    async fn shoot(
-        &self,
-        page: &Page,
-        req: &ScreenshotRequest,
-        blocked: Arc<std::sync::Mutex<Vec<String>>>,
-    ) -> Result<Vec<u8>, ShotError> {
-        self.guard_requests(page, blocked).await?;
+    /// Navigates a prepared page (guarded and hardened) and captures it.
+    async fn shoot(&self, page: &Page, req: &ScreenshotRequest) -> Result<Vec<u8>, ShotError> {
         let tracker = if req.wait_until == WaitUntil::Networkidle {
             Some(track_inflight(page).await?)
         } else {
             None
         };
-        harden(page, req).await?;
+        set_viewport(page, req).await?;
         page.goto(NavigateParams::new(req.url.clone()))
             .await
             .map_err(cdp)?;
@@ -544,60 +550,6 @@ impl BrowserPool {
             optimize_for_speed: None,
         };
         self.capture_raw(page, params).await
-    }
-
-    /// The request guard: every request the page makes is paused, checked,
-    /// then continued or failed (and noted in `blocked`). It ends when the
-    /// page closes (the stream ends).
-    async fn guard_requests(
-        &self,
-        page: &Page,
-        blocked: Arc<std::sync::Mutex<Vec<String>>>,
-    ) -> Result<(), ShotError> {
-        let mut paused = page
-            .event_listener::<EventRequestPaused>()
-            .await
-            .map_err(cdp)?;
-        let guard_page = page.clone();
-        let allowed = self.inner.allowed_hosts.clone();
-        let blocked_log = blocked;
-        tokio::spawn(async move {
-            while let Some(ev) = paused.next().await {
-                let page = guard_page.clone();
-                let allowed = allowed.clone();
-                let blocked_log = blocked_log.clone();
-                tokio::spawn(async move {
-                    let url = ev.request.url.clone();
-                    match ssrf::check(&url, &allowed).await {
-                        Ok(()) => {
-                            let _ = page
-                                .execute(ContinueRequestParams::new(ev.request_id.clone()))
-                                .await;
-                        }
-                        Err(reason) => {
-                            tracing::info!(%reason, "screenshot sub-request refused");
-                            if let Ok(mut b) = blocked_log.lock() {
-                                b.push(url);
-                            }
-                            let _ = page
-                                .execute(FailRequestParams::new(
-                                    ev.request_id.clone(),
-                                    ErrorReason::BlockedByClient,
-                                ))
-                                .await;
-                        }
-                    }
-                });
-            }
-        });
-        page.execute(
-            fetch::EnableParams::builder()
-                .pattern(RequestPattern::builder().url_pattern("*").build())
-                .build(),
-        )
-        .await
-        .map_err(cdp)?;
-        Ok(())
     }
 
     async fn capture_raw(

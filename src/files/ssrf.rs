@@ -12,6 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use url::{Host, Url};
 
+use super::resolver::Resolver;
+
 /// Parses a URL the browser may be sent to: http or https, with a host, no
 /// credentials. Says why not otherwise.
 pub fn parse_target(raw: &str) -> Result<Url, String> {
@@ -44,9 +46,10 @@ fn is_allowed_host(url: &Url, allowed: &[String]) -> bool {
     })
 }
 
-/// Checks a URL the browser wants to fetch: parse, allow-list, resolve,
-/// and refuse any non-public address. `Err` says why.
-pub async fn check(raw: &str, allowed: &[String]) -> Result<(), String> {
+/// Checks a URL the browser wants to fetch: parse, allow-list, resolve
+/// (with the service's bounded `resolver`), and refuse any non-public
+/// address. `Err` says why.
+pub async fn check(raw: &str, allowed: &[String], resolver: &Resolver) -> Result<(), String> {
     let url = parse_target(raw)?;
     if is_allowed_host(&url, allowed) {
         return Ok(());
@@ -62,15 +65,10 @@ pub async fn check(raw: &str, allowed: &[String]) -> Result<(), String> {
             {
                 return Err("the host is loopback".into());
             }
-            match tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                tokio::net::lookup_host((domain.as_str(), port)),
-            )
-            .await
-            {
-                Ok(Ok(it)) => it.map(|sa| sa.ip()).collect(),
-                _ => return Err("the host does not resolve".into()),
-            }
+            resolver
+                .lookup(&domain, port)
+                .await
+                .map_err(|e| e.to_string())?
         }
         None => return Err("must have a host".into()),
     };
@@ -153,7 +151,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(check(url, &[])).is_err()
+        rt.block_on(check(url, &[], &Resolver::system())).is_err()
     }
 
     #[test]
@@ -224,14 +222,10 @@ mod tests {
             .build()
             .unwrap();
         let allowed = vec!["127.0.0.1".to_string(), "::1".to_string()];
-        assert!(
-            rt.block_on(check("http://127.0.0.1:3000/x", &allowed))
-                .is_ok()
-        );
-        assert!(rt.block_on(check("http://[::1]:3000/x", &allowed)).is_ok());
-        assert!(
-            rt.block_on(check("http://localhost:3000/x", &allowed))
-                .is_err()
-        );
+        let resolver = Resolver::system();
+        let check = |url| check(url, &allowed, &resolver);
+        assert!(rt.block_on(check("http://127.0.0.1:3000/x")).is_ok());
+        assert!(rt.block_on(check("http://[::1]:3000/x")).is_ok());
+        assert!(rt.block_on(check("http://localhost:3000/x")).is_err());
     }
 }

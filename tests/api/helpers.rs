@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hs_platform::app::Application;
 use hs_platform::config::Config;
+use hs_platform::files::resolver::Resolver;
 use hs_platform::jobs::Registry;
 use hs_platform::state::AppState;
 use reqwest::{Method, Response, StatusCode};
@@ -107,7 +108,18 @@ pub async fn spawn_app_with_jobs(
     for (k, v) in settings {
         env.insert((*k).to_string(), (*v).to_string());
     }
-    start_with(dir, env, jobs).await
+    start_with(dir, env, Resolver::system(), jobs).await
+}
+
+/// Starts the real service whose screenshot check and egress proxy ask
+/// `resolver` (a stand-in DNS) instead of the system's.
+pub async fn spawn_app_with_resolver(settings: &[(&str, &str)], resolver: Resolver) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = base_env(&dir);
+    for (k, v) in settings {
+        env.insert((*k).to_string(), (*v).to_string());
+    }
+    start_with(dir, env, resolver, |_| {}).await
 }
 
 /// A second service on the same data directory as `other` (as if a new
@@ -127,21 +139,22 @@ pub async fn spawn_app_sharing(
         format!("sqlite://{}", other.db_path().display()),
     );
     env.insert("DATA_DIR".into(), dir.path().display().to_string());
-    start_with(dir, env, jobs).await
+    start_with(dir, env, Resolver::system(), jobs).await
 }
 
 async fn start(dir: TempDir, env: HashMap<String, String>) -> TestApp {
-    start_with(dir, env, |_| {}).await
+    start_with(dir, env, Resolver::system(), |_| {}).await
 }
 
 async fn start_with(
     dir: TempDir,
     env: HashMap<String, String>,
+    resolver: Resolver,
     jobs: impl FnOnce(&mut Registry),
 ) -> TestApp {
     hs_platform::init_crypto();
     let config = Config::from_map(&env).expect("valid test configuration");
-    let app = Application::build_with_jobs(config, jobs)
+    let app = Application::build_with(config, resolver, jobs)
         .await
         .expect("app builds");
     let state = app.state().clone();

@@ -9,6 +9,7 @@ mod backups;
 mod connections;
 mod console;
 mod contract;
+mod egress;
 mod fake_claude;
 mod files;
 mod foundation;

@@ -4,10 +4,12 @@ use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
+use crate::files::resolver::Lookup;
 
 fn egress(allowed: &[&str]) -> Egress {
     Egress::new(
         EgressConfig::new(allowed.iter().map(|s| s.to_string()).collect()),
+        Resolver::system(),
         TaskTracker::new(),
         CancellationToken::new(),
     )
@@ -275,10 +277,14 @@ impl Lookup for Fake {
 }
 
 fn egress_with(fake: Arc<Fake>, allowed: &[&str], max_lookups: usize, timeout: Duration) -> Egress {
-    let mut config = EgressConfig::new(allowed.iter().map(|s| s.to_string()).collect());
-    config.max_lookups = max_lookups;
-    config.lookup_timeout = timeout;
-    Egress::with_lookup(config, fake, TaskTracker::new(), CancellationToken::new())
+    let config = EgressConfig::new(allowed.iter().map(|s| s.to_string()).collect());
+    let resolver = Resolver::new(fake, max_lookups, timeout);
+    Egress::new(
+        config,
+        resolver,
+        TaskTracker::new(),
+        CancellationToken::new(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,11 +57,17 @@ pub(super) async fn track_inflight(page: &Page) -> Result<Arc<Inflight>, ShotErr
     Ok(tracker)
 }
 
-/// The page script that hides automation, and the requested viewport.
-pub(super) async fn harden(page: &Page, req: &ScreenshotRequest) -> Result<(), ShotError> {
+/// The script that removes the network APIs the Fetch domain cannot see,
+/// run in every frame before the page's own.
+pub(super) async fn harden(page: &Page) -> Result<(), ShotError> {
     page.execute(AddScriptToEvaluateOnNewDocumentParams::new(HARDEN_JS))
         .await
         .map_err(cdp)?;
+    Ok(())
+}
+
+/// The requested viewport.
+pub(super) async fn set_viewport(page: &Page, req: &ScreenshotRequest) -> Result<(), ShotError> {
     page.execute(SetDeviceMetricsOverrideParams::new(
         i64::from(req.viewport.width),
         i64::from(req.viewport.height),
