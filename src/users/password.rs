@@ -48,6 +48,13 @@ impl Hasher {
         })
     }
 
+    /// A hash no known password matches (the dummy hash's password is
+    /// random and forgotten): for accounts nobody signs in to with a
+    /// password, such as the load tester's, without hashing again.
+    pub fn unusable_hash(&self) -> String {
+        self.inner.dummy_hash.clone()
+    }
+
     pub async fn hash(&self, password: SecretString) -> Result<String, AppError> {
         let params = self.inner.params.clone();
         self.run(move || hash_blocking(&params, password.expose_secret()))
