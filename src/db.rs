@@ -144,6 +144,35 @@ pub fn new_id() -> String {
 mod tests {
     use super::*;
 
+    /// SQLite re-prepares a statement whose LIMIT is a bound parameter each
+    /// time that parameter is bound (see docs/architecture.md): every LIMIT
+    /// takes `CAST(?N AS INTEGER)` instead.
+    #[test]
+    fn no_statement_binds_its_limit_directly() {
+        let needle = concat!("LIMIT", " ?");
+        let mut offenders = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (i, line) in text.lines().enumerate() {
+                        if line.contains(needle) {
+                            offenders.push(format!("{}:{}", path.display(), i + 1));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "bound LIMIT in {offenders:?}");
+    }
+
     #[test]
     fn ids_sort_by_creation() {
         let a = new_id();

@@ -276,7 +276,7 @@ pub async fn storage_per_user(
                   coalesce(sum(f.size), 0) AS "bytes!: i64"
            FROM files f LEFT JOIN users u ON u.id = f.user_id
            WHERE f.user_id IS NOT NULL
-           GROUP BY f.user_id ORDER BY 4 DESC, f.user_id LIMIT ?"#,
+           GROUP BY f.user_id ORDER BY 4 DESC, f.user_id LIMIT CAST(? AS INTEGER)"#,
         limit
     )
     .fetch_all(conn)

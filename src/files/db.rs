@@ -107,7 +107,7 @@ pub async fn list(
              AND (?2 IS NULL OR kind = ?2)
              AND (?3 IS NULL OR id < ?3)
            ORDER BY id DESC
-           LIMIT ?4"#,
+           LIMIT CAST(?4 AS INTEGER)"#,
         owner,
         kind,
         cursor,

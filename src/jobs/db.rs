@@ -180,7 +180,7 @@ pub async fn list(
            FROM jobs
            WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2)
              AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4)
-           ORDER BY id DESC LIMIT ?5"#,
+           ORDER BY id DESC LIMIT CAST(?5 AS INTEGER)"#,
         user_id,
         status,
         kind,
@@ -252,7 +252,7 @@ pub async fn claim(
                                   WHERE x.status = 'queued'
                                     AND coalesce(x.user_id, '') || char(31) || x.kind = o.k
                                     AND x.run_at <= ?4
-                                  ORDER BY x.priority DESC, x.id LIMIT ?2)),
+                                  ORDER BY x.priority DESC, x.id LIMIT CAST(?2 AS INTEGER))),
                running AS MATERIALIZED (
                    SELECT user_id, kind FROM jobs WHERE status = 'running'),
                by_user AS (
@@ -266,7 +266,7 @@ pub async fn claim(
                           + (SELECT count(*) FROM running r WHERE r.kind = b.kind) AS place
                    FROM by_user b LEFT JOIN json_each(?5) AS lane ON lane.key = b.kind)
                SELECT id FROM by_kind WHERE lane IS NULL OR place <= lane
-               ORDER BY turn, id LIMIT ?2)
+               ORDER BY turn, id LIMIT CAST(?2 AS INTEGER))
            RETURNING id AS "id!: JobId", kind, payload, user_id AS "user_id?: UserId", attempts,
                      max_attempts, lease_token AS "lease_token!""#,
         owner,

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use super::db::{self, Claimed};
 use super::model::{JobError, backoff};
-use super::writer::{Outcome, WriteOp};
+use super::writer::{ClaimSize, Outcome, WriteOp};
 use super::{JobContext, Queue, Registry, RunningJob};
 use crate::config::Config;
 use crate::db::Db;
@@ -102,7 +102,7 @@ async fn run(state: Runner, registry: Arc<Registry>, shutdown: CancellationToken
             }
             continue;
         }
-        let claimed = match claim(&state, free).await {
+        let claimed = match claim(&state, &slots).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "failed to claim jobs");
@@ -156,7 +156,9 @@ async fn run(state: Runner, registry: Arc<Registry>, shutdown: CancellationToken
 
 /// Claims through the group-commit writer, so that a claim shares its
 /// transaction with the outcomes and enqueues of the same moment.
-async fn claim(state: &Runner, n: usize) -> anyhow::Result<Vec<Claimed>> {
+/// The claim takes as many jobs as there are free slots when the writer
+/// applies it (slots keep freeing while it waits; only this loop takes them).
+async fn claim(state: &Runner, slots: &Arc<Semaphore>) -> anyhow::Result<Vec<Claimed>> {
     let lease = Timestamp::now() + chrono::Duration::from_std(state.config.job_lease)?;
     let (ack, rx) = oneshot::channel();
     state
@@ -165,7 +167,10 @@ async fn claim(state: &Runner, n: usize) -> anyhow::Result<Vec<Claimed>> {
         .writer
         .send(WriteOp::Claim {
             owner: state.jobs.owner().to_string(),
-            n: n as i64,
+            n: ClaimSize {
+                slots: slots.clone(),
+                max: MAX_CLAIM,
+            },
             lease_expires_at: lease,
             ack,
         })

@@ -84,10 +84,27 @@ pub(super) enum WriteOp {
     },
     Claim {
         owner: String,
-        n: i64,
+        /// How many jobs to claim, read when the claim is applied rather
+        /// than when it was sent: slots freed while the claim waited for the
+        /// writer are filled by this same claim, so that a busy queue makes
+        /// few large claims instead of one per finished job.
+        n: ClaimSize,
         lease_expires_at: Timestamp,
         ack: oneshot::Sender<Result<Vec<db::Claimed>, AppError>>,
     },
+}
+
+/// The size of a claim: the runner's free slots at the moment the claim is
+/// applied (at least 1, at most `max`).
+pub(super) struct ClaimSize {
+    pub slots: std::sync::Arc<tokio::sync::Semaphore>,
+    pub max: usize,
+}
+
+impl ClaimSize {
+    fn now(&self) -> i64 {
+        self.slots.available_permits().clamp(1, self.max) as i64
+    }
 }
 
 /// How an attempt ended.
@@ -318,7 +335,7 @@ async fn apply_op(
             n,
             lease_expires_at,
             ack,
-        } => match db::claim(tx, &owner, n, lanes, lease_expires_at, now).await {
+        } => match db::claim(tx, &owner, n.now(), lanes, lease_expires_at, now).await {
             Ok(rows) => pending.push(Pending::Claim(ack, rows)),
             Err(e) => {
                 let _ = ack.send(Err(e.into()));

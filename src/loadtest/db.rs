@@ -187,7 +187,7 @@ pub async fn recent(conn: &mut SqliteConnection, limit: i64) -> sqlx::Result<Vec
                   requests, succeeded, failed, achieved_rps, p50_ms, p99_ms, passed,
                   NULL AS "report?: String", error, created_at AS "created_at: Timestamp",
                   started_at AS "started_at?: Timestamp", finished_at AS "finished_at?: Timestamp"
-           FROM load_tests ORDER BY created_at DESC, id DESC LIMIT ?"#,
+           FROM load_tests ORDER BY created_at DESC, id DESC LIMIT CAST(? AS INTEGER)"#,
         limit
     )
     .fetch_all(conn)

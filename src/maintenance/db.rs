@@ -168,7 +168,7 @@ pub async fn list_backups(
         r#"SELECT id AS "id!", job_id AS "job_id?: JobId", trigger, file_name, status, size_bytes,
                   integrity, duration_ms, error, created_at AS "created_at: Timestamp",
                   finished_at AS "finished_at?: Timestamp", sha256
-           FROM backups WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2"#,
+           FROM backups WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT CAST(?2 AS INTEGER)"#,
         cursor,
         limit
     )

@@ -143,7 +143,7 @@ pub async fn list_for_user(
                   data, metadata, ip, user_agent
            FROM sessions
            WHERE user_id = ?1 AND (?2 IS NULL OR id < ?2)
-           ORDER BY id DESC LIMIT ?3"#,
+           ORDER BY id DESC LIMIT CAST(?3 AS INTEGER)"#,
         user_id,
         cursor,
         limit
@@ -304,7 +304,7 @@ pub async fn invalidations_since(
     sqlx::query_as!(
         Invalidation,
         r#"SELECT seq AS "seq!", user_id AS "user_id: UserId", token_hash FROM auth_invalidations
-           WHERE seq > ? ORDER BY seq LIMIT ?"#,
+           WHERE seq > ? ORDER BY seq LIMIT CAST(? AS INTEGER)"#,
         seq,
         limit
     )

@@ -95,7 +95,7 @@ pub async fn list(
            WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\' OR name LIKE ?1 ESCAPE '\')
              AND (?2 IS NULL OR role = ?2)
              AND (?3 IS NULL OR id < ?3)
-           ORDER BY id DESC LIMIT ?4"#,
+           ORDER BY id DESC LIMIT CAST(?4 AS INTEGER)"#,
         pattern,
         role,
         cursor,

@@ -70,7 +70,7 @@ pub async fn recent_alerts(conn: &mut SqliteConnection, limit: i64) -> sqlx::Res
         Alert,
         r#"SELECT id AS "id!", rule, status, value, last_value, threshold, message,
                   fired_at AS "fired_at: Timestamp", resolved_at AS "resolved_at?: Timestamp"
-           FROM alerts ORDER BY fired_at DESC, id DESC LIMIT ?"#,
+           FROM alerts ORDER BY fired_at DESC, id DESC LIMIT CAST(? AS INTEGER)"#,
         limit
     )
     .fetch_all(conn)

@@ -94,7 +94,7 @@ pub async fn list_error_groups(
              AND (?3 IS NULL OR fingerprint = ?3)
              AND (?4 IS NULL OR last_seen < ?4 OR (last_seen = ?4 AND fingerprint > ?5))
            ORDER BY last_seen DESC, fingerprint
-           LIMIT ?6"#,
+           LIMIT CAST(?6 AS INTEGER)"#,
         kind,
         since,
         fingerprint,
@@ -114,7 +114,7 @@ pub async fn recent_error_events(
 ) -> sqlx::Result<Vec<ErrorEvent>> {
     let rows = sqlx::query!(
         r#"SELECT at AS "at: Timestamp", message, context, request_id FROM error_events
-           WHERE fingerprint = ? ORDER BY id DESC LIMIT ?"#,
+           WHERE fingerprint = ? ORDER BY id DESC LIMIT CAST(? AS INTEGER)"#,
         fingerprint,
         limit
     )

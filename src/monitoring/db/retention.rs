@@ -102,7 +102,7 @@ pub async fn delete_requests_before(
 ) -> sqlx::Result<u64> {
     Ok(sqlx::query!(
         "DELETE FROM request_log WHERE id IN
-             (SELECT id FROM request_log WHERE at_ms < ? ORDER BY at_ms LIMIT ?)",
+             (SELECT id FROM request_log WHERE at_ms < ? ORDER BY at_ms LIMIT CAST(? AS INTEGER))",
         before_ms,
         limit
     )
