@@ -4,8 +4,6 @@
 # script uses, so the figure is the one the service's SQLite pays.
 #   bench/sqlite/insert_floor.sh
 set -euo pipefail
-cd "$(dirname "$0")"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-./compile.sh insert_floor.c "$work/insert_floor"
-"$work/insert_floor" "$work/insert_floor.db"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+"$(dirname "$0")/run.sh" insert_floor "$dir/insert_floor.db"

@@ -5,8 +5,4 @@
 # e.g. the queue's claim with `LIMIT ?2` was re-prepared at every run
 # (0.41-0.57 ms a run); with `LIMIT CAST(?2 AS INTEGER)` never (0.08 ms).
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$here/compile.sh" "$here/reprepare.c" "$work/reprepare"
-"$work/reprepare" "$@"
+exec "$(dirname "$0")/run.sh" reprepare "$@"

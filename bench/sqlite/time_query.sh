@@ -5,8 +5,4 @@
 #   bench/sqlite/time_query.sh DATABASE SQL_FILE [REPS]
 # Bound parameters are not supported: write the values into the SQL.
 set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-"$here/compile.sh" "$here/time_query.c" "$work/time_query"
-"$work/time_query" "$@"
+exec "$(dirname "$0")/run.sh" time_query "$@"
